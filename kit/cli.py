@@ -1,0 +1,125 @@
+"""The `kit` command: thin verbs over the package. Bad input ends with one 'error:' line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from kit.errors import KitError
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError as exc:
+        raise KitError(f"{path}: file not found") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise KitError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def cmd_synth(args) -> None:
+    from kit.competitions import get_competition
+
+    comp = get_competition(args.competition)
+    out = Path(args.out) if args.out else comp.synth_dir()
+    path = comp.synth(out, studies=args.studies, test_studies=args.test_studies, seed=args.seed, force=args.force)
+    print(f"wrote synthetic {comp.slug} ({args.studies} train, {args.test_studies} test studies) to {path}")
+
+
+def cmd_inspect(args) -> None:
+    from kit.data.dicom import describe, read_series
+
+    for name, value in describe(read_series(Path(args.series_dir))):
+        print(f"{name:<16} {value}")
+
+
+def cmd_score(args) -> None:
+    from kit.competitions import get_competition
+
+    comp = get_competition(args.competition)
+    parts = comp.score(_read_csv(args.solution), _read_csv(args.submission))
+    for name, value in parts.items():
+        if name != "score":
+            print(f"{name:<18} {value:.6f}")
+    print(f"score {parts['score']:.6f}")
+
+
+def cmd_validate(args) -> None:
+    from kit.competitions import get_competition
+
+    comp = get_competition(args.competition)
+    sample = _read_csv(args.sample) if args.sample else None
+    problems = comp.validate(_read_csv(args.file), sample)
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if problems:
+        raise SystemExit(1)
+    print(f"{args.file}: valid {comp.slug} submission")
+
+
+def cmd_folds(args) -> None:
+    from kit.competitions import get_competition
+
+    comp = get_competition(args.competition)
+    data_dir = comp.data_dir(args.data)
+    folds = comp.folds(data_dir, n_splits=args.k, seed=args.seed)
+    sizes = folds.value_counts().sort_index()
+    print(f"{comp.folds_path(data_dir)}: " + ", ".join(f"fold {k}: {n}" for k, n in sizes.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("synth", help="write a synthetic competition in the exact Kaggle layout")
+    p.add_argument("competition")
+    p.add_argument("--out", help="output folder (default: data/<competition>-synth)")
+    p.add_argument("--studies", type=int, default=80)
+    p.add_argument("--test-studies", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.set_defaults(func=cmd_synth)
+
+    p = verbs.add_parser("inspect", help="describe a DICOM series folder")
+    p.add_argument("series_dir")
+    p.set_defaults(func=cmd_inspect)
+
+    p = verbs.add_parser("score", help="the official metric of a submission against a solution")
+    p.add_argument("competition")
+    p.add_argument("solution")
+    p.add_argument("submission")
+    p.set_defaults(func=cmd_score)
+
+    p = verbs.add_parser("validate", help="check a submission file; exit 1 listing every problem")
+    p.add_argument("competition")
+    p.add_argument("file")
+    p.add_argument("--sample", help="sample_submission.csv whose row ids the file must match")
+    p.set_defaults(func=cmd_validate)
+
+    p = verbs.add_parser("folds", help="make (once) and show the competition's folds file")
+    p.add_argument("competition")
+    p.add_argument("--data", help="competition folder (default: the synthetic one)")
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_folds)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            args.func(args)
+    except KitError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

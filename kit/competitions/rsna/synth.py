@@ -1,0 +1,336 @@
+"""`kit synth rsna`: a synthetic competition in the exact Kaggle layout, rendered from the spine phantom.
+
+Every study gets Sagittal T1, Sagittal T2/STIR and Axial T2 series (some two axial stacks), with real geometry
+tags, varying slice counts and image sizes, rescale slope/intercept, and instance numbers that need not start at 1
+nor follow spatial order. Some test studies lack a series.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from tqdm import tqdm
+
+from kit.errors import KitError
+
+from .layout import (
+    CONDITION_TITLES,
+    CONDITIONS,
+    COORDINATES_CSV,
+    LEVEL_TITLES,
+    LEVELS,
+    SAMPLE_SUBMISSION_CSV,
+    SERIES_CSVS,
+    SEVERITY_COLUMNS,
+    SEVERITY_LABELS,
+    TARGETS,
+    TRAIN_CSV,
+    VIEW_OF_CONDITION,
+)
+from .phantom import LEVEL_W, Phantom, Pose, landmark
+
+DESCRIPTIONS = {"sag_t1": "Sagittal T1", "sag_t2": "Sagittal T2/STIR", "axial_t2": "Axial T2"}
+# Abnormal (moderate, severe) probabilities per condition, scaled per level: degeneration is worst at L4/L5.
+ABNORMAL = {
+    "spinal_canal_stenosis": (0.08, 0.06),
+    "left_neural_foraminal_narrowing": (0.17, 0.05),
+    "right_neural_foraminal_narrowing": (0.17, 0.05),
+    "left_subarticular_stenosis": (0.2, 0.08),
+    "right_subarticular_stenosis": (0.2, 0.08),
+}
+LEVEL_FACTOR = (0.45, 0.7, 1.0, 1.55, 1.25)
+
+
+@dataclass
+class Plane:
+    """One slice: where its top-left pixel is, which way rows and columns run, and its pixel grid."""
+
+    position: np.ndarray
+    row_dir: np.ndarray  # direction in which the column index grows (DICOM's first orientation triplet)
+    col_dir: np.ndarray  # direction in which the row index grows
+    spacing: float
+    shape: tuple[int, int]
+
+    def points(self) -> np.ndarray:
+        rows, cols = np.meshgrid(np.arange(self.shape[0]), np.arange(self.shape[1]), indexing="ij")
+        offsets = cols[..., None] * self.row_dir + rows[..., None] * self.col_dir
+        return self.position + self.spacing * offsets
+
+    def pixel_of(self, world: np.ndarray) -> tuple[float, float]:
+        """(x = column, y = row) of a world point projected on the plane, as train_label_coordinates.csv has it."""
+        d = world - self.position
+        return float(d @ self.row_dir / self.spacing), float(d @ self.col_dir / self.spacing)
+
+    def distance(self, world: np.ndarray) -> float:
+        return abs(float((world - self.position) @ np.cross(self.row_dir, self.col_dir)))
+
+
+def draw_severities(rng: np.random.Generator) -> np.ndarray:
+    """(5 conditions, 5 levels) severity codes with a study-level degeneration factor tying them together."""
+    factor = rng.gamma(2.0, 0.5)
+    codes = np.zeros((len(CONDITIONS), len(LEVELS)), dtype=np.int64)
+    for c, condition in enumerate(CONDITIONS):
+        moderate, severe = ABNORMAL[condition]
+        for k, level_factor in enumerate(LEVEL_FACTOR):
+            p_mod, p_sev = (min(0.45, x * level_factor * factor) for x in (moderate, severe))
+            codes[c, k] = rng.choice(3, p=[1 - p_mod - p_sev, p_mod, p_sev])
+    return codes
+
+
+def sagittal_planes(pose: Pose, rng: np.random.Generator) -> list[Plane]:
+    n = int(rng.integers(14, 19))
+    gap = float(rng.uniform(3.4, 4.2)) * pose.scale
+    size = int(rng.choice([128, 144, 160, 176]))
+    spacing = float(rng.uniform(190.0, 215.0)) * pose.scale / size
+    row_dir, col_dir = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])  # columns run posterior, rows inferior
+    centre = pose.to_world(np.array([0.0, 20.0, 0.0]))
+    planes = []
+    for i in range(n):
+        x = centre[0] + (i - (n - 1) / 2) * gap
+        middle = np.array([x, centre[1], centre[2]])
+        corner = middle - spacing * (size / 2) * (row_dir + col_dir)
+        planes.append(Plane(corner, row_dir, col_dir, spacing, (size, size)))
+    return planes
+
+
+def axial_planes(pose: Pose, levels: list[str], rng: np.random.Generator) -> list[Plane]:
+    """Slices perpendicular to the spine through each of `levels`, a few per disc, as MR technologists angle them."""
+    size = int(rng.choice([112, 128, 144]))
+    spacing = float(rng.uniform(125.0, 145.0)) * pose.scale / size
+    row_dir = pose.rotation @ np.array([1.0, 0.0, 0.0])  # columns run to the patient's left
+    col_dir = pose.rotation @ np.array([0.0, 1.0, 0.0])  # rows run posterior
+    gap = float(rng.uniform(3.5, 4.5))
+    planes = []
+    for level in levels:
+        for offset in (-gap, 0.0, gap):
+            middle = pose.to_world(np.array([0.0, 12.0, LEVEL_W[level] + offset]))
+            corner = middle - spacing * (size / 2) * (row_dir + col_dir)
+            planes.append(Plane(corner, row_dir, col_dir, spacing, (size, size)))
+    return planes
+
+
+def instance_numbers(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Instance numbers per spatial position: in order, reversed, offset, or shuffled, as scanners write them."""
+    start = int(rng.choice([1, 1, 4, 17]))
+    numbers = np.arange(start, start + n)
+    scheme = rng.choice(["ordered", "reversed", "shuffled"], p=[0.4, 0.3, 0.3])
+    if scheme == "reversed":
+        return numbers[::-1].copy()
+    if scheme == "shuffled":
+        return rng.permutation(numbers)
+    return numbers
+
+
+def render(planes: list[Plane], phantom: Phantom, pose: Pose, view: str, rng: np.random.Generator) -> np.ndarray:
+    gain = float(rng.uniform(600.0, 1400.0))
+    noise = float(rng.uniform(0.015, 0.04))
+    slices = []
+    for plane in planes:
+        signal = phantom.intensity(pose.to_local(plane.points()), view)
+        real = signal + rng.normal(0.0, noise, signal.shape)
+        imag = rng.normal(0.0, noise, signal.shape)
+        slices.append(gain * np.sqrt(real**2 + imag**2))  # Rician magnitude noise, as MR images have
+    return np.stack(slices).astype(np.float32)
+
+
+def write_slice(path: Path, pixels: np.ndarray, plane: Plane, meta: dict) -> None:
+    slope, intercept = meta["slope"], meta["intercept"]
+    stored = np.clip(np.round((pixels - intercept) / slope), 0, 65535).astype(np.uint16)
+    file_meta = FileMetaDataset()
+    file_meta.MediaStorageSOPClassUID = MRImageStorage
+    file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = file_meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.PatientID = str(meta["study_id"])
+    ds.StudyInstanceUID = str(meta["study_id"])
+    ds.SeriesInstanceUID = str(meta["series_id"])
+    ds.SeriesDescription = meta["description"]
+    ds.InstanceNumber = int(meta["instance_number"])
+    ds.ImagePositionPatient = [round(float(v), 4) for v in plane.position]
+    ds.ImageOrientationPatient = [round(float(v), 6) for v in (*plane.row_dir, *plane.col_dir)]
+    ds.PixelSpacing = [round(plane.spacing, 6), round(plane.spacing, 6)]
+    ds.SliceThickness = round(meta["thickness"], 3)
+    ds.SpacingBetweenSlices = round(meta["gap"], 3)
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope = slope
+    ds.RescaleIntercept = intercept
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+class StudyWriter:
+    def __init__(self, root: Path, split: str, rng: np.random.Generator):
+        self.root, self.split, self.rng = root, split, rng
+        self.used_ids: set[int] = set()
+
+    def new_id(self, low: int, high: int) -> int:
+        while True:
+            value = int(self.rng.integers(low, high))
+            if value not in self.used_ids:
+                self.used_ids.add(value)
+                return value
+
+    def write_series(self, study_id: int, view: str, planes: list[Plane], phantom: Phantom, pose: Pose) -> dict:
+        series_id = self.new_id(10_000_000, 4_000_000_000)
+        folder = self.root / f"{self.split}_images" / str(study_id) / str(series_id)
+        folder.mkdir(parents=True)
+        pixels = render(planes, phantom, pose, view, self.rng)
+        numbers = instance_numbers(len(planes), self.rng)
+        gap = float(np.linalg.norm(planes[1].position - planes[0].position)) if len(planes) > 1 else 4.0
+        meta = {
+            "study_id": study_id,
+            "series_id": series_id,
+            "description": DESCRIPTIONS[view],
+            "slope": float(self.rng.choice([1.0, 0.5, 2.0])),
+            "intercept": float(self.rng.choice([0.0, -100.0])),
+            "thickness": min(gap, 3.5),
+            "gap": gap,
+        }
+        for plane, image, number in zip(planes, pixels, numbers, strict=True):
+            write_slice(folder / f"{number}.dcm", image, plane, {**meta, "instance_number": number})
+        return {"series_id": series_id, "planes": planes, "numbers": numbers, "view": view}
+
+    def write_study(
+        self, severities: np.ndarray, views: tuple[str, ...], two_axial: bool = False
+    ) -> tuple[int, list[dict]]:
+        rng = self.rng
+        study_id = self.new_id(1_000_000, 4_300_000_000)
+        pose = Pose(
+            center=np.array([rng.uniform(-8, 8), rng.uniform(-10, 10), rng.uniform(-12, 12)]),
+            scale=float(rng.uniform(0.9, 1.1)),
+            tilt=float(np.deg2rad(rng.uniform(-9, 9))),
+        )
+        phantom = Phantom.from_severities(severities, rng)
+        series = []
+        for view in views:
+            if view != "axial_t2":
+                series.append(self.write_series(study_id, view, sagittal_planes(pose, rng), phantom, pose))
+            elif two_axial:  # two axial stacks, overlapping at the middle level
+                series.append(
+                    self.write_series(study_id, view, axial_planes(pose, list(LEVELS[:3]), rng), phantom, pose)
+                )
+                series.append(
+                    self.write_series(study_id, view, axial_planes(pose, list(LEVELS[2:]), rng), phantom, pose)
+                )
+            else:
+                series.append(self.write_series(study_id, view, axial_planes(pose, list(LEVELS), rng), phantom, pose))
+        for s in series:
+            s["pose"] = pose
+        return study_id, series
+
+
+def coordinates(study_id: int, series: list[dict], labelled: np.ndarray) -> list[dict]:
+    """One train_label_coordinates.csv row per labelled cell: the landmark on the slice nearest to it."""
+    rows = []
+    for c, condition in enumerate(CONDITIONS):
+        view = VIEW_OF_CONDITION[condition]
+        for k, level in enumerate(LEVELS):
+            if not labelled[c, k]:
+                continue
+            candidates = [s for s in series if s["view"] == view]
+            world = candidates[0]["pose"].to_world(landmark(condition, level))
+            best = min(
+                ((s, i) for s in candidates for i in range(len(s["planes"]))),
+                key=lambda si: si[0]["planes"][si[1]].distance(world),
+            )
+            s, i = best
+            x, y = s["planes"][i].pixel_of(world)
+            rows.append(
+                {
+                    "study_id": study_id,
+                    "series_id": s["series_id"],
+                    "instance_number": int(s["numbers"][i]),
+                    "condition": CONDITION_TITLES[condition],
+                    "level": LEVEL_TITLES[level],
+                    "x": round(x, 3),
+                    "y": round(y, 3),
+                }
+            )
+    return rows
+
+
+def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0, force: bool = False) -> Path:
+    """Write a synthetic competition to `out`; an existing folder is replaced only with `force`, and only once the
+    new one is complete."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise KitError(f"{out} already exists; pass --force to replace it")
+    if studies < 2:
+        raise KitError(f"--studies must be at least 2, got {studies}")
+    rng = np.random.default_rng(seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _generate_into(tmp, studies, test_studies, rng)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.Generator) -> None:
+    all_views = ("sag_t1", "sag_t2", "axial_t2")
+    label_rows, coordinate_rows, series_rows = [], {}, {"train": [], "test": []}
+    train = StudyWriter(root, "train", rng)
+    for i in tqdm(range(studies), desc="synth rsna train", unit="study", leave=False):
+        severities = draw_severities(rng)
+        labelled = np.ones_like(severities, dtype=bool)
+        if i == 1 or rng.random() < 0.1:  # about 10% of studies miss a few labels; study 1 always does
+            labelled.flat[rng.choice(labelled.size, size=int(rng.integers(1, 4)), replace=False)] = False
+        study_id, series = train.write_study(severities, all_views, two_axial=i == 0 or rng.random() < 0.2)
+        codes = np.where(labelled, severities, -1).reshape(-1)
+        label_rows.append(
+            {
+                "study_id": study_id,
+                **{t: SEVERITY_LABELS[c] if c >= 0 else None for t, c in zip(TARGETS, codes, strict=True)},
+            }
+        )
+        coordinate_rows[study_id] = coordinates(study_id, series, labelled)
+        series_rows["train"].extend(
+            {"study_id": study_id, "series_id": s["series_id"], "series_description": DESCRIPTIONS[s["view"]]}
+            for s in series
+        )
+
+    test = StudyWriter(root, "test", rng)
+    test.used_ids = train.used_ids
+    for i in range(test_studies):
+        views = all_views
+        if i >= 1 and (i == 1 or rng.random() < 0.5):  # the hidden test set has studies missing a series
+            views = tuple(v for v in all_views if v != all_views[i % 3])
+        study_id, series = test.write_study(draw_severities(rng), views, two_axial=rng.random() < 0.2)
+        series_rows["test"].extend(
+            {"study_id": study_id, "series_id": s["series_id"], "series_description": DESCRIPTIONS[s["view"]]}
+            for s in series
+        )
+
+    pd.DataFrame(label_rows, columns=["study_id", *TARGETS]).to_csv(root / TRAIN_CSV, index=False)
+    pd.DataFrame([r for rows in coordinate_rows.values() for r in rows]).to_csv(root / COORDINATES_CSV, index=False)
+    for split, rows in series_rows.items():
+        pd.DataFrame(rows, columns=["study_id", "series_id", "series_description"]).to_csv(
+            root / SERIES_CSVS[split], index=False
+        )
+    test_ids = list(dict.fromkeys(r["study_id"] for r in series_rows["test"]))
+    sample = pd.DataFrame(
+        [{"row_id": f"{s}_{t}", **{c: 1 / 3 for c in SEVERITY_COLUMNS}} for s in test_ids for t in TARGETS]
+    )
+    sample.to_csv(root / SAMPLE_SUBMISSION_CSV, index=False)

@@ -1,0 +1,113 @@
+"""Reads the competition's CSVs into checked tables and a list of studies (series per view, integer labels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import DataError
+
+from .layout import (
+    COLUMNS,
+    IMAGE_DIRS,
+    MISSING,
+    SERIES_CSVS,
+    SEVERITY_LABELS,
+    TARGETS,
+    TRAIN_CSV,
+    VIEWS,
+)
+
+LABEL_CODES = {label: code for code, label in enumerate(SEVERITY_LABELS)}
+
+
+@dataclass
+class Study:
+    study_id: int
+    series: dict[str, list[Path]] = field(default_factory=dict)  # view name -> series folders
+    labels: np.ndarray | None = None  # (25,) int, MISSING where unlabelled; None for test studies
+
+    def as_item(self) -> dict:
+        """The dict form that MONAI datasets and transforms take."""
+        item = {"study_id": self.study_id, "series": {v: [str(p) for p in s] for v, s in self.series.items()}}
+        if self.labels is not None:
+            item["labels"] = self.labels
+        return item
+
+
+def read_csv_checked(path: Path, dtypes: dict | None = None) -> pd.DataFrame:
+    """Read one of the competition's CSVs, insisting on its exact column names."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=dtypes)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    expected = COLUMNS[path.name]
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        extra = [c for c in frame.columns if c not in expected]
+        hint = f"; unexpected column(s) {', '.join(map(str, extra))}" if extra else ""
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}{hint}")
+    return frame
+
+
+def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Label strings to integer codes 0/1/2, empty cells to MISSING; anything else is an error naming the cell."""
+    codes = frame[list(TARGETS)].apply(lambda col: col.map(LABEL_CODES))
+    bad = codes.isna() & frame[list(TARGETS)].notna()
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        value = frame[TARGETS[col]].iloc[row]
+        raise DataError(
+            f"{path}: row {row + 2} (study_id {frame['study_id'].iloc[row]}), column {TARGETS[col]}: "
+            f"label {value!r} is not one of {', '.join(SEVERITY_LABELS)}"
+        )
+    labels = codes.fillna(MISSING).astype(np.int64)
+    labels.index = frame["study_id"].astype(np.int64)
+    return labels
+
+
+def read_labels(data_dir: Path) -> pd.DataFrame:
+    """train.csv as a (studies × 25) frame of integer codes indexed by study_id."""
+    path = Path(data_dir) / TRAIN_CSV
+    return parse_labels(read_csv_checked(path), path)
+
+
+def read_series_descriptions(data_dir: Path, split: str) -> pd.DataFrame:
+    path = Path(data_dir) / SERIES_CSVS[split]
+    frame = read_csv_checked(path)
+    unknown = ~frame["series_description"].isin(list(VIEWS))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        study, series = frame["study_id"].iloc[row], frame["series_id"].iloc[row]
+        raise DataError(
+            f"{path}: row {row + 2} (study_id {study}, series_id {series}): "
+            f"unknown series_description {frame['series_description'].iloc[row]!r}; expected one of {', '.join(VIEWS)}"
+        )
+    frame["view"] = frame["series_description"].map(VIEWS)
+    return frame
+
+
+def load_studies(data_dir: Path, split: str = "train") -> list[Study]:
+    """Every study of a split with its series folders by view; train studies carry their labels."""
+    data_dir = Path(data_dir)
+    if split not in IMAGE_DIRS:
+        raise KeyError(f"unknown split {split!r}; valid: {', '.join(IMAGE_DIRS)}")
+    series = read_series_descriptions(data_dir, split)
+    images = data_dir / IMAGE_DIRS[split]
+    studies: dict[int, Study] = {}
+    for row in series.sort_values(["study_id", "series_id"]).itertuples(index=False):
+        study = studies.setdefault(int(row.study_id), Study(int(row.study_id)))
+        study.series.setdefault(row.view, []).append(images / str(row.study_id) / str(row.series_id))
+    if split == "train":
+        labels = read_labels(data_dir)
+        unlisted = sorted(set(labels.index) - set(studies))
+        if unlisted:
+            raise DataError(f"{data_dir / TRAIN_CSV}: study_id {unlisted[0]} has no series in {SERIES_CSVS[split]}")
+        return [Study(int(sid), studies[int(sid)].series, labels.loc[sid].to_numpy()) for sid in labels.index]
+    return list(studies.values())

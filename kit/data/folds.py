@@ -1,0 +1,55 @@
+"""Folds are data: one seeded, stratified, grouped split per dataset, written once and reused by every experiment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from kit.errors import KitError
+from kit.io import atomic_path, write_text_atomic
+
+
+def split_folds(ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits: int, seed: int) -> np.ndarray:
+    """Fold index per sample: stratified by `strata`, with every group in one fold."""
+    if len(set(groups)) < n_splits:
+        raise KitError(f"cannot make {n_splits} folds from {len(set(groups))} groups")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    folds = np.full(len(ids), -1, dtype=np.int64)
+    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(ids)), np.asarray(strata), np.asarray(groups))):
+        folds[valid] = fold
+    return folds
+
+
+def load_or_make_folds(
+    path: Path, ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits: int = 5, seed: int = 42
+) -> pd.Series:
+    """The folds file at `path` (made on first use) as a Series id -> fold; it must cover every id given."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if path.exists():
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if meta and (meta.get("n_splits"), meta.get("seed")) != (n_splits, seed):
+            raise KitError(
+                f"{path} was made with n_splits={meta.get('n_splits')}, seed={meta.get('seed')}; "
+                f"asked for n_splits={n_splits}, seed={seed}. Every experiment must share one split: "
+                "use the file's settings, or delete it to make a new split"
+            )
+        folds = pd.read_csv(path, index_col="id")["fold"]
+        missing = pd.Index(ids).difference(folds.index)
+        if len(missing):
+            raise KitError(
+                f"{path} has no fold for {len(missing)} id(s), e.g. {missing[:3].tolist()}; the data changed"
+            )
+        return folds.loc[list(ids)]
+    folds = pd.Series(
+        split_folds(ids, strata, groups, n_splits, seed), index=pd.Index(list(ids), name="id"), name="fold"
+    )
+    with atomic_path(path) as tmp:
+        folds.to_csv(tmp)
+    write_text_atomic(meta_path, json.dumps({"n_splits": n_splits, "seed": seed, "n": len(folds)}, indent=1))
+    return folds

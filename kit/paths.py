@@ -1,0 +1,30 @@
+"""Where the kit keeps data, folds, caches and runs: under $KIT_HOME (default: the current directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("KIT_HOME", "."))
+
+
+def data_root() -> Path:
+    return home() / "data"
+
+
+def folds_root() -> Path:
+    return home() / "folds"
+
+
+def cache_root() -> Path:
+    return home() / "cache"
+
+
+def runs_root() -> Path:
+    return home() / "runs"
+
+
+def submissions_root() -> Path:
+    return home() / "submissions"
