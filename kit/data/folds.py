@@ -18,9 +18,12 @@ def split_folds(ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits
     """Fold index per sample: stratified by `strata`, with every group in one fold."""
     if len(set(groups)) < n_splits:
         raise KitError(f"cannot make {n_splits} folds from {len(set(groups))} groups")
+    strata = np.asarray(strata).copy()
+    values, counts = np.unique(strata, return_counts=True)
+    strata[np.isin(strata, values[counts < n_splits])] = values[np.argmax(counts)]  # too rare to spread: merged
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     folds = np.full(len(ids), -1, dtype=np.int64)
-    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(ids)), np.asarray(strata), np.asarray(groups))):
+    for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(ids)), strata, np.asarray(groups))):
         folds[valid] = fold
     return folds
 

@@ -22,20 +22,23 @@ class MetricInputError(KitError):
     pass
 
 
-def log_loss(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
-    """Weighted multi-class log loss of one-hot `y_true` (n, k) against `y_pred` (n, k), clipped then renormalised."""
-    p = np.clip(np.asarray(y_pred, dtype=np.float64), EPS, 1 - EPS)
+def _normalised_log_loss(y_true: np.ndarray, p: np.ndarray, sample_weight: np.ndarray) -> float:
     p = p / p.sum(axis=1, keepdims=True)
     losses = -xlogy(np.asarray(y_true, dtype=np.float64), p).sum(axis=1)
     return float(np.average(losses, weights=sample_weight))
 
 
+def log_loss(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
+    """Weighted multi-class log loss of one-hot `y_true` (n, k) against `y_pred` (n, k), clipped then renormalised."""
+    return _normalised_log_loss(y_true, np.clip(np.asarray(y_pred, dtype=np.float64), EPS, 1 - EPS), sample_weight)
+
+
 def binary_log_loss(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
-    """Binary log loss; well defined (where sklearn raises) when `y_true` holds one class only."""
+    """Binary log loss: p clipped, then the columns (1 - p, p); well defined (where sklearn raises) when `y_true`
+    holds one class only."""
     p = np.clip(np.asarray(y_pred, dtype=np.float64), EPS, 1 - EPS)
     y = np.asarray(y_true, dtype=np.float64)
-    two_class_true = np.stack([1 - y, y], axis=1)
-    return log_loss(two_class_true, np.stack([1 - p, p], axis=1), sample_weight)
+    return _normalised_log_loss(np.stack([1 - y, y], axis=1), np.stack([1 - p, p], axis=1), sample_weight)
 
 
 def metric_group(row_id: str) -> str:

@@ -1,0 +1,113 @@
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from kit.cli import main
+from kit.competitions.rsna.layout import COLUMNS, CONDITION_TITLES, LEVEL_TITLES, SEVERITY_LABELS, TARGETS, VIEWS
+from kit.data.dicom import read_series
+
+TITLE_TO_CONDITION = {title: name for name, title in CONDITION_TITLES.items()}
+TITLE_TO_LEVEL = {title: name for name, title in LEVEL_TITLES.items()}
+READ_ON = {"spinal": "Sagittal T2/STIR", "foraminal": "Sagittal T1", "subarticular": "Axial T2"}
+
+
+def test_exact_csv_layout(rsna_dir):
+    for name, columns in COLUMNS.items():
+        assert tuple(pd.read_csv(rsna_dir / name).columns) == columns, name
+    labels = pd.read_csv(rsna_dir / "train.csv")
+    values = set(labels[list(TARGETS)].stack().dropna().unique())
+    assert values <= set(SEVERITY_LABELS) and "Normal/Mild" in values
+    assert labels[list(TARGETS)].isna().to_numpy().any()  # a few missing labels
+    coords = pd.read_csv(rsna_dir / "train_label_coordinates.csv")
+    assert set(coords.condition) == set(CONDITION_TITLES.values())
+    assert set(coords.level) == set(LEVEL_TITLES.values())
+    sample = pd.read_csv(rsna_dir / "sample_submission.csv")
+    assert len(sample) == 25 * 3
+
+
+def test_dicom_geometry_tags_and_variety(rsna_dir):
+    series = pd.read_csv(rsna_dir / "train_series_descriptions.csv")
+    assert set(series.series_description) == set(VIEWS)
+    sizes, counts, out_of_order, first_numbers = set(), set(), 0, set()
+    for row in series.itertuples():
+        folder = rsna_dir / "train_images" / str(row.study_id) / str(row.series_id)
+        files = list(folder.glob("*.dcm"))
+        ds = pydicom.dcmread(files[0])
+        for tag in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "SliceThickness",
+            "InstanceNumber",
+            "SeriesDescription",
+            "Rows",
+            "Columns",
+            "RescaleSlope",
+            "RescaleIntercept",
+        ):
+            assert tag in ds, (folder, tag)
+        assert ds.SeriesDescription == row.series_description
+        assert ds.StudyInstanceUID == str(row.study_id)
+        volume = read_series(folder)
+        sizes.add(volume.pixels.shape[1:])
+        counts.add(len(files))
+        numbers = volume.instance_numbers
+        out_of_order += numbers != sorted(numbers) and numbers != sorted(numbers, reverse=True)
+        first_numbers.add(min(numbers))
+    assert len(sizes) > 1 and len(counts) > 1
+    assert out_of_order > 0  # instance numbers need not follow spatial order
+    assert first_numbers != {1}  # nor start at 1
+
+
+def landmark_brightness(rsna_dir):
+    """(condition group, severity, brightness of the 3x3 patch at the label's coordinate relative to its slice)."""
+    labels = pd.read_csv(rsna_dir / "train.csv").set_index("study_id")
+    coords = pd.read_csv(rsna_dir / "train_label_coordinates.csv")
+    series = pd.read_csv(rsna_dir / "train_series_descriptions.csv").set_index("series_id")
+    rows = []
+    for c in coords.itertuples():
+        target = f"{TITLE_TO_CONDITION[c.condition]}_{TITLE_TO_LEVEL[c.level]}"
+        group = next(g for g in READ_ON if g in target)
+        assert series.loc[c.series_id, "series_description"] == READ_ON[group]
+        path = rsna_dir / "train_images" / str(c.study_id) / str(c.series_id) / f"{c.instance_number}.dcm"
+        image = pydicom.dcmread(path).pixel_array.astype(float)
+        x, y = int(round(c.x)), int(round(c.y))
+        assert 0 <= x < image.shape[1] and 0 <= y < image.shape[0]
+        patch = image[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean()
+        rows.append((group, SEVERITY_LABELS.index(labels.loc[c.study_id, target]), patch / np.percentile(image, 99)))
+    return pd.DataFrame(rows, columns=["group", "severity", "brightness"])
+
+
+def test_coordinates_point_at_the_structure_that_encodes_the_label(rsna_dir):
+    """A normal canal, foramen or recess is bright at its coordinate; narrowing makes it darker there."""
+    frame = landmark_brightness(rsna_dir)
+    assert len(frame) == pd.read_csv(rsna_dir / "train.csv")[list(TARGETS)].notna().to_numpy().sum()
+    for group, rows in frame.groupby("group"):
+        normal = rows.loc[rows.severity == 0, "brightness"]
+        narrowed = rows.loc[rows.severity == 2, "brightness"]
+        assert normal.median() > 0.6, group
+        if len(narrowed):
+            assert narrowed.median() < normal.median() - 0.15, group
+
+
+def test_synth_cli_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "comp"
+    assert main(["synth", "rsna", "--out", str(out), "--studies", "2", "--test-studies", "1"]) == 0
+    marker = out / "train.csv"
+    before = marker.read_bytes()
+    assert main(["synth", "rsna", "--out", str(out), "--studies", "2", "--seed", "5"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert marker.read_bytes() == before
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_same_seed_same_labels(tmp_path, seed):
+    a = main(
+        ["synth", "rsna", "--out", str(tmp_path / "a"), "--studies", "2", "--test-studies", "1", "--seed", str(seed)]
+    )
+    b = main(
+        ["synth", "rsna", "--out", str(tmp_path / "b"), "--studies", "2", "--test-studies", "1", "--seed", str(seed)]
+    )
+    assert a == b == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a/train.csv"), pd.read_csv(tmp_path / "b/train.csv"))

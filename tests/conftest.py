@@ -1,0 +1,21 @@
+import warnings
+from pathlib import Path
+
+import pytest
+
+from kit.competitions.rsna import synth
+
+
+@pytest.fixture(autouse=True)
+def kit_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own data/, folds/, cache/ and runs/."""
+    monkeypatch.setenv("KIT_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def rsna_dir(tmp_path_factory) -> Path:
+    """A small synthetic RSNA competition shared by the tests that only read it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return synth.generate(tmp_path_factory.mktemp("rsna") / "comp", studies=8, test_studies=3, seed=7)

@@ -1,0 +1,111 @@
+import shutil
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from kit.cli import main
+from kit.competitions.rsna.synth import Plane, write_slice
+from kit.data.dicom import read_series, read_slice
+from kit.errors import DataError
+
+META = {"study_id": 1, "series_id": 2, "description": "Sagittal T1", "thickness": 3.0, "gap": 3.5}
+
+
+def write_series(folder, z_positions, numbers, slope=1.0, intercept=0.0):
+    """One slice per z position (axial, normal +z); slice i is filled with 10 * (its z rank + 1) + its row index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ranks = np.argsort(np.argsort(z_positions))
+    for z, number, rank in zip(z_positions, numbers, ranks, strict=True):
+        plane = Plane(np.array([-10.0, -20.0, z]), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), 0.5, (6, 5))
+        pixels = 10.0 * (rank + 1) + np.arange(6, dtype=np.float32)[:, None].repeat(5, axis=1)
+        meta = {**META, "slope": slope, "intercept": intercept, "instance_number": number}
+        write_slice(folder / f"{number}.dcm", pixels, plane, meta)
+    return folder
+
+
+def test_slices_ordered_by_position_not_instance_number(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.permutation(np.arange(9) * 3.5 - 10)  # files written in shuffled spatial order
+    numbers = rng.permutation(np.arange(40, 49))  # instance numbers unrelated to position
+    series = read_series(write_series(tmp_path / "s", z, numbers))
+    np.testing.assert_allclose(series.pixels[:, 0, 0], 10.0 * np.arange(1, 10))
+    np.testing.assert_allclose(series.positions[:, 2], np.sort(z))
+    assert series.instance_numbers == [int(numbers[i]) for i in np.argsort(z)]
+    assert series.slice_spacing == pytest.approx(3.5)
+    assert series.plane == "axial"
+
+
+def test_rescale_slope_and_intercept_applied(tmp_path):
+    series = read_series(write_series(tmp_path / "s", [0.0, 4.0], [1, 2], slope=2.0, intercept=-100.0))
+    np.testing.assert_allclose(series.pixels[0, :, 0], 10 + np.arange(6), atol=1.0)  # stored (v+100)/2, read back v
+
+
+TRANSFER_SYNTAXES = {
+    "MR_small.dcm": "Explicit VR Little Endian",
+    "MR_small_implicit.dcm": "Implicit VR Little Endian",
+    "MR_small_bigendian.dcm": "Explicit VR Big Endian",
+    "MR_small_RLE.dcm": "RLE Lossless",
+    "MR_small_jpeg_ls_lossless.dcm": "JPEG-LS Lossless",
+    "MR_small_jp2klossless.dcm": "JPEG 2000",
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFER_SYNTAXES))
+def test_inspect_reads_pydicom_transfer_syntaxes(tmp_path, capsys, name):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(get_testdata_file(name), folder / "1.dcm")
+    assert main(["inspect", str(folder)]) == 0
+    report = {line[:16].strip(): line[16:].strip() for line in capsys.readouterr().out.splitlines()}
+    assert TRANSFER_SYNTAXES[name] in report["transfer syntax"]
+    assert report["slices"] == "1"
+    assert report["rows x columns"] == "64 x 64"
+    assert report["pixel spacing"] == "0.3125 x 0.3125 mm"
+    assert report["intensity"] == "127 .. 2145"  # every decoder yields the same pixels
+    assert report["orientation"].startswith("axial")
+
+
+def test_inspect_synthetic_series(rsna_dir, capsys):
+    folder = next((rsna_dir / "train_images").glob("*/*"))
+    assert main(["inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    for field in ("slices", "rows x columns", "pixel spacing", "slice spacing", "orientation", "description"):
+        assert field in out
+
+
+def test_non_dicom_file(tmp_path, capsys):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "1.dcm").write_text("this is not a DICOM file\n" * 20)
+    with pytest.raises(DataError, match=r"1\.dcm: not a DICOM file"):
+        read_series(folder)
+    assert main(["inspect", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "1.dcm" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.97])
+def test_truncated_file(tmp_path, keep):
+    folder = write_series(tmp_path / "s", [0.0, 4.0], [1, 2])
+    data = (folder / "2.dcm").read_bytes()
+    (folder / "2.dcm").write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(DataError, match=r"2\.dcm: unreadable DICOM"):
+        read_series(folder)
+
+
+def test_folder_without_dicom(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="holds no DICOM"):
+        read_series(folder)
+    assert main(["inspect", str(folder)]) == 2
+    assert "holds no DICOM" in capsys.readouterr().err
+
+
+def test_read_slice_geometry(tmp_path):
+    folder = write_series(tmp_path / "s", [7.0], [3])
+    s = read_slice(folder / "3.dcm")
+    np.testing.assert_allclose(s.position, [-10, -20, 7])
+    assert s.pixel_spacing == (0.5, 0.5) and s.instance_number == 3 and s.description == "Sagittal T1"
