@@ -71,6 +71,48 @@ def cmd_folds(args) -> None:
     print(f"{comp.folds_path(data_dir)}: " + ", ".join(f"fold {k}: {n}" for k, n in sizes.items()))
 
 
+def _experiment(args) -> dict:
+    from kit.config import apply_overrides, load_experiment
+
+    return apply_overrides(load_experiment(args.exp), args.overrides)
+
+
+def cmd_train_fold(args) -> None:
+    from kit.train.runner import train_fold
+
+    for fold in args.fold:
+        summary = train_fold(_experiment(args), fold, resume=args.resume)
+        if summary["rank"] == 0:
+            baseline = summary["prior_baseline_score"]
+            print(f"fold {fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
+            print(f"{summary['samples_per_s']:.1f} samples/s, {summary['ratio_to_baseline']:.2f}x the baseline")
+            print(f"score {summary['score']:.4f}")
+
+
+def cmd_train_all(args) -> None:
+    from kit.train.runner import train_fold
+
+    cfg = _experiment(args)
+    scores = [train_fold(cfg, fold, resume=args.resume)["score"] for fold in range(cfg["data"]["folds"])]
+    print("fold scores: " + ", ".join(f"{s:.4f}" for s in scores))
+    cmd_oof(args)
+
+
+def cmd_oof(args) -> None:
+    from kit.train.outputs import merge_oof
+
+    path, scores, n_folds = merge_oof(_experiment(args))
+    print(f"{path}: {n_folds} fold(s) merged")
+    print(f"CV score {scores['score']:.4f}")
+
+
+def cmd_predict(args) -> None:
+    from kit.train.outputs import predict_test
+
+    path, n_folds = predict_test(_experiment(args))
+    print(f"{path}: test predictions averaged over {n_folds} fold(s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -106,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_folds)
+
+    for verb, func, help_text in (
+        ("train-fold", cmd_train_fold, "train fold(s) of an experiment: runs/<exp>/fold<k>/"),
+        ("train-all", cmd_train_all, "train every fold, then merge the OOF"),
+        ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/oof.csv and print the CV metric"),
+        ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
+    ):
+        p = verbs.add_parser(verb, help=help_text)
+        p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
+        if verb == "train-fold":
+            p.add_argument("--fold", type=int, nargs="+", default=[0])
+        if verb.startswith("train"):
+            p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
+        p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+        p.set_defaults(func=func)
     return parser
 
 

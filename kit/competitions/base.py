@@ -39,5 +39,9 @@ class Competition:
     def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         raise NotImplementedError
 
+    def training(self, cfg: dict, data_dir: Path):
+        """The competition's side of fold training: datasets, loss, metric, prior baseline, OOF and submission."""
+        raise NotImplementedError
+
     def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
         raise NotImplementedError

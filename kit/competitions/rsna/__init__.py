@@ -27,6 +27,11 @@ class RsnaLumbar(Competition):
         expected = sample["row_id"].astype(str) if sample is not None else None
         return submission.validate_submission(sub, expected)
 
+    def training(self, cfg: dict, data_dir: Path):
+        from .training import RsnaTraining
+
+        return RsnaTraining(cfg, data_dir)
+
     def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
         """Study -> fold, stratified by how many severe labels a study has (0, 1, 2+), grouped by study."""
         labels = tables.read_labels(data_dir)

@@ -1,0 +1,149 @@
+"""What fold training needs from RSNA: studies as 2.5D tensors, the loss, the metric, the OOF and submission formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from monai.transforms import Compose, RandAffine, RandGaussianNoise, RandScaleIntensity
+from torch import nn
+from torch.utils.data import Dataset
+
+from kit import paths
+from kit.data.cache import cached_dataset
+from kit.data.transforms import study_preprocess
+from kit.errors import UnknownNameError
+
+from . import metric, submission
+from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS
+from .tables import load_studies
+
+VIEW_ORDER = ("sag_t1", "sag_t2", "axial_t2")
+AXCODES = {"sag_t1": "RIP", "sag_t2": "RIP", "axial_t2": "SPL"}  # sagittal: slices R→L, rows S→I, columns A→P
+NUM_CLASSES = len(SEVERITY_COLUMNS)
+SPINAL = [TARGETS.index(f"{CONDITIONS[0]}_{level}") for level in LEVELS]
+
+
+class StudyStacks(Dataset):
+    """Cached preprocessed studies as {'image': (3·slices, H, W) float32, 'target': (25,) long, 'id': study_id}."""
+
+    def __init__(self, cached, labels: dict[int, np.ndarray] | None, augment=None):
+        self.cached, self.labels, self.augment = cached, labels, augment
+
+    def __len__(self) -> int:
+        return len(self.cached)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.cached[index]
+        image = torch.cat([torch.as_tensor(np.asarray(item[v]), dtype=torch.float32)[0] for v in VIEW_ORDER], dim=0)
+        if self.augment is not None:
+            image = torch.as_tensor(np.asarray(self.augment(image)), dtype=torch.float32)
+        study_id = int(item["study_id"])
+        target = self.labels[study_id] if self.labels is not None else np.full(len(TARGETS), MISSING)
+        return {"image": image, "target": torch.as_tensor(target, dtype=torch.long), "id": study_id}
+
+
+def augmentation(seed: int) -> Compose:
+    """Label-preserving only: no left-right flip, which would swap left and right conditions."""
+    augment = Compose(
+        [
+            RandAffine(
+                prob=0.7, rotate_range=0.08, translate_range=(5, 5), scale_range=(0.08, 0.08), padding_mode="zeros"
+            ),
+            RandScaleIntensity(factors=0.15, prob=0.5),
+            RandGaussianNoise(prob=0.3, std=0.02),
+        ]
+    )
+    augment.set_random_state(seed=seed)
+    return augment
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy per condition×level with the metric's weights (1/2/4), unlabelled targets ignored, plus an
+    optional any-severe-spinal term (binary log loss of the highest spinal severe probability)."""
+
+    def __init__(self, any_severe_weight: float = 0.0):
+        super().__init__()
+        self.register_buffer("class_weight", torch.tensor(SEVERITY_WEIGHTS))
+        self.any_severe_weight = any_severe_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float().view(-1, len(TARGETS), NUM_CLASSES)
+        flat_logits, flat_target = logits.reshape(-1, NUM_CLASSES), target.reshape(-1)
+        labelled = flat_target != MISSING
+        weight = self.class_weight[flat_target.clamp(min=0)] * labelled
+        ce = F.cross_entropy(flat_logits, flat_target.clamp(min=0), reduction="none")
+        loss = (ce * weight).sum() / weight.sum().clamp(min=1.0)
+        if self.any_severe_weight:
+            spinal_target = target[:, SPINAL]
+            known = (spinal_target != MISSING).any(dim=1)
+            label = (spinal_target == 2).any(dim=1).float()
+            severe = logits[:, SPINAL].softmax(dim=-1)[..., 2].amax(dim=1).clamp(1e-6, 1 - 1e-6)
+            bce = F.binary_cross_entropy(severe, label, weight=torch.where(label > 0, 4.0, 1.0), reduction="none")
+            loss = loss + self.any_severe_weight * (bce * known).sum() / known.sum().clamp(min=1)
+        return loss
+
+
+LOSSES = {"weighted_ce": WeightedCrossEntropy}
+
+
+class RsnaTraining:
+    """The competition's side of fold training, built from an experiment config."""
+
+    metric_name = "score"
+    metric_mode = "min"
+    num_outputs = len(TARGETS) * NUM_CLASSES
+
+    def __init__(self, cfg: dict, data_dir: Path):
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+        data = cfg["data"]
+        self.size = {view: (data["slices"], data["size"], data["size"]) for view in VIEW_ORDER}
+        self.in_channels = len(VIEW_ORDER) * data["slices"]
+        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
+        self.labels = {s.study_id: s.labels for s in self._studies["train"]}
+
+    def ids(self, split: str) -> list[int]:
+        return [s.study_id for s in self._studies[split]]
+
+    def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> StudyStacks:
+        by_id = {s.study_id: s for s in self._studies[split]}
+        items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()}} for i in ids]
+        config = {"competition": "rsna", "size": self.size, "axcodes": AXCODES, "version": 1}
+        transform = study_preprocess(VIEW_ORDER, self.size, AXCODES)
+        cached = cached_dataset(items, transform, paths.cache_root() / "rsna", config)
+        augment = augmentation(augment_seed) if augment_seed is not None else None
+        return StudyStacks(cached, self.labels if split == "train" else None, augment)
+
+    def loss(self) -> nn.Module:
+        spec = dict(self.cfg["loss"])
+        name = spec.pop("name")
+        if name not in LOSSES:
+            raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(LOSSES))}")
+        return LOSSES[name](**spec)
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> np.ndarray:
+        return logits.float().view(-1, len(TARGETS), NUM_CLASSES).softmax(dim=-1).cpu().numpy()
+
+    def label_frame(self, ids: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(np.stack([self.labels[i] for i in ids]), index=ids, columns=list(TARGETS))
+
+    def evaluate(self, ids: list[int], probs: np.ndarray) -> dict[str, float]:
+        solution = submission.solution_frame(self.label_frame(ids))
+        return metric.score_parts(solution, submission.submission_frame(ids, probs))
+
+    def prior(self, ids: list[int]) -> np.ndarray:
+        """Class frequencies per target over `ids` (add-one smoothed): the prior-frequency baseline's prediction."""
+        labels = self.label_frame(ids).to_numpy()
+        counts = np.stack([(labels == c).sum(axis=0) for c in range(NUM_CLASSES)], axis=-1) + 1.0
+        return counts / counts.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def prediction_frame(ids: list[int], probs: np.ndarray) -> pd.DataFrame:
+        return submission.submission_frame(ids, probs)
+
+    def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        return submission.write_submission(path, submission.submission_frame(ids, probs), submission.row_ids(ids))

@@ -1,0 +1,62 @@
+"""After training: OOF merged over finished folds, and test predictions averaged over trained folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from kit import paths
+from kit.errors import KitError
+from kit.io import atomic_path
+from kit.train import checkpoint, distributed
+from kit.train.runner import build_model, predict, prepare
+
+
+def finished_folds(cfg: dict) -> list[Path]:
+    root = paths.runs_root() / cfg["name"]
+    folds = sorted(p for p in root.glob("fold*") if (p / "oof.csv").exists() and (p / "model_best.pt").exists())
+    if not folds:
+        raise KitError(f"{root}: no trained fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
+    return folds
+
+
+def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
+    """runs/<exp>/oof.csv from the finished folds only (rows of untrained folds are absent), and its CV metric."""
+    folds = finished_folds(cfg)
+    _, training, _ = prepare(cfg, distributed.Context())
+    oof = pd.concat([pd.read_csv(f / "oof.csv") for f in folds], ignore_index=True)
+    ids = list(dict.fromkeys(int(r.split("_")[0]) for r in oof["row_id"]))
+    probs = oof.set_index("row_id").loc[training.prediction_frame(ids, np.full((len(ids), 25, 3), 1 / 3))["row_id"]]
+    scores = training.evaluate(ids, probs.to_numpy().reshape(len(ids), -1, probs.shape[1]))
+    path = paths.runs_root() / cfg["name"] / "oof.csv"
+    with atomic_path(path) as tmp:
+        oof.to_csv(tmp, index=False)
+    return path, scores, len(folds)
+
+
+def predict_test(cfg: dict) -> tuple[Path, int]:
+    """Average the test predictions of every trained fold's best model; write a validated submission."""
+    folds = finished_folds(cfg)
+    comp, training, _ = prepare(cfg, distributed.Context())
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ids = training.ids("test")
+    loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])
+    total = None
+    for fold in folds:
+        model = build_model(cfg, training).to(device)
+        model.load_state_dict(checkpoint.load(fold / "model_best.pt")["model"])
+        model = model.to(
+            memory_format=torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
+        )
+        order, logits, _ = predict(model, loader, cfg, device)
+        probs = training.probabilities(logits)[np.argsort(np.argsort(order))][np.argsort(ids)][
+            np.argsort(np.argsort(ids))
+        ]
+        total = probs if total is None else total + probs
+    path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
+    training.write_submission(path, ids, total / len(folds))
+    return path, len(folds)

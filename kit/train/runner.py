@@ -1,0 +1,241 @@
+"""The fold runner: trains one fold of any competition and writes runs/<exp>/fold<k>/. It knows no competition;
+the competition's training object supplies data, loss, metric and formats."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from kit import paths
+from kit.competitions import get_competition
+from kit.config import dump_config
+from kit.io import atomic_path, write_text_atomic
+from kit.models.registry import create_model
+from kit.report.progress import plot_progress
+from kit.train import checkpoint, distributed
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fold_dir(cfg: dict, fold: int) -> Path:
+    return paths.runs_root() / cfg["name"] / f"fold{fold}"
+
+
+def build_model(cfg: dict, training) -> torch.nn.Module:
+    spec = {k: v for k, v in cfg["model"].items() if k != "name"}
+    return create_model(cfg["model"]["name"], training.in_channels, training.num_outputs, **spec)
+
+
+def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def prepare(cfg: dict, ctx: distributed.Context):
+    """Data folder, folds and the competition's training object; rank 0 generates and caches first."""
+    comp = get_competition(cfg["competition"])
+    if ctx.is_main:
+        data_dir = comp.data_dir(cfg["data"]["dir"])
+        comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+    ctx.barrier()
+    data_dir = comp.data_dir(cfg["data"]["dir"])
+    folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+    return comp, comp.training(cfg, data_dir), folds
+
+
+def autocast(cfg: dict, device: torch.device):
+    if cfg["trainer"]["amp"] and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tuple[list[int], torch.Tensor, float]:
+    """Logits over a loader, in its order, and the mean loss where targets are known."""
+    model.eval()
+    ids, logits, total, count = [], [], 0.0, 0
+    memory = torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
+    for batch in loader:
+        image = batch["image"].to(device).contiguous(memory_format=memory)
+        with autocast(cfg, device):
+            out = model(image).float()
+        if loss_fn is not None:
+            total += float(loss_fn(out, batch["target"].to(device))) * len(image)
+            count += len(image)
+        ids.extend(int(i) for i in batch["id"])
+        logits.append(out.cpu())
+    return ids, torch.cat(logits), total / max(count, 1)
+
+
+def train_fold(cfg: dict, fold: int, resume: bool = False) -> dict:
+    ctx = distributed.setup()
+    try:
+        return _train_fold(cfg, fold, resume, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) -> dict:
+    trainer = cfg["trainer"]
+    comp, training, folds = prepare(cfg, ctx)
+    out = fold_dir(cfg, fold)
+    train_ids = folds.index[folds != fold].tolist()
+    val_ids = folds.index[folds == fold].tolist()
+    seed_everything(trainer["seed"])
+    if ctx.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    model = build_model(cfg, training).to(ctx.device)
+    memory = torch.channels_last if trainer["channels_last"] else torch.contiguous_format
+    model = model.to(memory_format=memory)
+    wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
+    loss_fn = training.loss().to(ctx.device)
+
+    train_set = training.dataset(train_ids, "train", augment_seed=trainer["seed"] if trainer["augment"] else None)
+    sampler = DistributedSampler(
+        train_set, ctx.world_size, ctx.rank, shuffle=True, seed=trainer["seed"], drop_last=True
+    )
+    per_rank = max(1, trainer["batch_size"] // ctx.world_size)
+    train_loader = DataLoader(train_set, per_rank, sampler=sampler, num_workers=trainer["num_workers"], drop_last=True)
+    val_loader = DataLoader(
+        training.dataset(val_ids, "train"), trainer["batch_size"], num_workers=trainer["num_workers"]
+    )
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
+    steps_per_epoch = len(train_loader)
+    scheduler = warmup_cosine(
+        optimizer, trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
+    )
+    state = {"epoch": -1, "best": math.inf, "best_epoch": -1, "stale": 0, "history": []}
+    sign = 1.0 if training.metric_mode == "min" else -1.0
+    baseline = training.evaluate(
+        val_ids, np.broadcast_to(training.prior(train_ids), (len(val_ids), *training.prior(train_ids).shape))
+    )
+
+    last = out / "model_last.pt"
+    if resume and last.exists():
+        saved = checkpoint.load(last)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        if ctx.is_main:
+            print(f"resuming {out} after epoch {state['epoch']}")
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config({**cfg, "fold": fold}, out / "config.yaml")
+
+    metric = training.metric_name
+    for epoch in range(state["epoch"] + 1, trainer["epochs"]):
+        if state["stale"] >= trainer["early_stopping"]:
+            break
+        sampler.set_epoch(epoch)
+        if train_set.augment is not None:
+            train_set.augment.set_random_state(seed=trainer["seed"] + 1000 * epoch + ctx.rank)
+        wrapped.train()
+        started, running, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(train_loader, desc=f"fold {fold} epoch {epoch}", leave=False, disable=not ctx.is_main)
+        for batch in bar:
+            image = batch["image"].to(ctx.device).contiguous(memory_format=memory)
+            with autocast(cfg, ctx.device):
+                loss = loss_fn(wrapped(image).float(), batch["target"].to(ctx.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            running += float(loss) * len(image)
+            seen += len(image)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        train_seconds = time.perf_counter() - started
+
+        if ctx.is_main:
+            ids, logits, val_loss = predict(model, val_loader, cfg, ctx.device, loss_fn)
+            probs = training.probabilities(logits)
+            scores = training.evaluate(ids, probs)
+            row = {
+                "epoch": epoch,
+                "train_loss": running / max(seen, 1),
+                "val_loss": val_loss,
+                **scores,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+                "samples_per_s": seen * ctx.world_size / train_seconds,
+            }
+            state["history"].append(row)
+            improved = sign * scores[metric] < sign * state["best"] if state["best_epoch"] >= 0 else True
+            if improved:
+                state.update(best=scores[metric], best_epoch=epoch, stale=0)
+                checkpoint.save(out / "model_best.pt", {"model": model.state_dict(), "config": cfg, "epoch": epoch})
+                with atomic_path(out / "oof.csv") as tmp:
+                    training.prediction_frame(ids, probs).to_csv(tmp, index=False)
+            else:
+                state["stale"] += 1
+            state["epoch"] = epoch
+            history = pd.DataFrame(state["history"])
+            with atomic_path(out / "history.csv") as tmp:
+                history.to_csv(tmp, index=False)
+            plot_progress(history, out / "progress.png", metric, baseline[metric])
+            checkpoint.save(
+                last,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "state": state,
+                    "config": cfg,
+                },
+            )
+            print(
+                f"fold {fold} epoch {epoch}: train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
+                f"{metric} {scores[metric]:.4f}  (best {state['best']:.4f} @ {state['best_epoch']})",
+                flush=True,
+            )
+        state = _broadcast(state, ctx)
+
+    summary = {
+        "fold": fold,
+        "best_epoch": state["best_epoch"],
+        metric: state["best"],
+        f"prior_baseline_{metric}": baseline[metric],
+        "ratio_to_baseline": state["best"] / baseline[metric],
+        "epochs_run": state["epoch"] + 1,
+        "samples_per_s": float(np.mean([h["samples_per_s"] for h in state["history"]])) if state["history"] else None,
+        "n_train": len(train_ids),
+        "n_valid": len(val_ids),
+        "world_size": ctx.world_size,
+        "rank": ctx.rank,
+        "device": str(ctx.device),
+    }
+    if ctx.is_main:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def _broadcast(state: dict, ctx: distributed.Context) -> dict:
+    """Rank 0 validates; every rank needs its verdict (early stopping) to stay in step."""
+    if ctx.world_size == 1:
+        return state
+    box = [state]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
