@@ -80,13 +80,12 @@ def _experiment(args) -> dict:
 def cmd_train_fold(args) -> None:
     from kit.train.runner import train_fold
 
-    for fold in args.fold:
-        summary = train_fold(_experiment(args), fold, resume=args.resume)
-        if summary["rank"] == 0:
-            baseline = summary["prior_baseline_score"]
-            print(f"fold {fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
-            print(f"{summary['samples_per_s']:.1f} samples/s, {summary['ratio_to_baseline']:.2f}x the baseline")
-            print(f"score {summary['score']:.4f}")
+    summary = train_fold(_experiment(args), args.fold, resume=args.resume)
+    if summary["rank"] == 0:
+        baseline = summary["prior_baseline_score"]
+        print(f"fold {args.fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
+        print(f"{summary['samples_per_s']:.1f} samples/s, {summary['ratio_to_baseline']:.2f}x the baseline")
+        print(f"score {summary['score']:.4f}")
 
 
 def cmd_train_all(args) -> None:
@@ -158,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
         if verb == "train-fold":
-            p.add_argument("--fold", type=int, nargs="+", default=[0])
+            p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")

@@ -1,0 +1,136 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from kit.cli import main
+from kit.config import apply_overrides, load_experiment
+from kit.errors import KitError, UnknownNameError
+from kit.train.outputs import merge_oof, predict_test
+from kit.train.runner import train_fold
+
+TINY = [
+    "data.slices=2",
+    "data.size=32",
+    "data.folds=3",
+    "trainer.epochs=2",
+    "trainer.batch_size=4",
+    "trainer.warmup_epochs=1",
+]
+
+
+@pytest.fixture
+def tiny_cfg(kit_home, rsna_dir):
+    (kit_home / "data").mkdir()
+    (kit_home / "data" / "rsna-synth").symlink_to(rsna_dir)  # the default data, already generated
+    return apply_overrides(load_experiment("rsna_resnet"), TINY)
+
+
+def test_overrides_are_checked():
+    cfg = load_experiment("rsna_unet")
+    assert apply_overrides(cfg, ["trainer.epochs=3", "model.decoder_channels=[8,8,8,8,8]"])["trainer"]["epochs"] == 3
+    with pytest.raises(KitError, match="unknown key 'trainer.epoch'"):
+        apply_overrides(cfg, ["trainer.epoch=3"])
+    with pytest.raises(KitError, match="not of the form"):
+        apply_overrides(cfg, ["trainer.epochs"])
+    with pytest.raises(UnknownNameError, match="valid: rsna_resnet, rsna_unet"):
+        load_experiment("nope")
+
+
+@pytest.mark.parametrize("name", ["unet_classifier", "resnet_classifier"])
+def test_models_map_a_stack_to_75_logits(name):
+    from kit.models.registry import create_model
+
+    model = create_model(name, in_channels=6, num_outputs=75, encoder="resnet18")
+    out = model(torch.randn(2, 6, 64, 64))
+    assert out.shape == (2, 75)
+    out.sum().backward()
+    with pytest.raises(UnknownNameError, match="valid: resnet_classifier, unet_classifier"):
+        create_model("vgg", 6, 75)
+
+
+def test_fold_outputs_and_oof_honesty(tiny_cfg, kit_home, rsna_dir):
+    summary = train_fold(tiny_cfg, fold=1)
+    out = kit_home / "runs" / "rsna_resnet" / "fold1"
+    for name in (
+        "config.yaml",
+        "model_best.pt",
+        "model_last.pt",
+        "history.csv",
+        "progress.png",
+        "oof.csv",
+        "summary.json",
+    ):
+        assert (out / name).exists(), name
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["size"] == 32
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.epoch) == [0, 1]
+    assert {"train_loss", "val_loss", "score", "lr", "seconds", "samples_per_s"} <= set(history.columns)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["score"] == pytest.approx(summary["score"]) and saved["prior_baseline_score"] > 0
+    assert saved["best_epoch"] in (0, 1)
+
+    folds = pd.read_csv(kit_home / "folds" / f"{rsna_dir.name}.csv", index_col="id")["fold"]
+    oof = pd.read_csv(out / "oof.csv")
+    assert sorted({int(r.split("_")[0]) for r in oof.row_id}) == sorted(folds.index[folds == 1])
+    assert len(oof) == 25 * int((folds == 1).sum())
+    np.testing.assert_allclose(oof[["normal_mild", "moderate", "severe"]].sum(axis=1), 1, atol=1e-6)
+
+    path, scores, n = merge_oof(tiny_cfg)
+    merged = pd.read_csv(path)
+    assert n == 1 and len(merged) == len(oof)  # folds never trained are absent, not zero
+    assert scores["score"] == pytest.approx(saved["score"], abs=1e-9)
+
+    sub_path, n = predict_test(tiny_cfg)
+    sub = pd.read_csv(sub_path)
+    sample = pd.read_csv(rsna_dir / "sample_submission.csv")
+    assert sorted(sub.row_id) == sorted(sample.row_id)
+    assert main(["validate", "rsna", str(sub_path), "--sample", str(rsna_dir / "sample_submission.csv")]) == 0
+
+
+def test_resume_continues_without_repeating_epochs(tiny_cfg, kit_home):
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
+    out = kit_home / "runs" / "rsna_resnet" / "fold0"
+    first = pd.read_csv(out / "history.csv")
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=3"]), fold=0, resume=True)
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.epoch) == [0, 1, 2]
+    assert history.train_loss.iloc[0] == pytest.approx(first.train_loss.iloc[0])
+
+
+def test_training_is_deterministic_on_cpu(tiny_cfg, kit_home):
+    a = train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=2)
+    os.rename(kit_home / "runs", kit_home / "runs_a")
+    b = train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=2)
+    assert a["score"] == b["score"]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tiny_cfg, kit_home):
+    env = {**os.environ, "KIT_HOME": str(kit_home), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "kit.cli",
+        "train-fold",
+        "--exp",
+        "rsna_resnet",
+        "--fold",
+        "0",
+        *TINY,
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((kit_home / "runs" / "rsna_resnet" / "fold0" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["epochs_run"] == 2
+    assert sum(line.startswith("score ") for line in done.stdout.splitlines()) == 1  # only rank 0 reports
