@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -29,9 +28,7 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     folds = finished_folds(cfg)
     _, training, _ = prepare(cfg, distributed.Context())
     oof = pd.concat([pd.read_csv(f / "oof.csv") for f in folds], ignore_index=True)
-    ids = list(dict.fromkeys(int(r.split("_")[0]) for r in oof["row_id"]))
-    probs = oof.set_index("row_id").loc[training.prediction_frame(ids, np.full((len(ids), 25, 3), 1 / 3))["row_id"]]
-    scores = training.evaluate(ids, probs.to_numpy().reshape(len(ids), -1, probs.shape[1]))
+    scores = training.evaluate(*training.read_predictions(oof))
     path = paths.runs_root() / cfg["name"] / "oof.csv"
     with atomic_path(path) as tmp:
         oof.to_csv(tmp, index=False)
@@ -53,9 +50,8 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
             memory_format=torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
         )
         order, logits, _ = predict(model, loader, cfg, device)
-        probs = training.probabilities(logits)[np.argsort(np.argsort(order))][np.argsort(ids)][
-            np.argsort(np.argsort(ids))
-        ]
+        assert order == ids, "the test loader keeps the study order"
+        probs = training.probabilities(logits)
         total = probs if total is None else total + probs
     path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
     training.write_submission(path, ids, total / len(folds))

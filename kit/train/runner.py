@@ -128,9 +128,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
     )
     state = {"epoch": -1, "best": math.inf, "best_epoch": -1, "stale": 0, "history": []}
     sign = 1.0 if training.metric_mode == "min" else -1.0
-    baseline = training.evaluate(
-        val_ids, np.broadcast_to(training.prior(train_ids), (len(val_ids), *training.prior(train_ids).shape))
-    )
+    prior = training.prior(train_ids)
+    baseline = training.evaluate(val_ids, np.broadcast_to(prior, (len(val_ids), *prior.shape)))
 
     last = out / "model_last.pt"
     if resume and last.exists():

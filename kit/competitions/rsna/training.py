@@ -145,5 +145,12 @@ class RsnaTraining:
     def prediction_frame(ids: list[int], probs: np.ndarray) -> pd.DataFrame:
         return submission.submission_frame(ids, probs)
 
+    @staticmethod
+    def read_predictions(frame: pd.DataFrame) -> tuple[list[int], np.ndarray]:
+        """The inverse of prediction_frame: study ids and (studies, 25, 3) probabilities."""
+        ids = list(dict.fromkeys(int(submission.split_row_id(r)[0]) for r in frame["row_id"]))
+        rows = frame.set_index("row_id").loc[submission.row_ids(ids), list(SEVERITY_COLUMNS)]
+        return ids, rows.to_numpy().reshape(len(ids), len(TARGETS), NUM_CLASSES)
+
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         return submission.write_submission(path, submission.submission_frame(ids, probs), submission.row_ids(ids))
