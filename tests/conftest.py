@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels run in its interpreter on CPU
+
 import warnings
 from pathlib import Path
 
