@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from kit.errors import UnknownNameError
+from kit.models.blocks import add_decoder_se
 from kit.models.registry import register_model
 
 
@@ -45,6 +46,7 @@ class UNetClassifier(nn.Module):
         decoder_channels=(128, 64, 32, 16, 8),
         dropout: float = 0.2,
         pool_grid: tuple[int, int] | None = None,
+        decoder_se_reduction: int | None = None,
     ):
         super().__init__()
         self.unet = smp.Unet(
@@ -55,6 +57,8 @@ class UNetClassifier(nn.Module):
             decoder_channels=tuple(decoder_channels),
         )
         self.unet.segmentation_head = nn.Identity()
+        if decoder_se_reduction:
+            add_decoder_se(self.unet.decoder, decoder_se_reduction)
         # A grid of average pools (rows × columns) keeps where a finding lies, e.g. at which vertebral level;
         # None pools globally.
         self.pool = nn.AdaptiveAvgPool2d(tuple(pool_grid)) if pool_grid else nn.AdaptiveAvgPool2d(1)

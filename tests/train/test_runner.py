@@ -55,6 +55,31 @@ def test_models_map_a_stack_to_75_logits(name):
         create_model("vgg", 6, 75)
 
 
+def test_unet_options_group_norm_grid_pooling_and_fused_se_decoder():
+    from kernels.se import SqueezeExcite
+    from kit.models.registry import create_model
+
+    model = create_model(
+        "unet_classifier", 6, 75, norm="group", pool_grid=[3, 2], decoder_se_reduction=4,
+        decoder_channels=[16, 8, 8, 8, 8],
+    )  # fmt: skip
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert sum(isinstance(m, SqueezeExcite) for m in model.modules()) == 5
+    out = model(torch.randn(2, 6, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 75) and model.head[1].in_features == 8 * 6 + 512
+    with pytest.raises(UnknownNameError, match="valid: batch, group"):
+        create_model("unet_classifier", 6, 75, norm="layer")
+
+
+def test_focal_loss_trains_a_fold(tiny_cfg, kit_home):
+    cfg = apply_overrides(tiny_cfg, ["loss.name=focal", "loss.gamma=1.5", "trainer.epochs=1"])
+    summary = train_fold(cfg, fold=0)
+    assert np.isfinite(summary["score"])
+    with pytest.raises(ValueError, match="focal loss only"):
+        train_fold(apply_overrides(tiny_cfg, ["loss.gamma=1.5"]), fold=0)
+
+
 def test_fold_outputs_and_oof_honesty(tiny_cfg, kit_home, rsna_dir):
     summary = train_fold(tiny_cfg, fold=1)
     out = kit_home / "runs" / "rsna_resnet" / "fold1"

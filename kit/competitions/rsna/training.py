@@ -12,6 +12,7 @@ from monai.transforms import Compose, RandAffine, RandGaussianNoise, RandScaleIn
 from torch import nn
 from torch.utils.data import Dataset
 
+from kernels.focal import focal_loss
 from kit import paths
 from kit.data.cache import cached_dataset
 from kit.data.transforms import study_preprocess
@@ -65,18 +66,22 @@ class WeightedCrossEntropy(nn.Module):
     """Cross-entropy per condition×level with the metric's weights (1/2/4), unlabelled targets ignored, plus an
     optional any-severe-spinal term (binary log loss of the highest spinal severe probability)."""
 
-    def __init__(self, any_severe_weight: float = 0.0):
+    def __init__(self, any_severe_weight: float = 0.0, gamma: float | None = None):
         super().__init__()
+        if gamma is not None:
+            raise ValueError("loss.gamma applies to the focal loss only (loss.name=focal)")
         self.register_buffer("class_weight", torch.tensor(SEVERITY_WEIGHTS))
         self.any_severe_weight = any_severe_weight
 
+    def per_target(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        labelled = target != MISSING
+        weight = self.class_weight[target.clamp(min=0)] * labelled
+        ce = F.cross_entropy(logits, target.clamp(min=0), reduction="none")
+        return (ce * weight).sum() / weight.sum().clamp(min=1.0)
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float().view(-1, len(TARGETS), NUM_CLASSES)
-        flat_logits, flat_target = logits.reshape(-1, NUM_CLASSES), target.reshape(-1)
-        labelled = flat_target != MISSING
-        weight = self.class_weight[flat_target.clamp(min=0)] * labelled
-        ce = F.cross_entropy(flat_logits, flat_target.clamp(min=0), reduction="none")
-        loss = (ce * weight).sum() / weight.sum().clamp(min=1.0)
+        loss = self.per_target(logits.reshape(-1, NUM_CLASSES), target.reshape(-1))
         if self.any_severe_weight:
             spinal_target = target[:, SPINAL]
             known = (spinal_target != MISSING).any(dim=1)
@@ -87,7 +92,19 @@ class WeightedCrossEntropy(nn.Module):
         return loss
 
 
-LOSSES = {"weighted_ce": WeightedCrossEntropy}
+class SeverityFocalLoss(WeightedCrossEntropy):
+    """Softmax focal loss per condition×level (kernels.focal) with alpha = the metric's weights (1/2/4), averaged
+    over labelled targets; the same optional any-severe-spinal term."""
+
+    def __init__(self, any_severe_weight: float = 0.0, gamma: float | None = None):
+        super().__init__(any_severe_weight)
+        self.gamma = 2.0 if gamma is None else gamma
+
+    def per_target(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss(logits, target, self.gamma, self.class_weight, ignore_index=MISSING)
+
+
+LOSSES = {"weighted_ce": WeightedCrossEntropy, "focal": SeverityFocalLoss}
 
 
 class RsnaTraining:
