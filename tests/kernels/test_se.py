@@ -118,3 +118,22 @@ def test_trains_inside_a_network():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_benchmark_refuses_without_a_gpu_and_formats_its_tables(tmp_path):
+    import pandas as pd
+
+    from kernels import bench
+
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+            bench.main(["--out", str(tmp_path)])
+    rows = [
+        dict(op="se", shape="1x2x3x4", dtype="bf16", mode="forward", impl=impl, ms=ms)
+        for impl, ms in [("triton", 1.0), ("eager", 3.0), ("compile", 1.5)]
+    ]
+    frame = pd.DataFrame(rows)
+    ratios = bench.speedups(frame).iloc[0]
+    assert ratios["triton_vs_eager"] == 3.0 and ratios["triton_vs_compile"] == 1.5
+    table = bench.markdown_table(frame).splitlines()
+    assert table[0].startswith("| op | shape") and len(table) == 5 and "3.000" in table[3]
