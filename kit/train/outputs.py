@@ -4,41 +4,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from kit import paths
 from kit.errors import KitError
-from kit.io import atomic_path
 from kit.train import checkpoint, distributed
 from kit.train.runner import build_model, predict, prepare
 
 
-def finished_folds(cfg: dict) -> list[Path]:
+def finished_folds(cfg: dict, oof_file: str) -> list[Path]:
     root = paths.runs_root() / cfg["name"]
-    folds = sorted(p for p in root.glob("fold*") if (p / "oof.csv").exists() and (p / "model_best.pt").exists())
+    folds = sorted(p for p in root.glob("fold*") if (p / oof_file).exists() and (p / "model_best.pt").exists())
     if not folds:
         raise KitError(f"{root}: no trained fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
     return folds
 
 
 def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
-    """runs/<exp>/oof.csv from the finished folds only (rows of untrained folds are absent), and its CV metric."""
-    folds = finished_folds(cfg)
+    """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric."""
     _, training, _ = prepare(cfg, distributed.Context())
-    oof = pd.concat([pd.read_csv(f / "oof.csv") for f in folds], ignore_index=True)
-    scores = training.evaluate(*training.read_predictions(oof))
-    path = paths.runs_root() / cfg["name"] / "oof.csv"
-    with atomic_path(path) as tmp:
-        oof.to_csv(tmp, index=False)
+    folds = finished_folds(cfg, training.oof_file)
+    parts = [training.load_predictions(f / training.oof_file) for f in folds]
+    ids = [i for part_ids, _ in parts for i in part_ids]
+    probs = np.concatenate([part_probs for _, part_probs in parts])
+    scores = training.evaluate(ids, probs)
+    path = paths.runs_root() / cfg["name"] / training.oof_file
+    training.save_predictions(path, ids, probs)
     return path, scores, len(folds)
 
 
 def predict_test(cfg: dict) -> tuple[Path, int]:
     """Average the test predictions of every trained fold's best model; write a validated submission."""
-    folds = finished_folds(cfg)
     comp, training, _ = prepare(cfg, distributed.Context())
+    folds = finished_folds(cfg, training.oof_file)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = training.ids("test")
     loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])

@@ -186,8 +186,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
             if improved:
                 state.update(best=scores[metric], best_epoch=epoch, stale=0)
                 checkpoint.save(out / "model_best.pt", {"model": model.state_dict(), "config": cfg, "epoch": epoch})
-                with atomic_path(out / "oof.csv") as tmp:
-                    training.prediction_frame(ids, probs).to_csv(tmp, index=False)
+                training.save_predictions(out / training.oof_file, ids, probs)
+                training.report_fold(out, ids, probs)
             else:
                 state["stale"] += 1
             state["epoch"] = epoch

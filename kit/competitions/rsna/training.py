@@ -14,9 +14,11 @@ from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
 from kit import paths
+from kit.competitions.training_base import FoldTraining
 from kit.data.cache import cached_dataset
 from kit.data.transforms import study_preprocess
 from kit.errors import UnknownNameError
+from kit.io import atomic_path
 
 from . import metric, submission
 from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS
@@ -107,11 +109,12 @@ class SeverityFocalLoss(WeightedCrossEntropy):
 LOSSES = {"weighted_ce": WeightedCrossEntropy, "focal": SeverityFocalLoss}
 
 
-class RsnaTraining:
+class RsnaTraining(FoldTraining):
     """The competition's side of fold training, built from an experiment config."""
 
     metric_name = "score"
     metric_mode = "min"
+    oof_file = "oof.csv"
     num_outputs = len(TARGETS) * NUM_CLASSES
 
     def __init__(self, cfg: dict, data_dir: Path):
@@ -168,6 +171,14 @@ class RsnaTraining:
         ids = list(dict.fromkeys(int(submission.split_row_id(r)[0]) for r in frame["row_id"]))
         rows = frame.set_index("row_id").loc[submission.row_ids(ids), list(SEVERITY_COLUMNS)]
         return ids, rows.to_numpy().reshape(len(ids), len(TARGETS), NUM_CLASSES)
+
+    def save_predictions(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        with atomic_path(path) as tmp:
+            self.prediction_frame(ids, probs).to_csv(tmp, index=False)
+        return path
+
+    def load_predictions(self, path: Path) -> tuple[list[int], np.ndarray]:
+        return self.read_predictions(pd.read_csv(path))
 
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         return submission.write_submission(path, submission.submission_frame(ids, probs), submission.row_ids(ids))

@@ -1,0 +1,52 @@
+"""The competition's side of fold training, as the generic runner, merge and predict steps use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class FoldTraining:
+    """Subclasses supply data, loss, metric, prior baseline and the formats of predictions and submissions."""
+
+    metric_name = "score"
+    metric_mode = "min"  # or "max"
+    oof_file = "oof.csv"
+    in_channels: int
+    num_outputs: int
+
+    def ids(self, split: str) -> list[int]:
+        raise NotImplementedError
+
+    def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> torch.utils.data.Dataset:
+        """Items {'image', 'target', 'id'}; the train split's targets are known, the test split's are not."""
+        raise NotImplementedError
+
+    def loss(self) -> nn.Module:
+        raise NotImplementedError
+
+    def probabilities(self, logits: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate(self, ids: list[int], probs: np.ndarray) -> dict[str, float]:
+        """Named parts of the metric, the official one under metric_name."""
+        raise NotImplementedError
+
+    def prior(self, ids: list[int]) -> np.ndarray:
+        """One sample's prediction of the prior-frequency baseline fitted on `ids`."""
+        raise NotImplementedError
+
+    def save_predictions(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        raise NotImplementedError
+
+    def load_predictions(self, path: Path) -> tuple[list[int], np.ndarray]:
+        raise NotImplementedError
+
+    def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        raise NotImplementedError
+
+    def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
+        """Anything a person would rather look at, drawn when a fold's validation improves."""
