@@ -27,7 +27,7 @@ def cmd_synth(args) -> None:
     comp = get_competition(args.competition)
     out = Path(args.out) if args.out else comp.synth_dir()
     path = comp.synth(out, studies=args.studies, test_studies=args.test_studies, seed=args.seed, force=args.force)
-    print(f"wrote synthetic {comp.slug} ({args.studies} train, {args.test_studies} test studies) to {path}")
+    print(f"wrote synthetic {comp.slug} to {path}")
 
 
 def cmd_inspect(args) -> None:
@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("synth", help="write a synthetic competition in the exact Kaggle layout")
     p.add_argument("competition")
     p.add_argument("--out", help="output folder (default: data/<competition>-synth)")
-    p.add_argument("--studies", type=int, default=80)
-    p.add_argument("--test-studies", type=int, default=3)
+    p.add_argument("--studies", type=int, default=80, help="rsna: training studies")
+    p.add_argument("--test-studies", type=int, default=3, help="rsna: test studies")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(func=cmd_synth)

@@ -7,9 +7,9 @@ from kit.errors import UnknownNameError
 
 
 def _registry() -> dict[str, Competition]:
-    from kit.competitions import rsna
+    from kit.competitions import mars, rsna
 
-    return {rsna.COMPETITION.name: rsna.COMPETITION}
+    return {c.name: c for c in (rsna.COMPETITION, mars.COMPETITION)}
 
 
 def get_competition(name: str) -> Competition:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from kit.errors import UnknownNameError
+
 
 class FoldTraining:
     """Subclasses supply data, loss, metric, prior baseline and the formats of predictions and submissions."""
@@ -15,6 +17,8 @@ class FoldTraining:
     metric_name = "score"
     metric_mode = "min"  # or "max"
     oof_file = "oof.csv"
+    losses: dict[str, type[nn.Module]] = {}
+    cfg: dict
     in_channels: int
     num_outputs: int
 
@@ -26,7 +30,12 @@ class FoldTraining:
         raise NotImplementedError
 
     def loss(self) -> nn.Module:
-        raise NotImplementedError
+        """The loss named by cfg['loss']['name'] in self.losses, built with the section's other keys."""
+        spec = dict(self.cfg["loss"])
+        name = spec.pop("name")
+        if name not in self.losses:
+            raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(self.losses))}")
+        return self.losses[name](**spec)
 
     def probabilities(self, logits: torch.Tensor) -> np.ndarray:
         raise NotImplementedError

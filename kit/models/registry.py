@@ -18,7 +18,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def create_model(name: str, in_channels: int, num_outputs: int, **kwargs) -> nn.Module:
-    from kit.models import classifiers  # noqa: F401  (registers the builders)
+    from kit.models import classifiers, segmenters  # noqa: F401  (registers the builders)
 
     if name not in MODELS:
         raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")

@@ -39,7 +39,7 @@ def test_overrides_are_checked():
         apply_overrides(cfg, ["trainer.epoch=3"])
     with pytest.raises(KitError, match="not of the form"):
         apply_overrides(cfg, ["trainer.epochs"])
-    with pytest.raises(UnknownNameError, match="valid: rsna_resnet, rsna_unet"):
+    with pytest.raises(UnknownNameError, match="valid: mars_dual_unet, mars_smp_unet, rsna_resnet, rsna_unet"):
         load_experiment("nope")
 
 
@@ -51,7 +51,9 @@ def test_models_map_a_stack_to_75_logits(name):
     out = model(torch.randn(2, 6, 64, 64))
     assert out.shape == (2, 75)
     out.sum().backward()
-    with pytest.raises(UnknownNameError, match="valid: resnet_classifier, unet_classifier"):
+    with pytest.raises(
+        UnknownNameError, match="valid: dual_unet, resnet_classifier, smp_segmenter, unet, unet_classifier"
+    ):
         create_model("vgg", 6, 75)
 
 
@@ -159,3 +161,17 @@ def test_ddp_two_processes_on_cpu(tiny_cfg, kit_home):
     summary = json.loads((kit_home / "runs" / "rsna_resnet" / "fold0" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs_run"] == 2
     assert sum(line.startswith("score ") for line in done.stdout.splitlines()) == 1  # only rank 0 reports
+
+
+@pytest.mark.parametrize("name", ["mars_dual_unet", "mars_smp_unet"])
+def test_mars_models_map_an_image_to_class_maps(name):
+    from kernels.se import SqueezeExcite
+    from kit.models.registry import create_model
+
+    cfg = load_experiment(name)
+    model = create_model(cfg["model"]["name"], 1, 5, **{k: v for k, v in cfg["model"].items() if k != "name"})
+    assert any(isinstance(m, SqueezeExcite) for m in model.modules())
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, 64, 128))
+    assert out.shape == (2, 5, 64, 128)
+    assert torch.allclose(out.softmax(dim=1).sum(dim=1), torch.ones(2, 64, 128))

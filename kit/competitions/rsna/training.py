@@ -17,7 +17,6 @@ from kit import paths
 from kit.competitions.training_base import FoldTraining
 from kit.data.cache import cached_dataset
 from kit.data.transforms import study_preprocess
-from kit.errors import UnknownNameError
 from kit.io import atomic_path
 
 from . import metric, submission
@@ -112,6 +111,7 @@ LOSSES = {"weighted_ce": WeightedCrossEntropy, "focal": SeverityFocalLoss}
 class RsnaTraining(FoldTraining):
     """The competition's side of fold training, built from an experiment config."""
 
+    losses = LOSSES
     metric_name = "score"
     metric_mode = "min"
     oof_file = "oof.csv"
@@ -136,13 +136,6 @@ class RsnaTraining(FoldTraining):
         cached = cached_dataset(items, transform, paths.cache_root() / "rsna", config)
         augment = augmentation(augment_seed) if augment_seed is not None else None
         return StudyStacks(cached, self.labels if split == "train" else None, augment)
-
-    def loss(self) -> nn.Module:
-        spec = dict(self.cfg["loss"])
-        name = spec.pop("name")
-        if name not in LOSSES:
-            raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(LOSSES))}")
-        return LOSSES[name](**spec)
 
     @staticmethod
     def probabilities(logits: torch.Tensor) -> np.ndarray:

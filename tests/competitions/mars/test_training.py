@@ -1,0 +1,57 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.competitions import get_competition
+from kit.competitions.mars import submission
+from kit.config import apply_overrides, load_experiment
+from kit.train.outputs import merge_oof, predict_test
+from kit.train.runner import train_fold
+
+
+@pytest.fixture
+def tiny_mars(mars_dir):
+    cfg = apply_overrides(
+        load_experiment("mars_dual_unet"),
+        [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8"],
+    )
+    cfg["model"]["macro"] = {"widths": [4, 8], "se_reduction": 2, "ca_steps": 1}
+    cfg["model"]["micro"] = {"widths": [4, 8], "se_reduction": None, "ca_steps": 1}
+    cfg["model"]["specialist"] = {"widths": [4, 8], "se_reduction": None}
+    return cfg
+
+
+def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_home, mars_dir):
+    summary = train_fold(tiny_mars, fold=0)
+    out = kit_home / "runs" / "mars_dual_unet" / "fold0"
+    assert {"oof.npz", "masks.png", "progress.png", "history.csv", "model_best.pt", "summary.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    folds = get_competition("mars").folds(mars_dir, 3, 42)
+    with np.load(out / "oof.npz") as saved:
+        ids, probs = saved["ids"], saved["probs"]
+    assert sorted(ids.tolist()) == sorted(folds.index[folds == 0].tolist())
+    assert probs.dtype == np.float16 and probs.shape == (len(ids), 5, 64, 128)
+    assert np.allclose(probs.astype(np.float32).sum(axis=1), 1.0, atol=1e-2)
+    assert 0.0 <= summary["score"] <= 1.0 and summary["prior_baseline_score"] > 0
+
+    path, scores, n_folds = merge_oof(tiny_mars)
+    assert n_folds == 1 and scores["score"] == pytest.approx(summary["score"], abs=1e-3)
+    assert path.name == "oof.npz"
+
+    sub_path, n = predict_test(tiny_mars)
+    frame = pd.read_csv(sub_path)
+    assert n == 1 and submission.validate_submission(frame, expected_rows=12) == []
+    assert sub_path.parent.name == get_competition("mars").slug
+
+
+def test_big_rock_images_are_oversampled_in_training_only(tiny_mars, mars_dir):
+    training = get_competition("mars").training(tiny_mars, mars_dir)
+    ids = training.ids("train")
+    rocky = int((training.masks(ids) == 4).any(axis=(1, 2)).sum())
+    assert rocky > 0
+    assert len(training.dataset(ids, "train", augment_seed=0)) == len(ids) + 2 * rocky
+    assert len(training.dataset(ids, "train")) == len(ids)
+    item = training.dataset(ids, "train", augment_seed=0)[0]
+    assert item["image"].shape == (1, 64, 128) and item["target"].shape == (64, 128)
+    assert set(item["target"].unique().tolist()) <= {0, 1, 2, 3, 4}
