@@ -112,6 +112,16 @@ def cmd_predict(args) -> None:
     print(f"{path}: test predictions averaged over {n_folds} fold(s)")
 
 
+def cmd_stack(args) -> None:
+    from kit.stack.run import run_stack
+
+    out, scores = run_stack(args.competition, args.experiments, args.name, args.seed, args.max_rows)
+    for name, value in scores.items():
+        print(f"{name:<24} {value:.6f}")
+    print(f"{out}/report.md")
+    print(f"stack {scores['stack']:.6f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -162,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
+    p = verbs.add_parser("stack", help="stack experiments' OOF with a LightGBM meta-model (fold by fold)")
+    p.add_argument("competition")
+    p.add_argument("experiments", nargs="+", help="two or more trained and predicted experiments")
+    p.add_argument("--name", help="runs/stack-<name> (default: the experiment names joined by '-')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-rows", type=int, default=200_000, help="meta-model training rows per fold (sampled)")
+    p.set_defaults(func=cmd_stack)
     return parser
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kit.competitions.mars import synth as mars_synth
 from kit.competitions.rsna import synth
 
 
@@ -23,3 +24,9 @@ def rsna_dir(tmp_path_factory) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return synth.generate(tmp_path_factory.mktemp("rsna") / "comp", studies=8, test_studies=3, seed=7)
+
+
+@pytest.fixture(scope="session")
+def mars_dir(tmp_path_factory) -> Path:
+    """A small synthetic Mars competition shared by the tests that only read it."""
+    return mars_synth.generate(tmp_path_factory.mktemp("mars"), train=60, test=12, aliens=5, seed=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -59,3 +60,22 @@ class FoldTraining:
 
     def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
         """Anything a person would rather look at, drawn when a fold's validation improves."""
+
+    # Stacking: each sample's predictions become `rows_per_sample` rows of meta-features (RSNA: one per
+    # condition×level; Mars: one per pixel), with a target per row (-1 where unknown) and optional row weights.
+    rows_per_sample: int
+    meta_classes: int
+    meta_params: dict = {}
+
+    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def meta_targets(self, ids: list[int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def meta_weights(self, targets: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
+        """Row probabilities (n_samples · rows_per_sample, meta_classes) back to the predictions' shape."""
+        raise NotImplementedError

@@ -22,6 +22,11 @@ def finished_folds(cfg: dict, oof_file: str) -> list[Path]:
     return folds
 
 
+def test_predictions_path(cfg: dict, training) -> Path:
+    """runs/<exp>/test_pred.* : the fold-averaged test probabilities, in the OOF's format (for stacking)."""
+    return paths.runs_root() / cfg["name"] / training.oof_file.replace("oof", "test_pred")
+
+
 def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric."""
     _, training, _ = prepare(cfg, distributed.Context())
@@ -36,7 +41,8 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
 
 
 def predict_test(cfg: dict) -> tuple[Path, int]:
-    """Average the test predictions of every trained fold's best model; write a validated submission."""
+    """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
+    validated submission."""
     comp, training, _ = prepare(cfg, distributed.Context())
     folds = finished_folds(cfg, training.oof_file)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -53,6 +59,8 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
         assert order == ids, "the test loader keeps the study order"
         probs = training.probabilities(logits)
         total = probs if total is None else total + probs
+    mean = total / len(folds)
+    training.save_predictions(test_predictions_path(cfg, training), ids, mean)
     path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
-    training.write_submission(path, ids, total / len(folds))
+    training.write_submission(path, ids, mean)
     return path, len(folds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from monai.losses import DiceLoss
 from monai.transforms import (
@@ -16,6 +17,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandZoomd,
 )
+from scipy.ndimage import uniform_filter
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -26,7 +28,7 @@ from kit.io import atomic_path
 from kit.report.masks import plot_masks
 
 from . import data, metric, submission
-from .layout import BIG_ROCK, CLASSES, NUM_CLASSES
+from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, PIXELS, WIDTH
 
 
 class MarsImages(Dataset):
@@ -153,3 +155,25 @@ class MarsTraining(FoldTraining):
         images = self.data.images[[self.position[i] for i in picked]]
         pred = metric.predict_labels(np.asarray(probs)[chosen])
         plot_masks(out / "masks.png", images, self.masks(picked), pred, picked, CLASSES)
+
+    rows_per_sample = PIXELS
+    meta_classes = NUM_CLASSES
+    meta_params = {"learning_rate": 0.1, "n_estimators": 120, "num_leaves": 31, "min_child_samples": 50}
+
+    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
+        """Per pixel: each model's class probabilities, their 3×3 and 9×9 neighbourhood means, and the row."""
+        n = len(probs_by_model[0])
+        columns = {"row": np.tile(np.repeat(np.arange(HEIGHT, dtype=np.float32), WIDTH), n)}
+        for name, probs in zip(model_names, probs_by_model, strict=True):
+            probs = np.asarray(probs, dtype=np.float32)
+            for size in (1, 3, 9):
+                pooled = probs if size == 1 else uniform_filter(probs, size=(1, 1, size, size), mode="nearest")
+                for c, cls in enumerate(CLASSES):
+                    columns[f"{name}__{cls}" + ("" if size == 1 else f"_mean{size}")] = pooled[:, c].reshape(-1)
+        return pd.DataFrame(columns)
+
+    def meta_targets(self, ids: list[int]) -> np.ndarray:
+        return self.masks(ids).reshape(-1)
+
+    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
+        return row_probs.reshape(n_samples, HEIGHT, WIDTH, NUM_CLASSES).transpose(0, 3, 1, 2)

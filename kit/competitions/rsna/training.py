@@ -175,3 +175,48 @@ class RsnaTraining(FoldTraining):
 
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         return submission.write_submission(path, submission.submission_frame(ids, probs), submission.row_ids(ids))
+
+    rows_per_sample = len(TARGETS)
+    meta_classes = NUM_CLASSES
+    meta_params = {"learning_rate": 0.03, "n_estimators": 250, "num_leaves": 7, "min_child_samples": 25}
+
+    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
+        """Per condition×level row: each model's three probabilities there, at the level above and below, on the
+        other side of the same condition, and the study's mean probabilities and highest severe probability."""
+        columns = {}
+        grid_shape = (len(CONDITIONS), len(LEVELS))
+        condition, level = np.meshgrid(np.arange(grid_shape[0]), np.arange(grid_shape[1]), indexing="ij")
+        n = len(probs_by_model[0])
+        columns["condition"] = np.tile(condition.ravel(), n)
+        columns["level"] = np.tile(level.ravel(), n)
+        other_side = [CONDITIONS.index(opposite_side(c)) if opposite_side(c) else -1 for c in CONDITIONS]
+        for name, probs in zip(model_names, probs_by_model, strict=True):
+            grid = np.asarray(probs, dtype=np.float32).reshape(n, *grid_shape, NUM_CLASSES)
+            padded = np.full((n, grid_shape[0], grid_shape[1] + 2, NUM_CLASSES), np.nan, dtype=np.float32)
+            padded[:, :, 1:-1] = grid
+            other = np.where(np.array(other_side)[None, :, None, None] >= 0, grid[:, np.maximum(other_side, 0)], np.nan)
+            views = {"": grid, "above_": padded[:, :, :-2], "below_": padded[:, :, 2:], "other_side_": other}
+            for prefix, view in views.items():
+                for k, severity in enumerate(SEVERITY_COLUMNS):
+                    columns[f"{name}__{prefix}{severity}"] = view[..., k].reshape(-1)
+            for k, severity in enumerate(SEVERITY_COLUMNS):
+                study_mean = grid[..., k].mean(axis=(1, 2))
+                columns[f"{name}__study_mean_{severity}"] = np.repeat(study_mean, len(TARGETS))
+            columns[f"{name}__study_max_severe"] = np.repeat(grid[..., 2].max(axis=(1, 2)), len(TARGETS))
+        return pd.DataFrame(columns)
+
+    def meta_targets(self, ids: list[int]) -> np.ndarray:
+        return self.label_frame(ids).to_numpy().reshape(-1)
+
+    def meta_weights(self, targets: np.ndarray) -> np.ndarray:
+        return np.asarray(SEVERITY_WEIGHTS)[targets]
+
+    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
+        return row_probs.reshape(n_samples, len(TARGETS), NUM_CLASSES)
+
+
+def opposite_side(condition: str) -> str | None:
+    for side, other in (("left_", "right_"), ("right_", "left_")):
+        if condition.startswith(side):
+            return other + condition[len(side) :]
+    return None

@@ -1,0 +1,61 @@
+"""The stack's report: each base model, their mean blend and the stack on the same rows, and feature importances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kit.io import atomic_path, write_text_atomic  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def write_report(out: Path, scores: dict, metric: str, mode: str, importance: pd.Series, bases, submission) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(scores) + 1.2))
+    ax.barh(list(scores), list(scores.values()), color=["#999"] * (len(scores) - 1) + ["#1f77b4"])
+    ax.set(xlabel=f"OOF {metric} ({'lower' if mode == 'min' else 'higher'} is better)")
+    ax.invert_yaxis()
+    _save(fig, out / "scores.png")
+    top = importance.head(20)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.2))
+    ax.barh(top.index[::-1], top.to_numpy()[::-1])
+    ax.set(xlabel="mean gain over the folds' meta-models")
+    _save(fig, out / "importance.png")
+
+    best_base = (min if mode == "min" else max)(scores[b] for b in bases)
+    lines = [
+        f"# Stack of {', '.join(bases)}",
+        "",
+        "LightGBM meta-model trained fold by fold on the base models' out-of-fold predictions (same folds); "
+        f"every score is the OOF {metric} over the same rows.",
+        "",
+        f"| model | {metric} |",
+        "|---|---|",
+        *(f"| {name} | {value:.5f} |" for name, value in scores.items()),
+        "",
+        f"Stack vs best base model: {scores['stack'] - best_base:+.5f}; vs mean blend: "
+        f"{scores['stack'] - scores['mean blend']:+.5f}.",
+        "",
+        "![scores](scores.png)",
+        "",
+        "## Feature importance (top 20, gain)",
+        "",
+        "| feature | gain |",
+        "|---|---|",
+        *(f"| {name} | {value:.1f} |" for name, value in top.items()),
+        "",
+        "![importance](importance.png)",
+        "",
+        f"Submission: `{submission}`",
+    ]
+    return write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

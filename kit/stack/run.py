@@ -1,0 +1,38 @@
+"""`kit stack COMP EXP EXP …`: stack base experiments into runs/stack-<name>/ and a submission, with a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kit import paths
+from kit.competitions import get_competition
+from kit.io import write_text_atomic
+from kit.report.stack import write_report
+from kit.stack.inputs import load_bases
+from kit.stack.meta import stack
+
+
+def run_stack(
+    competition: str, names: list[str], name: str | None = None, seed: int = 0, max_rows: int = 200_000
+) -> tuple[Path, dict]:
+    comp = get_competition(competition)
+    training, folds, train_ids, test_ids, bases = load_bases(competition, names)
+    result = stack(training, folds, bases, seed=seed, max_rows=max_rows)
+    metric = training.metric_name
+    scores = {base.name: training.evaluate(train_ids, base.oof)[metric] for base in bases}
+    scores["mean blend"] = training.evaluate(train_ids, np.mean([b.oof for b in bases], axis=0))[metric]
+    scores["stack"] = training.evaluate(train_ids, result.oof)[metric]
+
+    out = paths.runs_root() / f"stack-{name or '-'.join(b.name for b in bases)}"
+    out.mkdir(parents=True, exist_ok=True)
+    training.save_predictions(out / training.oof_file, train_ids, result.oof)
+    training.save_predictions(out / training.oof_file.replace("oof", "test_pred"), test_ids, result.test)
+    submission = training.write_submission(
+        paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
+    )
+    write_report(out, scores, metric, training.metric_mode, result.importance, [b.name for b in bases], submission)
+    write_text_atomic(out / "scores.json", json.dumps({"metric": metric, "scores": scores}, indent=1))
+    return out, scores

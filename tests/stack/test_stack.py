@@ -1,0 +1,119 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from kit import paths
+from kit.competitions.mars import submission
+from kit.config import load_experiment
+from kit.errors import KitError
+from kit.stack.inputs import align, load_bases
+from kit.stack.meta import stack
+from kit.stack.run import run_stack
+from kit.train import distributed
+from kit.train.runner import prepare
+
+
+def experiment(tmp_path, name, base, data_dir, **data) -> str:
+    cfg = load_experiment(base)
+    cfg["name"] = name
+    cfg["data"].update({"dir": str(data_dir), "folds": 3, **data})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def fake_base(cfg_path, seed, strength, confuse=None, folds_trained=None):
+    """A 'trained and predicted' experiment: per-fold and merged OOF plus test predictions, drawn as noisy truth
+    row by row (so neighbouring rows carry independent noise); `confuse=(a, b)` makes it mistake a for b."""
+    cfg = load_experiment(cfg_path)
+    _, training, folds = prepare(cfg, distributed.Context())
+    rng = np.random.default_rng(seed)
+    ids, test_ids = folds.index.tolist(), training.ids("test")
+    truth = np.clip(training.meta_targets(ids), 0, None)
+    logits = strength * np.eye(training.meta_classes)[truth] + rng.normal(0, 1.0, (len(truth), training.meta_classes))
+    if confuse is not None:
+        logits[:, confuse[1]] += 2.0 * (truth == confuse[0])
+    rows = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    probs = training.from_meta(rows.astype(np.float32), len(ids))
+    root = paths.runs_root() / cfg["name"]
+    for k in sorted(folds.unique()) if folds_trained is None else folds_trained:
+        part = [p for p, i in enumerate(ids) if folds[i] == k]
+        (root / f"fold{k}").mkdir(parents=True, exist_ok=True)
+        training.save_predictions(root / f"fold{k}" / training.oof_file, [ids[p] for p in part], probs[part])
+    training.save_predictions(root / training.oof_file, ids, probs)
+    test_rows = rng.dirichlet(np.ones(training.meta_classes), size=len(test_ids) * training.rows_per_sample)
+    test = training.from_meta(test_rows.astype(np.float32), len(test_ids))
+    training.save_predictions(root / training.oof_file.replace("oof", "test_pred"), test_ids, test)
+    return training, folds
+
+
+@pytest.fixture
+def mars_bases(tmp_path, mars_dir):
+    a = experiment(tmp_path, "mars_a", "mars_dual_unet", mars_dir)
+    b = experiment(tmp_path, "mars_b", "mars_smp_unet", mars_dir)
+    fake_base(a, seed=1, strength=1.6, confuse=(3, 1))
+    fake_base(b, seed=2, strength=1.4, confuse=(2, 4))
+    return a, b
+
+
+def test_mars_stack_beats_the_best_base_and_the_mean_blend(mars_bases):
+    out, scores = run_stack("mars", list(mars_bases), max_rows=20_000)
+    assert out.name == "stack-mars_a-mars_b"
+    assert scores["stack"] > max(scores["mars_a"], scores["mars_b"]) and scores["stack"] > scores["mean blend"]
+    assert {"oof.npz", "test_pred.npz", "report.md", "scores.png", "importance.png"} <= {p.name for p in out.iterdir()}
+    report = (out / "report.md").read_text()
+    assert "| stack |" in report and "mars_a__" in report  # scores table and feature importances
+    sub = paths.submissions_root() / "an2dl-mars-terrain-segmentation" / "stack-mars_a-mars_b.csv"
+    assert submission.validate_submission(pd.read_csv(sub), expected_rows=12) == []
+
+
+def test_mismatched_folds_are_refused_by_name(tmp_path, mars_dir, mars_bases):
+    with pytest.raises(KitError, match="must share one split"):  # same data, another split: the folds file refuses
+        load_bases("mars", [mars_bases[0], experiment(tmp_path, "mars_s", "mars_smp_unet", mars_dir, fold_seed=7)])
+    copy = tmp_path / "mars_copy"
+    shutil.copytree(mars_dir, copy)
+    other = experiment(tmp_path, "mars_c", "mars_smp_unet", copy, fold_seed=7)
+    with pytest.raises(KitError, match="experiments mars_c use other folds than mars_a"):
+        load_bases("mars", [mars_bases[0], other])
+
+
+def test_partial_oof_is_refused_and_never_zero_filled(tmp_path, mars_dir, mars_bases):
+    partial = experiment(tmp_path, "mars_p", "mars_smp_unet", mars_dir)
+    fake_base(partial, seed=3, strength=1.0, folds_trained=[0, 2])
+    (paths.runs_root() / "mars_p" / "fold1" / "oof.npz").unlink(missing_ok=True)
+    with pytest.raises(KitError, match=r"mars_p: OOF does not cover every fold \(missing folds \[1\]"):
+        load_bases("mars", [mars_bases[0], partial])
+    aligned = align([3, 1], np.ones((2, 5, 2, 2), dtype=np.float32), [1, 2, 3])
+    assert np.isnan(aligned[1]).all() and (aligned[[0, 2]] == 1).all()
+
+
+@pytest.fixture
+def rsna_bases(tmp_path, rsna_dir):
+    a = experiment(tmp_path, "rsna_a", "rsna_unet", rsna_dir)
+    b = experiment(tmp_path, "rsna_b", "rsna_resnet", rsna_dir)
+    fake_base(a, seed=4, strength=1.2)
+    fake_base(b, seed=5, strength=1.0, confuse=(0, 1))
+    return a, b
+
+
+def test_a_planted_leak_scores_better_than_the_honest_stack(rsna_bases):
+    training, folds, ids, _, bases = load_bases("rsna", list(rsna_bases))
+    honest = training.evaluate(ids, stack(training, folds, bases).oof)["score"]
+    leaky = training.evaluate(ids, stack(training, folds, bases, leak=True).oof)["score"]
+    assert leaky < honest  # log loss: the meta-model that saw the rows it predicts looks better
+
+
+def test_rsna_meta_features_see_neighbouring_levels_and_the_other_side(rsna_bases):
+    training, folds, ids, _, bases = load_bases("rsna", list(rsna_bases))
+    x = training.meta_features([b.oof for b in bases], [b.name for b in bases])
+    assert len(x) == len(ids) * 25
+    grid = bases[0].oof.reshape(len(ids), 5, 5, 3)
+    row = 1 * 5 + 2  # left foraminal, L3/L4 of the first study
+    assert x.loc[row, "rsna_a__normal_mild"] == pytest.approx(grid[0, 1, 2, 0])
+    assert x.loc[row, "rsna_a__above_severe"] == pytest.approx(grid[0, 1, 1, 2])
+    assert x.loc[row, "rsna_a__below_moderate"] == pytest.approx(grid[0, 1, 3, 1])
+    assert x.loc[row, "rsna_a__other_side_severe"] == pytest.approx(grid[0, 2, 2, 2])
+    assert np.isnan(x.loc[0, "rsna_a__above_severe"]) and np.isnan(x.loc[0, "rsna_a__other_side_severe"])
