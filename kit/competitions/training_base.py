@@ -76,6 +76,10 @@ class FoldTraining:
     def meta_weights(self, targets: np.ndarray) -> np.ndarray | None:
         return None
 
+    def to_meta(self, probs: np.ndarray) -> np.ndarray:
+        """Predictions (samples, ...) as rows (samples · rows_per_sample, meta_classes), the rows of meta_features."""
+        raise NotImplementedError
+
     def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
         """Row probabilities (n_samples · rows_per_sample, meta_classes) back to the predictions' shape."""
         raise NotImplementedError

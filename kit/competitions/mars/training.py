@@ -175,5 +175,8 @@ class MarsTraining(FoldTraining):
     def meta_targets(self, ids: list[int]) -> np.ndarray:
         return self.masks(ids).reshape(-1)
 
+    def to_meta(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(probs).transpose(0, 2, 3, 1).reshape(-1, NUM_CLASSES)
+
     def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
         return row_probs.reshape(n_samples, HEIGHT, WIDTH, NUM_CLASSES).transpose(0, 3, 1, 2)

@@ -178,7 +178,7 @@ class RsnaTraining(FoldTraining):
 
     rows_per_sample = len(TARGETS)
     meta_classes = NUM_CLASSES
-    meta_params = {"learning_rate": 0.03, "n_estimators": 250, "num_leaves": 7, "min_child_samples": 25}
+    meta_params = {"learning_rate": 0.02, "n_estimators": 40, "num_leaves": 3, "min_child_samples": 60}
 
     def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
         """Per condition×level row: each model's three probabilities there, at the level above and below, on the
@@ -210,6 +210,9 @@ class RsnaTraining(FoldTraining):
 
     def meta_weights(self, targets: np.ndarray) -> np.ndarray:
         return np.asarray(SEVERITY_WEIGHTS)[targets]
+
+    def to_meta(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(probs).reshape(-1, NUM_CLASSES)
 
     def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
         return row_probs.reshape(n_samples, len(TARGETS), NUM_CLASSES)
