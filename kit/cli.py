@@ -122,6 +122,21 @@ def cmd_stack(args) -> None:
     print(f"stack {scores['stack']:.6f}")
 
 
+def cmd_submit(args) -> None:
+    from kit.kaggle.submit import describe, submit_csv
+
+    submission = submit_csv(args.competition, Path(args.file), args.message, args.poll)
+    print(describe(submission))
+    print(f"status {submission.status.name}  public score {submission.public_score or '—'}")
+
+
+def cmd_submissions(args) -> None:
+    from kit.kaggle.submit import describe, list_submissions
+
+    for submission in list_submissions(args.competition):
+        print(describe(submission))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -179,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=200_000, help="meta-model training rows per fold (sampled)")
     p.set_defaults(func=cmd_stack)
+
+    p = verbs.add_parser("submit", help="validate a CSV, submit it to Kaggle, wait for its score")
+    p.add_argument("competition")
+    p.add_argument("file")
+    p.add_argument("-m", "--message", default="submitted with the kit")
+    p.add_argument("--poll", type=float, default=10.0, help="seconds between status checks")
+    p.set_defaults(func=cmd_submit)
+
+    p = verbs.add_parser("submissions", help="list past Kaggle submissions of a competition")
+    p.add_argument("competition")
+    p.set_defaults(func=cmd_submissions)
     return parser
 
 

@@ -47,6 +47,7 @@ class UNetClassifier(nn.Module):
         dropout: float = 0.2,
         pool_grid: tuple[int, int] | None = None,
         decoder_se_reduction: int | None = None,
+        level_attention: dict | None = None,
     ):
         super().__init__()
         self.unet = smp.Unet(
@@ -65,13 +66,51 @@ class UNetClassifier(nn.Module):
         cells = pool_grid[0] * pool_grid[1] if pool_grid else 1
         features = decoder_channels[-1] * cells + self.unet.encoder.out_channels[-1]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_outputs))
+        self.level_head = None
+        if level_attention:
+            self.level_head = LevelAttentionHead(
+                decoder_channels[-1], self.unet.encoder.out_channels[-1], num_outputs, dropout=dropout,
+                **level_attention,
+            )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = self.unet.encoder(x)
         decoded = self.unet.decoder(skips)
+        if self.level_head is not None:
+            return self.level_head(decoded, skips[-1])
         # Pooled bottleneck features sit beside the decoder's: the decoder sees fine detail, the bottleneck context.
         pooled = torch.cat([self.pool(decoded).flatten(1), skips[-1].mean(dim=(2, 3))], dim=1)
         return self.head(pooled)
+
+
+class LevelAttentionHead(nn.Module):
+    """One classifier shared by every level: each level gets its own attention map over the decoder output, the
+    attended features (with the pooled bottleneck and the level's one-hot) go through the same MLP, which then learns
+    from every level's examples at once. Outputs are ordered (group, level, class), e.g. RSNA's condition × level.
+    """
+
+    def __init__(self, channels: int, context_channels: int, num_outputs: int, levels: int = 5, classes: int = 3,
+                 hidden: int = 64, dropout: float = 0.2):  # fmt: skip
+        super().__init__()
+        self.levels, self.classes = levels, classes
+        self.groups = num_outputs // (levels * classes)
+        if self.groups * levels * classes != num_outputs:
+            raise ValueError(f"{num_outputs} outputs are not groups × {levels} levels × {classes} classes")
+        self.attend = nn.Conv2d(channels, levels, 1)
+        self.context = nn.Linear(context_channels, hidden)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels + hidden + levels, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, self.groups * classes),
+        )  # fmt: skip
+
+    def forward(self, decoded: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        n = decoded.shape[0]
+        weights = self.attend(decoded).flatten(2).softmax(dim=-1)  # (n, levels, HW)
+        attended = torch.einsum("nlp,ncp->nlc", weights, decoded.flatten(2))
+        context = torch.relu(self.context(bottleneck.mean(dim=(2, 3))))[:, None].expand(-1, self.levels, -1)
+        level = torch.eye(self.levels, device=decoded.device, dtype=decoded.dtype)[None].expand(n, -1, -1)
+        logits = self.mlp(torch.cat([attended, context, level], dim=-1))  # (n, levels, groups · classes)
+        return logits.view(n, self.levels, self.groups, self.classes).transpose(1, 2).reshape(n, -1)
 
 
 @register_model

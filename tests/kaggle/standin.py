@@ -1,0 +1,100 @@
+"""A local stand-in for the Kaggle API: records every request, serves the routes the kit uses."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsResponse, ApiSubmission
+from kagglesdk.competitions.types.submission_status import SubmissionStatus
+
+
+class StandIn:
+    def __init__(self):
+        self.requests: list[dict] = []  # {method, path, headers, body}
+        self.uploads: dict[str, bytes] = {}
+        self.fail: dict[str, int] = {}  # route -> how many 503s to answer first
+        self.submissions: list[ApiSubmission] = []
+        self.polls_until_scored = 1
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def routes(self):
+        return {
+            "competitions.CompetitionApiService/StartSubmissionUpload": self.start_upload,
+            "competitions.CompetitionApiService/CreateSubmission": self.create_submission,
+            "competitions.CompetitionApiService/ListSubmissions": self.list_submissions,
+        }
+
+    def start_upload(self, body):
+        token = f"token-{len(self.uploads) + 1}"
+        return {"token": token, "createUrl": f"{self.url}/upload/{token}"}
+
+    def create_submission(self, body):
+        submission = ApiSubmission()
+        submission.ref, submission.description = 1000 + len(self.submissions), body.get("submissionDescription", "")
+        submission.status, submission.file_name = SubmissionStatus.PENDING, body["blobFileTokens"]
+        submission.date = datetime(2026, 11, 22, tzinfo=UTC)
+        self.submissions.append(submission)
+        return {"message": "Successfully submitted", "ref": submission.ref}
+
+    def list_submissions(self, body):
+        for submission in self.submissions:
+            if submission.status == SubmissionStatus.PENDING:
+                self.polls_until_scored -= 1
+                if self.polls_until_scored <= 0:
+                    submission.status, submission.public_score = SubmissionStatus.COMPLETE, "0.61234"
+        response = ApiListSubmissionsResponse()
+        response.submissions = list(self.submissions)
+        return ApiListSubmissionsResponse.to_dict(response)
+
+    def _handler(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status: int, payload: dict | None = None):
+                data = json.dumps(payload or {}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                standin.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                return body
+
+            def do_POST(self):
+                body = self._record()
+                route = self.path.removeprefix("/api/v1/")
+                if standin.fail.get(route, 0) > 0:
+                    standin.fail[route] -= 1
+                    return self._reply(503, {"code": 503, "message": "try again"})
+                handler = standin.routes().get(route)
+                if handler is None:
+                    return self._reply(404, {"code": 404, "message": f"no route {self.path}"})
+                self._reply(200, handler(json.loads(body or b"{}")))
+
+            def do_PUT(self):
+                body = self._record()
+                if standin.fail.get("PUT", 0) > 0:
+                    standin.fail["PUT"] -= 1
+                    return self._reply(500)
+                standin.uploads[self.path.rsplit("/", 1)[-1]] = body
+                self._reply(200)
+
+        return Handler

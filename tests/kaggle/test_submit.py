@@ -1,0 +1,85 @@
+import base64
+
+import numpy as np
+import pytest
+
+from kit.cli import main
+from kit.competitions.mars import submission
+from kit.kaggle import client as kaggle_client
+
+from .standin import StandIn
+
+KEY = "0123456789abcdef-secret-key"
+
+
+@pytest.fixture
+def standin(monkeypatch, tmp_path):
+    server = StandIn()
+    monkeypatch.setenv("KIT_KAGGLE_API_ENDPOINT", server.url)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-config"))
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    monkeypatch.setattr(kaggle_client.time, "sleep", lambda s: None)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def mars_csv(tmp_path):
+    labels = np.random.default_rng(0).integers(1, 5, (3, 64, 128))
+    return submission.write_submission(tmp_path / "mars.csv", labels)
+
+
+def test_csv_submission_reaches_the_api_and_reports_its_score(standin, mars_csv, capsys):
+    assert main(["submit", "mars", str(mars_csv), "-m", "dual unet", "--poll", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "status COMPLETE  public score 0.61234"
+    assert standin.uploads == {"token-1": mars_csv.read_bytes()}
+    posts = [r for r in standin.requests if r["method"] == "POST"]
+    assert [r["path"].rsplit("/", 1)[-1] for r in posts[:2]] == ["StartSubmissionUpload", "CreateSubmission"]
+    assert b'"competitionName": "an2dl-mars-terrain-segmentation"' in posts[0]["body"].replace(b'":"', b'": "')
+    assert b"dual unet" in posts[1]["body"]
+    expected = "Basic " + base64.b64encode(f"tester:{KEY}".encode()).decode()
+    assert all(r["headers"].get("Authorization") == expected for r in posts)
+    put = next(r for r in standin.requests if r["method"] == "PUT")
+    assert "Authorization" not in put["headers"]
+    assert all(KEY.encode() not in r["body"] for r in standin.requests)
+
+
+def test_transient_errors_are_retried(standin, mars_csv):
+    standin.fail = {"competitions.CompetitionApiService/StartSubmissionUpload": 2, "PUT": 1}
+    assert main(["submit", "mars", str(mars_csv), "--poll", "0"]) == 0
+    starts = [r for r in standin.requests if r["path"].endswith("StartSubmissionUpload")]
+    assert len(starts) == 3 and len(standin.uploads) == 1
+
+
+def test_an_invalid_file_is_never_sent(standin, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,0\n0,1\n")
+    assert main(["submit", "mars", str(bad)]) == 2
+    assert "not submitted" in capsys.readouterr().err and standin.requests == []
+
+
+def test_a_failed_upload_leaves_the_file_untouched(standin, mars_csv, capsys):
+    before = mars_csv.read_bytes()
+    standin.fail = {"PUT": 10}
+    assert main(["submit", "mars", str(mars_csv)]) == 2
+    assert "still failing after 5 attempts" in capsys.readouterr().err
+    assert mars_csv.read_bytes() == before
+
+
+def test_past_submissions_are_listed(standin, mars_csv, capsys):
+    main(["submit", "mars", str(mars_csv), "-m", "first", "--poll", "0"])
+    capsys.readouterr()
+    assert main(["submissions", "mars"]) == 0
+    assert "COMPLETE" in capsys.readouterr().out
+
+
+def test_missing_credentials_say_where_to_put_them(monkeypatch, tmp_path, mars_csv, capsys):
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "empty"))
+    assert main(["submit", "mars", str(mars_csv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "~/.kaggle/kaggle.json" in err and "KAGGLE_USERNAME" in err
