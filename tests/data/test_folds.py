@@ -46,7 +46,7 @@ def test_rsna_folds_cover_every_study(rsna_dir, kit_home):
 
 
 def test_unknown_competition_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="valid: rsna"):
+    with pytest.raises(UnknownNameError, match="valid: mars, rsna"):
         get_competition("nope")
     with pytest.raises(KeyError):
         get_competition("nope")

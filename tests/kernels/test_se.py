@@ -1,3 +1,5 @@
+import zlib
+
 import pytest
 import torch
 from torch import nn
@@ -31,12 +33,14 @@ def run(function, x, weights, grad_y):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(("dtype", "tolerance"), DTYPES)
 def test_forward_and_every_gradient_match_the_float64_reference(shape, channels_last, dtype, tolerance, poisoned):
-    x, weights = random_se(shape, seed=hash((shape, channels_last, str(dtype))) % 10_000)
+    x, weights = random_se(shape, seed=zlib.crc32(repr((shape, channels_last, dtype)).encode()))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    grad_y = torch.randn(shape)
+    grad_y = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape) + shape[1]))
     y, grads = run(squeeze_excite, x.to(dtype), weights, grad_y)
-    y_ref, grads_ref = run(squeeze_excite_reference, x.double(), [w.double() for w in weights], grad_y.double())
+    # the reference sees the same rounded inputs, so only the kernel's own error is measured
+    reference_inputs = (x.to(dtype).double(), [w.double() for w in weights], grad_y.to(dtype).double())
+    y_ref, grads_ref = run(squeeze_excite_reference, *reference_inputs)
 
     assert y.dtype == dtype and y.shape == shape
     assert y.is_contiguous(memory_format=torch.channels_last) == channels_last or shape[2] * shape[3] == 1
