@@ -1,0 +1,104 @@
+"""Bundles pushed to Kaggle as datasets: listed file by file, never a credential, never a git-ignored file."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.errors import KitError
+
+SECRET_NAMES = re.compile(
+    r"(^kaggle\.json$|^access_token$|^\.env(\..*)?$|^\.netrc$|^id_(rsa|dsa|ecdsa|ed25519)(\.pub)?$|\.pem$|\.key$|"
+    r"^credentials(\.json)?$|^\.git-credentials$|^\.pypirc$)"
+)
+SECRET_DIRS = {".kaggle", ".ssh", ".aws", ".git"}
+SECRET_CONTENT = [
+    re.compile(rb'"key"\s*:\s*"[0-9a-f]{32}"'),  # a kaggle.json key
+    re.compile(rb"KAGGLE_(KEY|API_TOKEN)\s*[=:]\s*['\"]?[A-Za-z0-9_\-]{16,}"),
+    re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(rb"AKIA[0-9A-Z]{16}"),  # an AWS access key id
+    re.compile(rb"gh[pousr]_[A-Za-z0-9]{36}"),  # a GitHub token
+]
+SCAN_BYTES = 4 * 2**20  # content is scanned in the first 4 MiB of each file (weights are large and binary)
+
+
+@dataclass
+class Bundle:
+    root: Path
+    files: list[Path] = field(default_factory=list)  # relative to root
+
+    def listing(self) -> str:
+        sizes = [(f, (self.root / f).stat().st_size) for f in self.files]
+        lines = [f"{size / 1e6:10.2f} MB  {f}" for f, size in sizes]
+        return "\n".join(lines + [f"{sum(s for _, s in sizes) / 1e6:10.2f} MB  total, {len(sizes)} files"])
+
+
+def secret_reason(path: Path) -> str | None:
+    """Why a file looks like a credential, or None."""
+    if SECRET_NAMES.search(path.name):
+        return f"its name ({path.name}) is a credential's"
+    hidden = SECRET_DIRS.intersection(path.parts)
+    if hidden:
+        return f"it lies under {hidden.pop()}/"
+    with open(path, "rb") as handle:
+        head = handle.read(SCAN_BYTES)
+    for pattern in SECRET_CONTENT:
+        if pattern.search(head):
+            return f"its content matches a credential pattern ({pattern.pattern[:40]!r})"
+    return None
+
+
+def git_ignored(paths: list[Path], repo: Path) -> set[Path]:
+    """The paths git ignores in `repo` (none when git or the repository is absent)."""
+    if not (repo / ".git").exists() or not paths:
+        return set()
+    result = subprocess.run(
+        ["git", "-C", str(repo), "check-ignore", "--stdin", "-z"],
+        input="\0".join(str(p) for p in paths).encode(),
+        capture_output=True,
+        check=False,
+    )
+    return {Path(p) for p in result.stdout.decode().split("\0") if p}
+
+
+def assemble(out: Path, sources: dict[str, Path], metadata: dict, repo: Path | None = None) -> Bundle:
+    """Copy `sources` (name in the bundle -> file) into `out` with its dataset-metadata.json; refuse any secret and,
+    when `repo` is given, any file git ignores there. Nothing is written when a file is refused."""
+    refused = []
+    ignored = git_ignored([p.resolve() for p in sources.values()], repo) if repo else set()
+    for path in sources.values():
+        reason = "git ignores it" if path.resolve() in ignored else secret_reason(path)
+        if reason:
+            refused.append(f"{path}: {reason}")
+    if refused:
+        raise KitError("refusing to bundle " + "; ".join(refused))
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = Bundle(out)
+    for name, path in sources.items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        bundle.files.append(Path(name))
+    (out / "dataset-metadata.json").write_text(json.dumps(metadata, indent=1))
+    bundle.files.append(Path("dataset-metadata.json"))
+    return bundle
+
+
+def dataset_metadata(owner: str, slug: str, title: str) -> dict:
+    if not 6 <= len(title) <= 50:
+        raise KitError(f"dataset title {title!r} must have 6 to 50 characters")
+    return {"title": title, "id": f"{owner}/{slug}", "licenses": [{"name": "CC0-1.0"}]}
+
+
+def weights_bundle(exp_root: Path, out: Path, owner: str) -> Bundle:
+    """The trained folds' model_best.pt and resolved config.yaml of an experiment, as a dataset."""
+    folds = sorted(p for p in exp_root.glob("fold*") if (p / "model_best.pt").exists())
+    if not folds:
+        raise KitError(f"{exp_root}: no trained fold to bundle")
+    sources = {f"{p.name}/{name}": p / name for p in folds for name in ("model_best.pt", "config.yaml")}
+    slug = f"{exp_root.name.replace('_', '-')}-weights"
+    return assemble(out, sources, dataset_metadata(owner, slug, f"{exp_root.name} weights"[:50]))

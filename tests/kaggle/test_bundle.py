@@ -1,0 +1,69 @@
+import json
+import subprocess
+
+import pytest
+
+from kit.errors import KitError
+from kit.kaggle.bundle import assemble, dataset_metadata, secret_reason, weights_bundle
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("kaggle.json", b"{}"),
+        ("access_token", b"x"),
+        (".env", b"A=1"),
+        ("notes.txt", b'{"username": "me", "key": "0123456789abcdef0123456789abcdef"}'),
+        ("run.sh", b"export KAGGLE_KEY=abcdefghijklmnop1234"),
+        ("deploy.txt", b"-----BEGIN OPENSSH PRIVATE KEY-----\n..."),
+    ],
+)
+def test_secrets_are_recognised(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert secret_reason(path) is not None
+
+
+def test_ordinary_files_pass(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("trainer:\n  lr: 0.002\n")
+    assert secret_reason(path) is None
+
+
+def test_a_bundle_with_a_secret_writes_nothing(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    (tmp_path / "kaggle.json").write_text('{"username": "u", "key": "k"}')
+    out = tmp_path / "bundle"
+    with pytest.raises(KitError, match="kaggle.json: its name"):
+        assemble(out, {"model.pt": tmp_path / "model.pt", "k.json": tmp_path / "kaggle.json"}, {})
+    assert not out.exists()
+
+
+def test_git_ignored_files_are_refused(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("private/\n")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "notes.txt").write_text("mine")
+    (tmp_path / "public.txt").write_text("ok")
+    with pytest.raises(KitError, match="git ignores it"):
+        assemble(tmp_path / "b", {"n.txt": tmp_path / "private" / "notes.txt"}, {}, repo=tmp_path)
+    bundle = assemble(tmp_path / "b", {"p.txt": tmp_path / "public.txt"}, {}, repo=tmp_path)
+    assert [str(f) for f in bundle.files] == ["p.txt", "dataset-metadata.json"]
+
+
+def test_weights_bundle_lists_checkpoints_configs_and_metadata(tmp_path):
+    for fold in (0, 2):
+        (tmp_path / "rsna_unet" / f"fold{fold}").mkdir(parents=True)
+        (tmp_path / "rsna_unet" / f"fold{fold}" / "model_best.pt").write_bytes(b"\0" * 1000)
+        (tmp_path / "rsna_unet" / f"fold{fold}" / "config.yaml").write_text("name: rsna_unet\n")
+    (tmp_path / "rsna_unet" / "fold1").mkdir()  # untrained: skipped
+    bundle = weights_bundle(tmp_path / "rsna_unet", tmp_path / "out", owner="me")
+    assert sorted(map(str, bundle.files)) == [
+        "dataset-metadata.json", "fold0/config.yaml", "fold0/model_best.pt", "fold2/config.yaml",
+        "fold2/model_best.pt",
+    ]  # fmt: skip
+    meta = json.loads((tmp_path / "out" / "dataset-metadata.json").read_text())
+    assert meta["id"] == "me/rsna-unet-weights" and meta["licenses"] == [{"name": "CC0-1.0"}]
+    assert "5 files" in bundle.listing()
+    with pytest.raises(KitError, match="6 to 50 characters"):
+        dataset_metadata("me", "x", "short")
