@@ -1,0 +1,77 @@
+"""The code-competition inference notebook (nbformat) and its kernel-metadata.json.
+
+The notebook runs without internet: it installs the kit from the code dataset's wheels, puts the weights dataset's
+fold checkpoints where `kit predict` looks, predicts every study under /kaggle/input/<slug>/, and writes a validated
+/kaggle/working/submission.csv. `KAGGLE_ROOT` (default /kaggle) lets a rehearsal run it against a simulated tree.
+"""
+
+from __future__ import annotations
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+SETUP = """\
+import os, shutil, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
+CODE, WEIGHTS = ROOT / "input" / {code!r}, ROOT / "input" / {weights!r}
+WORK = ROOT / "working"
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(CODE), "kaggle-kit"],
+               check=True)
+"""
+
+PLACE_WEIGHTS = """\
+runs = WORK / "runs" / {exp!r}
+for fold in sorted(WEIGHTS.glob("fold*")):
+    (runs / fold.name).mkdir(parents=True, exist_ok=True)
+    for name in ("model_best.pt", "config.yaml"):
+        shutil.copy2(fold / name, runs / fold.name / name)
+    (runs / fold.name / {oof!r}).touch()  # marks the fold as trained for `kit predict`
+print(sorted(p.name for p in runs.iterdir()))
+"""
+
+PREDICT = """\
+os.environ["KIT_HOME"] = str(WORK)
+from kit.config import apply_overrides, load_experiment
+from kit.train.outputs import predict_test
+
+trained = load_experiment(str(sorted(runs.glob("fold*"))[0] / "config.yaml"))  # the resolved training config
+cfg = apply_overrides(trained, [f"data.dir={{ROOT / 'input' / {slug!r}}}"])
+path, folds = predict_test(cfg)
+shutil.copy2(path, WORK / "submission.csv")
+print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
+"""
+
+
+def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: str, oof_file: str = "oof.csv"):
+    """Datasets are given by their slug (the folder name under /kaggle/input)."""
+    cells = [
+        new_markdown_cell(f"# {exp}: inference for `{slug}`\n\nBuilt by the kit; runs offline."),
+        new_code_cell(SETUP.format(code=code_dataset, weights=weights_dataset)),
+        new_code_cell(PLACE_WEIGHTS.format(exp=exp, oof=oof_file)),
+        new_code_cell(PREDICT.format(exp=exp, slug=slug)),
+    ]
+    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nbformat.validate(notebook)
+    return notebook
+
+
+def kernel_metadata(owner: str, kernel_slug: str, title: str, competition: str, datasets: list[str],
+                    gpu: bool = False) -> dict:  # fmt: skip
+    """kernel-metadata.json for a code-competition notebook: no internet, the competition and datasets attached."""
+    return {
+        "id": f"{owner}/{kernel_slug}",
+        "title": title,
+        "code_file": "notebook.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": gpu,
+        "enable_tpu": False,
+        "enable_internet": False,
+        "dataset_sources": datasets,
+        "competition_sources": [competition],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
