@@ -60,18 +60,19 @@ class UNetClassifier(nn.Module):
         self.unet.segmentation_head = nn.Identity()
         if decoder_se_reduction:
             add_decoder_se(self.unet.decoder, decoder_se_reduction)
-        # A grid of average pools (rows × columns) keeps where a finding lies, e.g. at which vertebral level;
-        # None pools globally.
-        self.pool = nn.AdaptiveAvgPool2d(tuple(pool_grid)) if pool_grid else nn.AdaptiveAvgPool2d(1)
-        cells = pool_grid[0] * pool_grid[1] if pool_grid else 1
-        features = decoder_channels[-1] * cells + self.unet.encoder.out_channels[-1]
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_outputs))
         self.level_head = None
         if level_attention:
             self.level_head = LevelAttentionHead(
                 decoder_channels[-1], self.unet.encoder.out_channels[-1], num_outputs, dropout=dropout,
                 **level_attention,
             )  # fmt: skip
+            return
+        # A grid of average pools (rows × columns) keeps where a finding lies, e.g. at which vertebral level;
+        # None pools globally.
+        self.pool = nn.AdaptiveAvgPool2d(tuple(pool_grid)) if pool_grid else nn.AdaptiveAvgPool2d(1)
+        cells = pool_grid[0] * pool_grid[1] if pool_grid else 1
+        features = decoder_channels[-1] * cells + self.unet.encoder.out_channels[-1]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = self.unet.encoder(x)

@@ -175,3 +175,11 @@ def test_mars_models_map_an_image_to_class_maps(name):
         out = model(torch.randn(2, 1, 64, 128))
     assert out.shape == (2, 5, 64, 128)
     assert torch.allclose(out.softmax(dim=1).sum(dim=1), torch.ones(2, 64, 128))
+
+
+def test_level_attention_head_leaves_no_unused_parameters():
+    from kit.models.registry import create_model
+
+    model = create_model("unet_classifier", 6, 75, decoder_channels=[16, 8, 8, 8, 8], level_attention={"levels": 5})
+    model(torch.randn(2, 6, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,16 @@ def shared_mask_outliers(masks: np.ndarray, min_copies: int = 5) -> np.ndarray:
 
 
 def load(data_dir: Path) -> MarsData:
-    train, test = read_npz(npz_path(data_dir))
+    """The checked, outlier-free data; decoded once per file version (folds and training both ask for it)."""
+    path = npz_path(data_dir).resolve()
+    if not path.exists():
+        read_npz(path)  # raises the clear error
+    return _load(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: Path, _version: int) -> MarsData:
+    train, test = read_npz(path)
     masks = train[:, 1].astype(np.int64)
     removed = shared_mask_outliers(masks)
     keep = np.setdiff1d(np.arange(len(train)), removed)
