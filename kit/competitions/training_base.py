@@ -32,7 +32,10 @@ class FoldTraining:
 
     def loss(self) -> nn.Module:
         """The loss named by cfg['loss']['name'] in self.losses, built with the section's other keys."""
-        spec = dict(self.cfg["loss"])
+        return self.loss_from(dict(self.cfg["loss"]))
+
+    def loss_from(self, spec: dict) -> nn.Module:
+        spec = dict(spec)
         name = spec.pop("name")
         if name not in self.losses:
             raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(self.losses))}")

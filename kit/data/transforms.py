@@ -17,7 +17,7 @@ from monai.transforms import (
     Transform,
 )
 
-from kit.data.dicom import merge_series, read_series
+from kit.data.dicom import Series, merge_series, read_series
 
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
@@ -28,7 +28,9 @@ class MissingViewWarning(UserWarning):
 
 class LoadViewsd(Transform):
     """item['series'][view] (series folders) -> item[view], a (1, slices, rows, columns) MetaTensor with its RAS
-    affine, and item['present'][view]; a view with no series is filled with zeros and a warning names the study."""
+    affine, and item['present'][view]; a view with no series is filled with zeros and a warning names the study.
+    Labelled points item['points'][view] (rows [channel, series_id, instance_number, x, y]) become RAS millimetres
+    in item['points_ras'][view] (rows [channel, R, A, S]); a point on a slice the series lacks is dropped."""
 
     def __init__(self, views: Sequence[str], fill_shape: Mapping[str, Sequence[int]]):
         self.views = tuple(views)
@@ -40,7 +42,9 @@ class LoadViewsd(Transform):
         for view in self.views:
             folders = item.get("series", {}).get(view, [])
             if folders:
-                series = merge_series([read_series(folder) for folder in folders])
+                stacks = [read_series(folder) for folder in folders]
+                out.setdefault("points_ras", {})[view] = points_to_ras(stacks, item.get("points", {}).get(view, []))
+                series = merge_series(stacks)
                 volume = MetaTensor(torch.from_numpy(series.pixels[None]), affine=torch.from_numpy(series.affine_ras()))
             else:
                 warnings.warn(
@@ -54,11 +58,46 @@ class LoadViewsd(Transform):
         return out
 
 
+def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -> np.ndarray:
+    """[channel, series_id, instance_number, x (column), y (row)] rows -> [channel, R, A, S] rows."""
+    by_name = {s.folder.name: s for s in stacks}
+    rows = []
+    for channel, series_id, instance, x, y in points:
+        series = by_name.get(str(int(series_id)))
+        if series is None or int(instance) not in series.instance_numbers:
+            continue
+        position = series.positions[series.instance_numbers.index(int(instance))]
+        row_dir, col_dir = series.orientation[:3], series.orientation[3:]
+        lps = position + x * series.pixel_spacing[1] * row_dir + y * series.pixel_spacing[0] * col_dir
+        rows.append([channel, -lps[0], -lps[1], lps[2]])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+class ProjectPointsd(Transform):
+    """item['points_ras'][view] -> item['points'][view]: rows [channel, slice, row, column] in the voxel grid of
+    item[view] as it is now (after orientation and resizing), through the inverse of its affine."""
+
+    def __init__(self, views: Sequence[str]):
+        self.views = tuple(views)
+
+    def __call__(self, item: dict) -> dict:
+        out = dict(item)
+        ras = out.pop("points_ras", {})
+        out["points"] = {}
+        for view in self.views:
+            world = ras.get(view, np.zeros((0, 4)))
+            inverse = np.linalg.inv(np.asarray(item[view].affine, dtype=np.float64))
+            voxels = (inverse[:3, :3] @ world[:, 1:].T).T + inverse[:3, 3]
+            out["points"][view] = np.concatenate([world[:, :1], voxels], axis=1).astype(np.float32)
+        return out
+
+
 def study_preprocess(
     views: Sequence[str], size: Mapping[str, Sequence[int]], axcodes: Mapping[str, str], dtype=np.float16
 ) -> Compose:
     """Deterministic per-study preprocessing, cacheable on disk: read, orient, resample to size[view] = (slices, H, W),
-    scale intensities to [0, 1] between the 0.5th and 99.5th percentiles, and store compactly."""
+    scale intensities to [0, 1] between the 0.5th and 99.5th percentiles, store compactly, and project labelled
+    points into the final grid."""
     steps: list = [LoadViewsd(views, size)]
     steps += [Orientationd(keys=view, axcodes=axcodes[view], labels=RAS_LABELS) for view in views]
     steps += [
@@ -67,5 +106,6 @@ def study_preprocess(
     steps += [
         ScaleIntensityRangePercentilesd(keys=list(views), lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
         CastToTyped(keys=list(views), dtype=dtype),
+        ProjectPointsd(views),
     ]
     return Compose(steps)

@@ -36,7 +36,12 @@ def with_norm(model: nn.Module, norm: str) -> nn.Module:
 
 
 class UNetClassifier(nn.Module):
-    """smp's U-Net (encoder, bottleneck, decoder with skips), then global average pooling and a linear head."""
+    """smp's U-Net (encoder, bottleneck, decoder with skips), then global average pooling and a linear head.
+
+    With `heatmaps` > 0 it also predicts that many landmark heatmaps (logits over the decoder's pixels) and returns
+    {'logits', 'heatmap'}; with level attention as well, the heatmaps are the attention maps, so their supervision
+    tells each level where to look.
+    """
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class UNetClassifier(nn.Module):
         pool_grid: tuple[int, int] | None = None,
         decoder_se_reduction: int | None = None,
         level_attention: dict | None = None,
+        heatmaps: int = 0,
     ):
         super().__init__()
         self.unet = smp.Unet(
@@ -60,8 +66,13 @@ class UNetClassifier(nn.Module):
         self.unet.segmentation_head = nn.Identity()
         if decoder_se_reduction:
             add_decoder_se(self.unet.decoder, decoder_se_reduction)
-        self.level_head = None
+        self.level_head = self.heatmap_head = None
+        if heatmaps and not level_attention:
+            self.heatmap_head = nn.Conv2d(decoder_channels[-1], heatmaps, 1)
         if level_attention:
+            if heatmaps and heatmaps != level_attention.get("levels", 5):
+                raise ValueError(f"heatmaps={heatmaps} must equal level_attention levels when both are set")
+            self.returns_heatmap = bool(heatmaps)
             self.level_head = LevelAttentionHead(
                 decoder_channels[-1], self.unet.encoder.out_channels[-1], num_outputs, dropout=dropout,
                 **level_attention,
@@ -74,14 +85,18 @@ class UNetClassifier(nn.Module):
         features = decoder_channels[-1] * cells + self.unet.encoder.out_channels[-1]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_outputs))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         skips = self.unet.encoder(x)
         decoded = self.unet.decoder(skips)
         if self.level_head is not None:
-            return self.level_head(decoded, skips[-1])
+            logits, attention = self.level_head(decoded, skips[-1])
+            return {"logits": logits, "heatmap": attention} if self.returns_heatmap else logits
         # Pooled bottleneck features sit beside the decoder's: the decoder sees fine detail, the bottleneck context.
         pooled = torch.cat([self.pool(decoded).flatten(1), skips[-1].mean(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        logits = self.head(pooled)
+        if self.heatmap_head is not None:
+            return {"logits": logits, "heatmap": self.heatmap_head(decoded)}
+        return logits
 
 
 class LevelAttentionHead(nn.Module):
@@ -104,14 +119,16 @@ class LevelAttentionHead(nn.Module):
             nn.Linear(hidden, self.groups * classes),
         )  # fmt: skip
 
-    def forward(self, decoded: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+    def forward(self, decoded: torch.Tensor, bottleneck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (n, groups · levels · classes) and the attention logits (n, levels, H, W)."""
         n = decoded.shape[0]
-        weights = self.attend(decoded).flatten(2).softmax(dim=-1)  # (n, levels, HW)
+        attention = self.attend(decoded)
+        weights = attention.flatten(2).softmax(dim=-1)  # (n, levels, HW)
         attended = torch.einsum("nlp,ncp->nlc", weights, decoded.flatten(2))
         context = torch.relu(self.context(bottleneck.mean(dim=(2, 3))))[:, None].expand(-1, self.levels, -1)
         level = torch.eye(self.levels, device=decoded.device, dtype=decoded.dtype)[None].expand(n, -1, -1)
         logits = self.mlp(torch.cat([attended, context, level], dim=-1))  # (n, levels, groups · classes)
-        return logits.view(n, self.levels, self.groups, self.classes).transpose(1, 2).reshape(n, -1)
+        return logits.view(n, self.levels, self.groups, self.classes).transpose(1, 2).reshape(n, -1), attention
 
 
 @register_model

@@ -69,6 +69,18 @@ def autocast(cfg: dict, device: torch.device):
     return nullcontext()
 
 
+def to_device(value, device: torch.device):
+    """A batch's target, a tensor or a dict of them (e.g. labels and heatmaps), on the device."""
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value.to(device)
+
+
+def logits_of(out) -> torch.Tensor:
+    """The prediction a model returns: its tensor, or out['logits'] for models that also return auxiliary heads."""
+    return out["logits"] if isinstance(out, dict) else out
+
+
 @torch.no_grad()
 def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tuple[list[int], torch.Tensor, float]:
     """Logits over a loader, in its order, and the mean loss where targets are known."""
@@ -78,12 +90,12 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     for batch in loader:
         image = batch["image"].to(device).contiguous(memory_format=memory)
         with autocast(cfg, device):
-            out = model(image).float()
+            out = model(image)
         if loss_fn is not None:
-            total += float(loss_fn(out, batch["target"].to(device))) * len(image)
+            total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
             count += len(image)
         ids.extend(int(i) for i in batch["id"])
-        logits.append(out.cpu())
+        logits.append(logits_of(out).float().cpu())
     return ids, torch.cat(logits), total / max(count, 1)
 
 
@@ -157,13 +169,13 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
         for batch in bar:
             image = batch["image"].to(ctx.device).contiguous(memory_format=memory)
             with autocast(cfg, ctx.device):
-                loss = loss_fn(wrapped(image).float(), batch["target"].to(ctx.device))
+                loss = loss_fn(wrapped(image), to_device(batch["target"], ctx.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(image)
+            running += float(loss.detach()) * len(image)
             seen += len(image)
             bar.set_postfix(loss=f"{running / seen:.4f}")
         train_seconds = time.perf_counter() - started

@@ -183,3 +183,60 @@ def test_level_attention_head_leaves_no_unused_parameters():
     model = create_model("unet_classifier", 6, 75, decoder_channels=[16, 8, 8, 8, 8], level_attention={"levels": 5})
     model(torch.randn(2, 6, 32, 32)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("attention", [None, {"levels": 5}])
+def test_heatmap_head_returns_level_maps_and_trains_every_parameter(attention):
+    from kit.models.registry import create_model
+
+    model = create_model(
+        "unet_classifier", 6, 75, decoder_channels=[16, 8, 8, 8, 8], level_attention=attention, heatmaps=5
+    )
+    out = model(torch.randn(2, 6, 32, 32))
+    assert out["logits"].shape == (2, 75) and out["heatmap"].shape == (2, 5, 32, 32)
+    (out["logits"].sum() + out["heatmap"].sum()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home):
+    """Trained on train_label_coordinates.csv, the level heatmaps' peaks move towards the true level rows."""
+    from kit.competitions import get_competition
+    from kit.train.runner import build_model
+
+    cfg = apply_overrides(
+        load_experiment("rsna_unet"),
+        TINY[:-1] + ["data.size=48", "data.slices=2", "trainer.batch_size=2", "trainer.epochs=6",
+                     "trainer.early_stopping=99", "trainer.augment=false", "trainer.lr=0.003", "model.heatmaps=5",
+                     "model.decoder_channels=[32,16,16,16,16]", "loss.heatmap_weight=1.0"],
+    )  # fmt: skip
+    summary = train_fold(cfg, fold=0)
+    assert np.isfinite(summary["score"])
+    history = pd.read_csv(kit_home / "runs" / "rsna_unet" / "fold0" / "history.csv")
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+
+    comp = get_competition("rsna")
+    data_dir = comp.data_dir(None)
+    training = comp.training(cfg, data_dir)
+    dataset = training.dataset(training.ids("train")[:4], "train")
+    model = build_model(cfg, training)
+    saved = torch.load(kit_home / "runs" / "rsna_unet" / "fold0" / "model_last.pt", weights_only=False)
+    errors = {}
+    for name, state in (("untrained", model.state_dict()), ("trained", saved["model"])):
+        model.load_state_dict(state)
+        model.eval()
+        distance = []
+        for item in dataset:
+            with torch.no_grad():
+                heatmap = model(item["image"][None])["heatmap"][0]
+            truth = item["target"]["heatmap"]
+            for level in range(5):
+                predicted_row = int(heatmap[level].argmax()) // heatmap.shape[-1]
+                true_row = int(truth[level].argmax()) // truth.shape[-1]
+                distance.append(abs(predicted_row - true_row))
+        errors[name] = float(np.mean(distance))
+    assert errors["trained"] < errors["untrained"] / 2, errors
+    for bad, message in ((["loss.heatmap_weight=1.0"], "needs a model with a heatmap head"),
+                         (["model.heatmaps=5"], "would train nothing"),
+                         (["model.heatmaps=3", "loss.heatmap_weight=1.0"], "the 5 level positions")):  # fmt: skip
+        with pytest.raises(KitError, match=message):
+            train_fold(apply_overrides(load_experiment("rsna_unet"), TINY + bad), fold=0)

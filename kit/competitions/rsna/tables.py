@@ -12,7 +12,11 @@ from kit.errors import DataError
 
 from .layout import (
     COLUMNS,
+    CONDITION_TITLES,
+    CONDITIONS,
+    COORDINATES_CSV,
     IMAGE_DIRS,
+    LEVEL_TITLES,
     MISSING,
     SERIES_CSVS,
     SEVERITY_LABELS,
@@ -111,3 +115,40 @@ def load_studies(data_dir: Path, split: str = "train") -> list[Study]:
             raise DataError(f"{data_dir / TRAIN_CSV}: study_id {unlisted[0]} has no series in {SERIES_CSVS[split]}")
         return [Study(int(sid), studies[int(sid)].series, labels.loc[sid].to_numpy()) for sid in labels.index]
     return list(studies.values())
+
+
+CONDITION_CODES = {title: code for code, title in enumerate(CONDITION_TITLES.values())}
+LEVEL_CODES = {title: code for code, title in enumerate(LEVEL_TITLES.values())}
+
+
+def read_coordinates(data_dir: Path) -> pd.DataFrame:
+    """train_label_coordinates.csv with condition and level as codes (indices into CONDITIONS and LEVELS)."""
+    path = Path(data_dir) / COORDINATES_CSV
+    frame = read_csv_checked(path)
+    for column, codes in (("condition", CONDITION_CODES), ("level", LEVEL_CODES)):
+        coded = frame[column].map(codes)
+        if coded.isna().any():
+            row = int(np.flatnonzero(coded.isna().to_numpy())[0])
+            raise DataError(
+                f"{path}: row {row + 2} (study_id {frame['study_id'].iloc[row]}): unknown {column} "
+                f"{frame[column].iloc[row]!r}; expected one of {', '.join(codes)}"
+            )
+        frame[column] = coded.astype(np.int64)
+    bad = ~np.isfinite(frame[["instance_number", "x", "y"]].to_numpy(dtype=float)).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        study = frame["study_id"].iloc[row]
+        raise DataError(f"{path}: row {row + 2} (study_id {study}): instance_number, x or y is empty")
+    return frame
+
+
+def level_points(data_dir: Path, condition: str) -> dict[int, list[list[float]]]:
+    """Per study, [level, series_id, instance_number, x, y] of every labelled point of one condition."""
+    frame = read_coordinates(data_dir)
+    frame = frame[frame["condition"] == CONDITIONS.index(condition)]
+    points: dict[int, list[list[float]]] = {}
+    for row in frame.itertuples(index=False):
+        points.setdefault(int(row.study_id), []).append(
+            [int(row.level), int(row.series_id), int(row.instance_number), float(row.x), float(row.y)]
+        )
+    return points

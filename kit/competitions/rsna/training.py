@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAffine, RandGaussianNoise, RandScaleIntensity
+from monai.transforms import Compose, RandAffined, RandGaussianNoised, RandScaleIntensityd
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -16,12 +16,14 @@ from kernels.focal import focal_loss
 from kit import paths
 from kit.competitions.training_base import FoldTraining
 from kit.data.cache import cached_dataset
+from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
+from kit.errors import KitError
 from kit.io import atomic_path
 
 from . import metric, submission
 from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS
-from .tables import load_studies
+from .tables import level_points, load_studies
 
 VIEW_ORDER = ("sag_t1", "sag_t2", "axial_t2")
 AXCODES = {"sag_t1": "RIP", "sag_t2": "RIP", "axial_t2": "SPL"}  # sagittal: slices R→L, rows S→I, columns A→P
@@ -30,35 +32,48 @@ SPINAL = [TARGETS.index(f"{CONDITIONS[0]}_{level}") for level in LEVELS]
 
 
 class StudyStacks(Dataset):
-    """Cached preprocessed studies as {'image': (3·slices, H, W) float32, 'target': (25,) long, 'id': study_id}."""
+    """Cached preprocessed studies as {'image': (3·slices, H, W) float32, 'target', 'id': study_id}: the target is
+    the (25,) long labels, or with `heatmap` {'labels', 'heatmap': (levels, H, W)} whose Gaussians sit on the level
+    points projected into heatmap['view'] (zero maps where a study has none, e.g. every test study)."""
 
-    def __init__(self, cached, labels: dict[int, np.ndarray] | None, augment=None):
-        self.cached, self.labels, self.augment = cached, labels, augment
+    def __init__(self, cached, labels: dict[int, np.ndarray] | None, augment=None, heatmap: dict | None = None):
+        self.cached, self.labels, self.augment, self.heatmap = cached, labels, augment, heatmap
 
     def __len__(self) -> int:
         return len(self.cached)
 
     def __getitem__(self, index: int) -> dict:
         item = self.cached[index]
-        image = torch.cat([torch.as_tensor(np.asarray(item[v]), dtype=torch.float32)[0] for v in VIEW_ORDER], dim=0)
+        sample = {
+            "image": torch.cat([torch.as_tensor(np.asarray(item[v]), dtype=torch.float32)[0] for v in VIEW_ORDER])
+        }
+        if self.heatmap is not None:
+            points = item.get("points", {}).get(self.heatmap["view"], np.zeros((0, 4)))
+            maps = gaussian_heatmaps(points, self.heatmap["channels"], sample["image"].shape[1:], self.heatmap["sigma"])
+            sample["heatmap"] = torch.from_numpy(maps)
         if self.augment is not None:
-            image = torch.as_tensor(np.asarray(self.augment(image)), dtype=torch.float32)
+            sample = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in self.augment(sample).items()}
         study_id = int(item["study_id"])
-        target = self.labels[study_id] if self.labels is not None else np.full(len(TARGETS), MISSING)
-        return {"image": image, "target": torch.as_tensor(target, dtype=torch.long), "id": study_id}
+        labels = self.labels[study_id] if self.labels is not None else np.full(len(TARGETS), MISSING)
+        target = torch.tensor(labels, dtype=torch.long)
+        if self.heatmap is not None:
+            target = {"labels": target, "heatmap": sample["heatmap"]}
+        return {"image": sample["image"], "target": target, "id": study_id}
 
 
 def augmentation(seed: int) -> Compose:
-    """Label-preserving only: no left-right flip, which would swap left and right conditions."""
+    """Label-preserving only: no left-right flip, which would swap left and right conditions. Heatmaps, where
+    present, move with the image; intensity changes touch the image alone."""
     augment = Compose(
         [
-            RandAffine(
-                prob=0.7, rotate_range=0.08, translate_range=(5, 5), scale_range=(0.08, 0.08), padding_mode="zeros"
+            RandAffined(
+                keys=["image", "heatmap"], prob=0.7, rotate_range=0.08, translate_range=(5, 5),
+                scale_range=(0.08, 0.08), padding_mode="zeros", allow_missing_keys=True,
             ),
-            RandScaleIntensity(factors=0.15, prob=0.5),
-            RandGaussianNoise(prob=0.3, std=0.02),
+            RandScaleIntensityd(keys="image", factors=0.15, prob=0.5),
+            RandGaussianNoised(keys="image", prob=0.3, std=0.02),
         ]
-    )
+    )  # fmt: skip
     augment.set_random_state(seed=seed)
     return augment
 
@@ -108,6 +123,39 @@ class SeverityFocalLoss(WeightedCrossEntropy):
 LOSSES = {"weighted_ce": WeightedCrossEntropy, "focal": SeverityFocalLoss}
 
 
+class WithHeatmapLoss(nn.Module):
+    """The severity loss on out['logits'] plus `weight` × the level heatmaps' spatial-softmax cross-entropy, for
+    models that also return out['heatmap']."""
+
+    def __init__(self, severity: nn.Module, weight: float):
+        super().__init__()
+        self.severity, self.weight = severity, weight
+
+    def forward(self, out: dict, target: dict) -> torch.Tensor:
+        loss = self.severity(out["logits"], target["labels"])
+        if self.weight:
+            loss = loss + self.weight * spatial_softmax_loss(out["heatmap"], target["heatmap"])
+        return loss
+
+
+HEATMAP_VIEW, HEATMAP_CONDITION = "sag_t2", "spinal_canal_stenosis"  # the five levels on the midline
+
+
+def heatmap_spec(cfg: dict) -> dict | None:
+    """What the level-heatmap head needs from the config, checked: None when the model has no heatmap head."""
+    channels = cfg["model"].get("heatmaps") or 0
+    weight = cfg["loss"].get("heatmap_weight") or 0.0
+    if not channels:
+        if weight:
+            raise KitError("loss.heatmap_weight needs a model with a heatmap head: set model.heatmaps=5")
+        return None
+    if channels != len(LEVELS):
+        raise KitError(f"model.heatmaps={channels}: the heatmap head predicts the {len(LEVELS)} level positions")
+    if not weight and not cfg["model"].get("level_attention"):
+        raise KitError("model.heatmaps without loss.heatmap_weight (or model.level_attention) would train nothing")
+    return {"view": HEATMAP_VIEW, "channels": channels, "sigma": float(cfg["loss"].get("heatmap_sigma") or 2.0)}
+
+
 class RsnaTraining(FoldTraining):
     """The competition's side of fold training, built from an experiment config."""
 
@@ -124,18 +172,39 @@ class RsnaTraining(FoldTraining):
         self.in_channels = len(VIEW_ORDER) * data["slices"]
         self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
         self.labels = {s.study_id: s.labels for s in self._studies["train"]}
+        self.heatmap = heatmap_spec(cfg)
+        self._points: dict[int, list] | None = None
+
+    def loss(self) -> nn.Module:
+        spec = dict(self.cfg["loss"])
+        weight = spec.pop("heatmap_weight", 0.0) or 0.0
+        spec.pop("heatmap_sigma", None)
+        severity = self.loss_from(spec)
+        return WithHeatmapLoss(severity, weight) if self.heatmap else severity
+
+    def level_points(self, split: str) -> dict[int, list]:
+        """The heatmap view's labelled level points per training study (train_label_coordinates.csv, read once)."""
+        if split != "train" or self.heatmap is None:
+            return {}
+        if self._points is None:
+            self._points = level_points(self.data_dir, HEATMAP_CONDITION)
+        return self._points
 
     def ids(self, split: str) -> list[int]:
         return [s.study_id for s in self._studies[split]]
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> StudyStacks:
         by_id = {s.study_id: s for s in self._studies[split]}
+        points = self.level_points(split)
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()}} for i in ids]
-        config = {"competition": "rsna", "size": self.size, "axcodes": AXCODES, "version": 1}
+        for item in items:
+            if item["study_id"] in points:
+                item["points"] = {HEATMAP_VIEW: points[item["study_id"]]}
+        config = {"competition": "rsna", "size": self.size, "axcodes": AXCODES, "version": 2}
         transform = study_preprocess(VIEW_ORDER, self.size, AXCODES)
         cached = cached_dataset(items, transform, paths.cache_root() / "rsna", config)
         augment = augmentation(augment_seed) if augment_seed is not None else None
-        return StudyStacks(cached, self.labels if split == "train" else None, augment)
+        return StudyStacks(cached, self.labels if split == "train" else None, augment, self.heatmap)
 
     @staticmethod
     def probabilities(logits: torch.Tensor) -> np.ndarray:
