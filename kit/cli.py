@@ -137,6 +137,49 @@ def cmd_submissions(args) -> None:
         print(describe(submission))
 
 
+def cmd_push_notebook(args) -> None:
+    from kit.config import load_experiment
+    from kit.kaggle.push import build_inference, owner_or_default, publish_and_run
+    from kit.kaggle.rehearse import rehearse_or_fail
+    from kit.kaggle.submit import describe, submit_code
+
+    package = build_inference(args.exp, owner_or_default(args.owner), gpu=args.gpu)
+    print(f"built {package.root}/{{code,weights,notebook}}")
+    competition = load_experiment(args.exp)["competition"]
+    if not args.skip_rehearsal:
+        rehearse_or_fail(package, competition)
+    version = publish_and_run(package, args.message, wait=args.submit or not args.no_wait)
+    if args.submit:
+        submission = submit_code(competition, package.owner, package.kernel, version, args.message)
+        print(describe(submission))
+
+
+def cmd_push_train(args) -> None:
+    from kit.kaggle.push import build_training, owner_or_default, publish_and_run
+
+    package = build_training(args.exp, args.fold, owner_or_default(args.owner), args.overrides)
+    publish_and_run(package, f"train {args.exp} fold {args.fold}", wait=not args.no_wait)
+    print(f"then: task pull exp={args.exp} fold={args.fold}")
+
+
+def cmd_pull(args) -> None:
+    from kit.kaggle.push import owner_or_default, pull_fold
+
+    files = pull_fold(args.exp, args.fold, owner_or_default(args.owner))
+    for path in files:
+        print(path)
+
+
+def cmd_rehearse(args) -> None:
+    from kit.config import load_experiment
+    from kit.kaggle.push import build_inference
+    from kit.kaggle.rehearse import rehearse_or_fail
+
+    package = build_inference(args.exp, args.owner or "rehearsal")
+    rehearse_or_fail(package, load_experiment(args.exp)["competition"], test_studies=args.test_studies)
+    print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -205,6 +248,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("submissions", help="list past Kaggle submissions of a competition")
     p.add_argument("competition")
     p.set_defaults(func=cmd_submissions)
+
+    p = verbs.add_parser("push-notebook", help="build, rehearse and push an experiment's offline inference notebook")
+    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--owner", help="Kaggle username owning the datasets and notebook (default: your credentials')")
+    p.add_argument("--gpu", action="store_true", help="run the notebook on a GPU")
+    p.add_argument("--submit", action="store_true", help="when its run completes, submit its submission.csv")
+    p.add_argument("--no-wait", action="store_true", help="return once pushed")
+    p.add_argument("--skip-rehearsal", action="store_true", help="push without the local rehearsal first")
+    p.add_argument("-m", "--message", default="pushed with the kit")
+    p.set_defaults(func=cmd_push_notebook)
+
+    p = verbs.add_parser("push-train", help="push a notebook that trains one fold on a Kaggle GPU")
+    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--owner")
+    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    p.set_defaults(func=cmd_push_train)
+
+    p = verbs.add_parser("pull", help="fetch a push-train notebook's runs/<exp>/fold<k>/ outputs")
+    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--owner")
+    p.set_defaults(func=cmd_pull)
+
+    p = verbs.add_parser("rehearse", help="run the inference notebook locally, offline, in a fresh environment")
+    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
+    p.add_argument("--test-studies", type=int, default=8, help="test studies in the simulated tree")
+    p.set_defaults(func=cmd_rehearse)
     return parser
 
 

@@ -39,6 +39,10 @@ class Competition:
     def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         raise NotImplementedError
 
+    def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
+        """The submission's row ids for every test sample found under data_dir (the first `limit` samples)."""
+        raise NotImplementedError
+
     def training(self, cfg: dict, data_dir: Path):
         """The competition's side of fold training: datasets, loss, metric, prior baseline, OOF and submission."""
         raise NotImplementedError

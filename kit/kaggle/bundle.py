@@ -39,13 +39,17 @@ class Bundle:
 
 def secret_reason(path: Path) -> str | None:
     """Why a file looks like a credential, or None."""
+    with open(path, "rb") as handle:
+        return secret_in(path, handle.read(SCAN_BYTES))
+
+
+def secret_in(path: Path, head: bytes) -> str | None:
+    """Why a file of this name and these first bytes looks like a credential, or None."""
     if SECRET_NAMES.search(path.name):
         return f"its name ({path.name}) is a credential's"
     hidden = SECRET_DIRS.intersection(path.parts)
     if hidden:
         return f"it lies under {hidden.pop()}/"
-    with open(path, "rb") as handle:
-        head = handle.read(SCAN_BYTES)
     for pattern in SECRET_CONTENT:
         if pattern.search(head):
             return f"its content matches a credential pattern ({pattern.pattern[:40]!r})"

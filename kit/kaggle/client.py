@@ -59,6 +59,17 @@ def make_client() -> KaggleClient:
     return client
 
 
+def read_metadata(path: Path, needed_for: str) -> dict:
+    """A dataset-metadata.json or kernel-metadata.json, with its 'id' split into 'owner' and 'slug'."""
+    if not path.exists():
+        raise KitError(f"{path}: not found; {needed_for}")
+    metadata = json.loads(path.read_text())
+    owner, _, slug = str(metadata.get("id", "")).partition("/")
+    if not owner or not slug:
+        raise KitError(f"{path}: 'id' must be 'owner/slug', got {metadata.get('id')!r}")
+    return {**metadata, "owner": owner, "slug": slug}
+
+
 def transient(exc: Exception) -> bool:
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return True
@@ -88,3 +99,20 @@ def upload(url: str, path: Path, what: str) -> None:
             requests.put(url, data=handle, timeout=600).raise_for_status()
 
     with_retries(put, what)
+
+
+def download(url: str, target: Path, what: str) -> Path:
+    """GET an output file URL the API handed out into `target`, written whole or not at all."""
+
+    def fetch():
+        with requests.get(url, stream=True, timeout=600) as reply:
+            reply.raise_for_status()
+            partial = target.with_name(target.name + ".part")
+            with open(partial, "wb") as handle:
+                for chunk in reply.iter_content(chunk_size=1 << 20):
+                    handle.write(chunk)
+            partial.replace(target)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with_retries(fetch, what)
+    return target

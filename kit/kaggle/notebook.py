@@ -3,6 +3,7 @@
 The notebook runs without internet: it installs the kit from the code dataset's wheels, puts the weights dataset's
 fold checkpoints where `kit predict` looks, predicts every study under /kaggle/input/<slug>/, and writes a validated
 /kaggle/working/submission.csv. `KAGGLE_ROOT` (default /kaggle) lets a rehearsal run it against a simulated tree.
+The training notebook (push-train) installs the same way and runs one fold on Kaggle's GPU into /kaggle/working/runs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 ROOT = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
 CODE, WEIGHTS = ROOT / "input" / {code!r}, ROOT / "input" / {weights!r}
 WORK = ROOT / "working"
-subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(CODE), "kaggle-kit"],
-               check=True)
+# --no-deps: the image's torch, numpy, pandas... stay; the wheels add the kit and what the image lacks.
+wheels = sorted(str(p) for p in CODE.glob("*.whl"))
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *wheels], check=True)
 """
 
 PLACE_WEIGHTS = """\
@@ -44,6 +46,33 @@ print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'sub
 """
 
 
+TRAIN = """\
+os.environ["KIT_HOME"] = str(WORK)
+from kit.config import apply_overrides, load_experiment
+from kit.train.runner import train_fold
+
+cfg = apply_overrides(load_experiment({exp!r}), [f"data.dir={{ROOT / 'input' / {slug!r}}}", *{overrides!r}])
+summary = train_fold(cfg, fold={fold})
+shutil.rmtree(WORK / "cache", ignore_errors=True)  # preprocessed studies: large, and rebuilt anywhere
+print({{k: summary[k] for k in ("best_epoch", "score", "prior_baseline_score")}})
+"""
+
+
+def _notebook(cells):
+    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nbformat.validate(notebook)
+    return notebook
+
+
+def training_notebook(exp: str, fold: int, slug: str, code_dataset: str, overrides: list[str] = ()):
+    """Train one fold of an experiment on Kaggle; its outputs land in /kaggle/working/runs/<exp>/fold<k>/."""
+    return _notebook([
+        new_markdown_cell(f"# {exp} fold {fold}: training on `{slug}`\n\nBuilt by the kit; runs offline."),
+        new_code_cell(SETUP.format(code=code_dataset, weights="")),
+        new_code_cell(TRAIN.format(exp=exp, fold=int(fold), slug=slug, overrides=list(overrides))),
+    ])  # fmt: skip
+
+
 def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: str, oof_file: str = "oof.csv"):
     """Datasets are given by their slug (the folder name under /kaggle/input)."""
     cells = [
@@ -52,9 +81,7 @@ def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: 
         new_code_cell(PLACE_WEIGHTS.format(exp=exp, oof=oof_file)),
         new_code_cell(PREDICT.format(exp=exp, slug=slug)),
     ]
-    notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
-    nbformat.validate(notebook)
-    return notebook
+    return _notebook(cells)
 
 
 def kernel_metadata(owner: str, kernel_slug: str, title: str, competition: str, datasets: list[str],

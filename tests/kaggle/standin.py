@@ -11,6 +11,10 @@ from kagglesdk.competitions.types.competition_api_service import ApiListSubmissi
 from kagglesdk.competitions.types.submission_status import SubmissionStatus
 
 
+class NotFound(Exception):
+    pass
+
+
 class StandIn:
     def __init__(self):
         self.requests: list[dict] = []  # {method, path, headers, body}
@@ -18,6 +22,12 @@ class StandIn:
         self.fail: dict[str, int] = {}  # route -> how many 503s to answer first
         self.submissions: list[ApiSubmission] = []
         self.polls_until_scored = 1
+        self.datasets: dict[str, list[list[str]]] = {}  # owner/slug -> file tokens per version
+        self.kernels: dict[str, dict] = {}  # owner/slug -> the last SaveKernel body and its version
+        self.kernel_states = ["QUEUED", "RUNNING", "COMPLETE"]  # answered in turn by GetKernelSessionStatus
+        self.failure_message = ""
+        self.outputs: dict[str, bytes] = {}  # output file name -> content, served under /output/
+        self.log = '[{"stream_name": "stdout", "data": "trained"}]'
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -31,7 +41,43 @@ class StandIn:
             "competitions.CompetitionApiService/StartSubmissionUpload": self.start_upload,
             "competitions.CompetitionApiService/CreateSubmission": self.create_submission,
             "competitions.CompetitionApiService/ListSubmissions": self.list_submissions,
+            "competitions.CompetitionApiService/CreateCodeSubmission": self.create_code_submission,
+            "blobs.BlobApiService/StartBlobUpload": self.start_upload,
+            "datasets.DatasetApiService/CreateDataset": self.create_dataset,
+            "datasets.DatasetApiService/CreateDatasetVersion": self.create_dataset_version,
+            "kernels.KernelsApiService/SaveKernel": self.save_kernel,
+            "kernels.KernelsApiService/GetKernelSessionStatus": self.kernel_status,
+            "kernels.KernelsApiService/ListKernelSessionOutput": self.kernel_output,
         }
+
+    def create_code_submission(self, body):
+        reply = self.create_submission({"blobFileTokens": body.get("fileName", ""), **body})
+        return {"message": "Successfully submitted", "ref": reply["ref"]}
+
+    def create_dataset(self, body):
+        ref = f"{body['ownerSlug']}/{body['slug']}"
+        self.datasets[ref] = [[f["token"] for f in body.get("files", [])]]
+        return {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"}
+
+    def create_dataset_version(self, body):
+        ref = f"{body['ownerSlug']}/{body['datasetSlug']}"
+        if ref not in self.datasets:
+            raise NotFound(f"dataset {ref} not found")
+        self.datasets[ref].append([f["token"] for f in body["body"].get("files", [])])
+        return {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok"}
+
+    def save_kernel(self, body):
+        version = self.kernels.get(body["slug"], {}).get("version", 0) + 1
+        self.kernels[body["slug"]] = {"body": body, "version": version}
+        return {"ref": body["slug"], "url": f"https://www.kaggle.com/code/{body['slug']}", "versionNumber": version}
+
+    def kernel_status(self, body):
+        state = self.kernel_states.pop(0) if len(self.kernel_states) > 1 else self.kernel_states[0]
+        return {"status": state, "failureMessage": self.failure_message}
+
+    def kernel_output(self, body):
+        files = [{"url": f"{self.url}/output/{name}", "fileName": name} for name in sorted(self.outputs)]
+        return {"files": files, "log": self.log}
 
     def start_upload(self, body):
         token = f"token-{len(self.uploads) + 1}"
@@ -87,7 +133,21 @@ class StandIn:
                 handler = standin.routes().get(route)
                 if handler is None:
                     return self._reply(404, {"code": 404, "message": f"no route {self.path}"})
-                self._reply(200, handler(json.loads(body or b"{}")))
+                try:
+                    self._reply(200, handler(json.loads(body or b"{}")))
+                except NotFound as exc:
+                    self._reply(404, {"code": 404, "message": str(exc)})
+
+            def do_GET(self):
+                self._record()
+                name = self.path.removeprefix("/output/")
+                if name not in standin.outputs:
+                    return self._reply(404)
+                data = standin.outputs[name]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_PUT(self):
                 body = self._record()

@@ -1,0 +1,122 @@
+"""What `task push-notebook`, `push-train` and `pull` do: build the datasets and notebook of an experiment under
+runs/<exp>/kaggle/, publish them, run the notebook on Kaggle, submit it or fetch its outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from kit import paths
+from kit.competitions import get_competition
+from kit.config import load_experiment
+from kit.errors import KitError
+from kit.kaggle import datasets, kernels
+from kit.kaggle.bundle import weights_bundle
+from kit.kaggle.client import username
+from kit.kaggle.code import code_bundle
+from kit.kaggle.notebook import inference_notebook, kernel_metadata, training_notebook
+
+CODE_SLUG = "kaggle-kit-code"
+
+
+def kaggle_slug(name: str) -> str:
+    return name.replace("_", "-").lower()
+
+
+@dataclass
+class Package:
+    """Folders ready to publish: code (wheels), weights (fold checkpoints, absent for training), notebook."""
+
+    root: Path
+    owner: str
+    competition: str
+    kernel: str
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "weights"
+
+    @property
+    def notebook(self) -> Path:
+        return self.root / "notebook"
+
+
+def fresh(folder: Path) -> Path:
+    """A generated folder, emptied first so that no stale file is published with the new ones."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def write_notebook(folder: Path, notebook, metadata: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / "notebook.ipynb")
+    (folder / kernels.METADATA).write_text(json.dumps(metadata, indent=1))
+
+
+def owner_or_default(owner: str | None) -> str:
+    owner = owner or username()
+    if not owner:
+        raise KitError("no Kaggle username: pass --owner, or set KAGGLE_USERNAME (an API token alone does not say it)")
+    return owner
+
+
+def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None) -> Package:
+    """runs/<exp>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs."""
+    cfg = load_experiment(exp)
+    comp = get_competition(cfg["competition"])
+    exp_root = paths.runs_root() / cfg["name"]
+    package = Package(exp_root / "kaggle", owner, comp.slug, kaggle_slug(f"{cfg['name']}-infer"))
+    code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
+    weights = weights_bundle(exp_root, fresh(package.weights), owner)
+    weights_slug = datasets.read_metadata(weights.root)["slug"]
+    notebook = inference_notebook(cfg["name"], comp.slug, CODE_SLUG, weights_slug)
+    meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} inference", comp.slug,
+                           [f"{owner}/{CODE_SLUG}", f"{owner}/{weights_slug}"], gpu=gpu)  # fmt: skip
+    write_notebook(fresh(package.notebook), notebook, meta)
+    return package
+
+
+def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), wheels: list[Path] | None = None
+                   ) -> Package:  # fmt: skip
+    """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold."""
+    cfg = load_experiment(exp)
+    comp = get_competition(cfg["competition"])
+    root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
+    package = Package(root, owner, comp.slug, kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
+    code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
+    notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
+    meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} fold {fold} training", comp.slug,
+                           [f"{owner}/{CODE_SLUG}"], gpu=True)  # fmt: skip
+    write_notebook(fresh(package.notebook), notebook, meta)
+    return package
+
+
+def publish_and_run(package: Package, notes: str, wait: bool = True, echo=print) -> int:
+    """Create or version the datasets, push the notebook (which runs it), and wait for the run. Its version."""
+    for folder in (package.code, package.weights):
+        if folder.exists():
+            echo(f"dataset {datasets.publish(folder, notes)}")
+    version = kernels.push(package.notebook)
+    echo(f"kernel {package.owner}/{package.kernel} version {version} pushed")
+    if wait:
+        kernels.wait(package.owner, package.kernel, echo=echo)
+    return version
+
+
+def pull_fold(exp: str, fold: int, owner: str) -> list[Path]:
+    """The training notebook's runs/<exp>/fold<k>/ outputs, into this machine's runs/."""
+    cfg = load_experiment(exp)
+    kernel = kaggle_slug(f"{cfg['name']}-fold{fold}-train")
+    prefix = f"runs/{cfg['name']}/fold{fold}/"
+    files = kernels.pull(owner, kernel, paths.home(), prefix=prefix)
+    if not files:
+        raise KitError(f"kernel {owner}/{kernel}: no output under {prefix}; has its run finished?")
+    return files

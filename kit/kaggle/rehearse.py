@@ -1,0 +1,164 @@
+"""`task rehearse`: run the exact inference notebook locally with nbclient before anything is pushed.
+
+The notebook sees a simulated /kaggle tree (KAGGLE_ROOT): the synthetic competition with more test studies than the
+visible sample lists, the code dataset's wheels and the weights dataset. Its kernel runs in a fresh virtual
+environment that stands in for Kaggle's image: it sees this machine's packages except the kit and those the image
+lacks, so the kit and those must come from the code dataset's wheels, installed offline as on Kaggle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from kit.competitions import get_competition
+from kit.errors import KitError
+from kit.kaggle.code import IMAGE_LACKS
+from kit.kaggle.push import CODE_SLUG, Package
+
+KERNEL_NAME = "kit-rehearsal"
+
+
+def distribution_roots(names) -> set[str]:
+    """Top-level names in site-packages (packages, modules, dist-info folders) that belong to these distributions."""
+    roots = set()
+    for name in names:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        roots.update(f.parts[0] for f in files if f.parts and f.parts[0] != "..")
+    return roots
+
+
+def simulated_image(dest: Path, lacks=IMAGE_LACKS) -> Path:
+    """Links to this environment's installed packages, minus the kit (and its editable-install hooks) and `lacks`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    hidden = distribution_roots((*lacks, "kaggle-kit"))
+    for entry in site.iterdir():
+        if entry.name in hidden or entry.suffix == ".pth" or entry.name.startswith("__editable__"):
+            continue
+        (dest / entry.name).symlink_to(entry)
+    return dest
+
+
+def fresh_environment(root: Path, image: Path) -> Path:
+    """A virtual environment (with pip) that also sees the simulated image; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
+    python = root / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (Path(site) / "kaggle_image.pth").write_text(f"{image}\n")
+    return python
+
+
+@contextmanager
+def kernel_spec(python: Path, scratch: Path):
+    """A Jupyter kernel named KERNEL_NAME that runs `python`, visible to nbclient while the block runs."""
+    spec = scratch / "jupyter" / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL_NAME, "language": "python"}))
+    saved = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(scratch / "jupyter")
+    try:
+        yield KERNEL_NAME
+    finally:
+        if saved is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = saved
+
+
+def simulated_tree(root: Path, package: Package, competition: str, test_studies: int, visible: int, seed: int):
+    """root/input/<competition slug> (synthetic, `test_studies` test studies, the sample listing `visible`),
+    root/input/<code>, root/input/<weights>, root/working. Returns the expected submission row ids."""
+    comp = get_competition(competition)
+    inputs = root / "input"
+    inputs.mkdir(parents=True)
+    (root / "working").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = comp.synth(inputs / comp.slug, studies=4, test_studies=test_studies, seed=seed, force=False)
+    expected = comp.test_row_ids(data)
+    sample = pd.read_csv(data / "sample_submission.csv")
+    visible_rows = sample["row_id"].isin(comp.test_row_ids(data, limit=visible))
+    sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)  # smaller than the test set run on
+    (inputs / CODE_SLUG).symlink_to(package.code)
+    weights_slug = json.loads((package.weights / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    (inputs / weights_slug).symlink_to(package.weights)
+    return expected
+
+
+def check_submission(path: Path, competition: str, expected: list[str]) -> list[str]:
+    """The classic failures: no file, wrong row count, missing or renamed columns, NaN, invalid values."""
+    if not path.exists():
+        return [f"{path.name} was not written"]
+    frame = pd.read_csv(path)
+    problems = []
+    if len(frame) != len(expected):
+        problems.append(f"{len(frame)} rows, expected {len(expected)} (one per row id of every test study)")
+    problems += get_competition(competition).validate(frame, pd.DataFrame({"row_id": expected}))
+    return problems
+
+
+def installed_from_wheels(python: Path) -> list[str]:
+    """The kit the notebook ran must be the one its install cell put in the fresh environment."""
+    where = subprocess.run([str(python), "-c", "import kit; print(kit.__file__)"], capture_output=True, text=True,
+                           cwd=python.parent)  # fmt: skip
+    environment = python.parent.parent
+    if where.returncode or environment not in Path(where.stdout.strip()).parents:
+        return [f"the kit was not installed from the code dataset into {environment} ({where.stdout or where.stderr})"]
+    return []
+
+
+def rehearse(package: Package, competition: str, test_studies: int = 8, visible: int = 3, seed: int = 11,
+             timeout: int = 1800, echo=print) -> list[str]:  # fmt: skip
+    """Run package.notebook/notebook.ipynb offline against a simulated tree; the problems found (none: ready)."""
+    notebook = nbformat.read(package.notebook / "notebook.ipynb", as_version=4)
+    with tempfile.TemporaryDirectory(prefix="kit-rehearsal-") as scratch:
+        scratch = Path(scratch)
+        root = scratch / "kaggle"
+        expected = simulated_tree(root, package, competition, test_studies, visible, seed)
+        echo(f"simulated tree {root}: {test_studies} test studies ({visible} in the visible sample)")
+        python = fresh_environment(scratch / "venv", simulated_image(scratch / "image"))
+        echo(f"fresh environment {python.parent.parent} (the kit only from the code dataset's wheels)")
+        saved = os.environ.get("KAGGLE_ROOT")
+        os.environ["KAGGLE_ROOT"] = str(root)
+        try:
+            with kernel_spec(python, scratch) as kernel:
+                client = NotebookClient(notebook, kernel_name=kernel, timeout=timeout,
+                                        resources={"metadata": {"path": str(root / "working")}})  # fmt: skip
+                client.execute()
+        except CellExecutionError as exc:
+            return [f"a cell raised:\n{exc}"]
+        finally:
+            if saved is None:
+                os.environ.pop("KAGGLE_ROOT", None)
+            else:
+                os.environ["KAGGLE_ROOT"] = saved
+        problems = check_submission(root / "working" / "submission.csv", competition, expected)
+        problems += installed_from_wheels(python)
+    if not problems:
+        echo(f"submission.csv: {len(expected)} rows, valid")
+    return problems
+
+
+def rehearse_or_fail(package: Package, competition: str, **kwargs) -> None:
+    problems = rehearse(package, competition, **kwargs)
+    if problems:
+        raise KitError("rehearsal failed: " + "; ".join(problems))

@@ -1,0 +1,20 @@
+import pytest
+
+from kit.kaggle import client as kaggle_client
+
+from .standin import StandIn
+
+KEY = "0123456789abcdef-secret-key"
+
+
+@pytest.fixture
+def standin(monkeypatch, tmp_path):
+    server = StandIn()
+    monkeypatch.setenv("KIT_KAGGLE_API_ENDPOINT", server.url)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-config"))
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    monkeypatch.setattr(kaggle_client.time, "sleep", lambda s: None)
+    yield server
+    server.close()

@@ -1,0 +1,166 @@
+import io
+import json
+import zipfile
+
+import nbformat
+import pandas as pd
+import pytest
+
+from kit.cli import main
+from kit.config import apply_overrides, load_experiment
+from kit.errors import KitError
+from kit.kaggle import code, datasets, kernels
+from kit.kaggle.bundle import assemble, dataset_metadata
+from kit.kaggle.push import build_inference, build_training, pull_fold
+from kit.kaggle.rehearse import check_submission, rehearse
+from kit.kaggle.submit import submit_code
+
+from .conftest import KEY
+
+TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=4"]
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory):
+    """The real code-dataset wheels: the kit built from this checkout, the rest from the package index."""
+    return code.build_wheels(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture
+def trained(kit_home, rsna_dir):
+    from kit.train.runner import train_fold
+
+    (kit_home / "data").mkdir()
+    (kit_home / "data" / "rsna-synth").symlink_to(rsna_dir)
+    train_fold(apply_overrides(load_experiment("rsna_resnet"), TINY), fold=0)
+    return kit_home
+
+
+def posted(standin, method):
+    return [r for r in standin.requests if r["path"].endswith("/" + method)]
+
+
+def test_dataset_is_created_then_versioned_with_folders_zipped(standin, tmp_path):
+    (tmp_path / "src" / "fold0").mkdir(parents=True)
+    (tmp_path / "src" / "notes.txt").write_text("hello")
+    (tmp_path / "src" / "fold0" / "model.pt").write_bytes(b"\x00weights")
+    sources = {"notes.txt": tmp_path / "src" / "notes.txt", "fold0/model.pt": tmp_path / "src" / "fold0" / "model.pt"}
+    bundle = assemble(tmp_path / "bundle", sources, dataset_metadata("tester", "my-weights", "my weights set"))
+    before = {p: p.read_bytes() for p in (tmp_path / "bundle").rglob("*") if p.is_file()}
+
+    assert datasets.publish(bundle.root, "first") == "tester/my-weights"
+    assert len(posted(standin, "CreateDatasetVersion")) == 1 and len(posted(standin, "CreateDataset")) == 1
+    assert datasets.publish(bundle.root, "second") == "tester/my-weights"
+    assert len(posted(standin, "CreateDataset")) == 1, "an existing dataset gets a new version"
+    assert [len(v) for v in standin.datasets["tester/my-weights"]] == [2, 2]
+
+    names = [json.loads(r["body"])["name"] for r in posted(standin, "StartBlobUpload")]
+    assert names[:2] == ["fold0.zip", "notes.txt"], "dataset-metadata.json itself is not uploaded"
+    first_tokens = standin.datasets["tester/my-weights"][0]
+    archive = zipfile.ZipFile(io.BytesIO(standin.uploads[first_tokens[0]]))
+    assert archive.namelist() == ["model.pt"] and archive.read("model.pt") == b"\x00weights"
+    assert standin.uploads[first_tokens[1]] == b"hello"
+    create = json.loads(posted(standin, "CreateDataset")[0]["body"])
+    assert create["isPrivate"] is True and create["title"] == "my weights set"
+    assert all(KEY.encode() not in r["body"] for r in standin.requests)
+    assert {p: p.read_bytes() for p in (tmp_path / "bundle").rglob("*") if p.is_file()} == before
+
+
+def test_kernel_push_wait_and_pull(standin, kit_home, tmp_path, wheels):
+    package = build_training("rsna_unet", 1, "tester", ["trainer.epochs=3"], wheels=wheels)
+    assert kernels.push(package.notebook) == 1
+    body = json.loads(posted(standin, "SaveKernel")[0]["body"])
+    assert body["slug"] == "tester/rsna-unet-fold1-train" and body["enableGpu"] is True
+    assert body["enableInternet"] is False and body["datasetDataSources"] == ["tester/kaggle-kit-code"]
+    assert body["competitionDataSources"] == ["rsna-2024-lumbar-spine-degenerative-classification"]
+    notebook = nbformat.reads(body["text"], as_version=4)
+    assert "train_fold(cfg, fold=1)" in notebook.cells[-1].source and "trainer.epochs=3" in notebook.cells[-1].source
+
+    seen = []
+    assert kernels.wait("tester", "rsna-unet-fold1-train", poll_seconds=0, echo=seen.append) == "COMPLETE"
+    assert seen == [f"kernel tester/rsna-unet-fold1-train: {s}" for s in ("queued", "running", "complete")]
+
+    standin.outputs = {
+        "runs/rsna_unet/fold1/model_best.pt": b"best",
+        "runs/rsna_unet/fold1/summary.json": b"{}",
+        "runs/rsna_unet/fold0/model_best.pt": b"not this fold",
+        "cache/x.pt": b"not this either",
+    }
+    files = pull_fold("rsna_unet", 1, "tester")
+    fold = kit_home / "runs" / "rsna_unet" / "fold1"
+    assert sorted(files) == [fold / "model_best.pt", fold / "summary.json"]
+    assert (fold / "model_best.pt").read_bytes() == b"best" and (fold / "kernel.log").exists()
+    assert not (kit_home / "runs" / "rsna_unet" / "fold0").exists() and not (kit_home / "cache").exists()
+
+    standin.outputs = {"../escape.txt": b"x"}
+    with pytest.raises(KitError, match="refusing output path"):
+        kernels.pull("tester", "rsna-unet-fold1-train", tmp_path / "dest")
+
+
+def test_a_failed_kernel_run_reports_kaggles_message(standin):
+    standin.kernel_states, standin.failure_message = ["RUNNING", "ERROR"], "CUDA out of memory"
+    with pytest.raises(KitError, match="ended error: CUDA out of memory"):
+        kernels.wait("tester", "x", poll_seconds=0, echo=lambda _: None)
+
+
+def test_code_submission_names_the_kernel_version(standin):
+    result = submit_code("rsna", "tester", "rsna-unet-infer", 3, "fold-averaged unet", poll_seconds=0)
+    assert result.status.name == "COMPLETE" and result.public_score == "0.61234"
+    body = json.loads(posted(standin, "CreateCodeSubmission")[0]["body"])
+    assert body["kernelOwner"] == "tester" and body["kernelSlug"] == "rsna-unet-infer"
+    assert body["kernelVersion"] == 3 and body["fileName"] == "submission.csv"
+    assert body["competitionName"] == "rsna-2024-lumbar-spine-degenerative-classification"
+
+
+def test_push_notebook_publishes_both_datasets_runs_and_submits(standin, trained, wheels, monkeypatch, capsys):
+    monkeypatch.setattr(code, "build_wheels", lambda dest, packages=code.IMAGE_LACKS: wheels)
+    args = ["push-notebook", "--exp", "rsna_resnet", "--submit", "--skip-rehearsal", "-m", "v1"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert set(standin.datasets) == {"tester/kaggle-kit-code", "tester/rsna-resnet-weights"}
+    uploaded = {json.loads(r["body"])["name"] for r in posted(standin, "StartBlobUpload")}
+    assert {w.name for w in wheels} | {"fold0.zip"} == uploaded
+    kernel = standin.kernels["tester/rsna-resnet-infer"]["body"]
+    assert kernel["datasetDataSources"] == ["tester/kaggle-kit-code", "tester/rsna-resnet-weights"]
+    assert kernel["enableInternet"] is False
+    assert json.loads(posted(standin, "CreateCodeSubmission")[0]["body"])["kernelVersion"] == 1
+    assert "COMPLETE" in capsys.readouterr().out
+    assert all(KEY.encode() not in r["body"] for r in standin.requests)
+
+
+def test_a_wheel_carrying_a_credential_is_refused(tmp_path):
+    wheel = tmp_path / "kaggle_kit-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("kit/__init__.py", "")
+        archive.writestr("kit/kaggle.json", '{"username": "me", "key": "0123456789abcdef0123456789abcdef"}')
+    with pytest.raises(KitError, match="kit/kaggle.json"):
+        code.code_bundle(tmp_path / "out", "me", wheels=[wheel])
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_submission_catches_the_classic_failures(tmp_path, rsna_dir):
+    from kit.competitions import get_competition
+
+    expected = get_competition("rsna").test_row_ids(rsna_dir)
+    path = tmp_path / "submission.csv"
+    assert check_submission(path, "rsna", expected) == ["submission.csv was not written"]
+    good = pd.DataFrame({"row_id": expected, "normal_mild": 0.5, "moderate": 0.3, "severe": 0.2})
+    good.to_csv(path, index=False)
+    assert check_submission(path, "rsna", expected) == []
+    good.iloc[:-25].to_csv(path, index=False)
+    assert any("rows, expected" in p for p in check_submission(path, "rsna", expected))
+    good.rename(columns={"severe": "Severe"}).to_csv(path, index=False)
+    assert check_submission(path, "rsna", expected)
+    good.assign(moderate=float("nan")).to_csv(path, index=False)
+    assert any("NaN" in p for p in check_submission(path, "rsna", expected))
+
+
+def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
+    package = build_inference("rsna_resnet", "tester", wheels=wheels)
+    lines = []
+    assert rehearse(package, "rsna", test_studies=5, visible=2, echo=lines.append) == []
+    assert lines[-1] == "submission.csv: 125 rows, valid"
+
+    (package.code / next(w.name for w in wheels if w.name.startswith("monai-"))).unlink()
+    problems = rehearse(package, "rsna", test_studies=5, visible=2, echo=lambda _: None)
+    assert len(problems) == 1 and "No module named 'monai'" in problems[0]
+    assert "predict_test" in problems[0], "the failing cell's source is shown"
