@@ -206,8 +206,8 @@ def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home)
     cfg = apply_overrides(
         load_experiment("rsna_unet"),
         TINY[:-1] + ["data.size=48", "data.slices=2", "trainer.batch_size=2", "trainer.epochs=6",
-                     "trainer.early_stopping=99", "trainer.augment=false", "trainer.lr=0.003", "model.heatmaps=5",
-                     "model.decoder_channels=[32,16,16,16,16]", "loss.heatmap_weight=1.0"],
+                     "trainer.early_stopping=99", "trainer.augment=false", "trainer.lr=0.003",
+                     "model.level_attention=null", "model.decoder_channels=[32,16,16,16,16]"],
     )  # fmt: skip
     summary = train_fold(cfg, fold=0)
     assert np.isfinite(summary["score"])
@@ -235,8 +235,8 @@ def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home)
                 distance.append(abs(predicted_row - true_row))
         errors[name] = float(np.mean(distance))
     assert errors["trained"] < errors["untrained"] / 2, errors
-    for bad, message in ((["loss.heatmap_weight=1.0"], "needs a model with a heatmap head"),
-                         (["model.heatmaps=5"], "would train nothing"),
-                         (["model.heatmaps=3", "loss.heatmap_weight=1.0"], "the 5 level positions")):  # fmt: skip
+    for bad, message in ((["model.heatmaps=0"], "needs a model with a heatmap head"),
+                         (["loss.heatmap_weight=0", "model.level_attention=null"], "would train nothing"),
+                         (["model.heatmaps=3"], "the 5 level positions")):  # fmt: skip
         with pytest.raises(KitError, match=message):
             train_fold(apply_overrides(load_experiment("rsna_unet"), TINY + bad), fold=0)
