@@ -138,19 +138,17 @@ def cmd_submissions(args) -> None:
 
 
 def cmd_push_notebook(args) -> None:
-    from kit.config import load_experiment
     from kit.kaggle.push import build_inference, owner_or_default, publish_and_run
     from kit.kaggle.rehearse import rehearse_or_fail
     from kit.kaggle.submit import describe, submit_code
 
     package = build_inference(args.exp, owner_or_default(args.owner), gpu=args.gpu)
     print(f"built {package.root}/{{code,weights,notebook}}")
-    competition = load_experiment(args.exp)["competition"]
     if not args.skip_rehearsal:
-        rehearse_or_fail(package, competition)
+        rehearse_or_fail(package, package.competition)
     version = publish_and_run(package, args.message, wait=args.submit or not args.no_wait)
     if args.submit:
-        submission = submit_code(competition, package.owner, package.kernel, version, args.message)
+        submission = submit_code(package.competition, package.owner, package.kernel, version, args.message)
         print(describe(submission))
 
 
@@ -171,12 +169,11 @@ def cmd_pull(args) -> None:
 
 
 def cmd_rehearse(args) -> None:
-    from kit.config import load_experiment
     from kit.kaggle.push import build_inference
     from kit.kaggle.rehearse import rehearse_or_fail
 
     package = build_inference(args.exp, args.owner or "rehearsal")
-    rehearse_or_fail(package, load_experiment(args.exp)["competition"], test_studies=args.test_studies)
+    rehearse_or_fail(package, package.competition, test_studies=args.test_studies)
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
 
 

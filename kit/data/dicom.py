@@ -72,6 +72,19 @@ class Series:
         affine[:3, 3] = origin
         return _LPS_TO_RAS @ affine
 
+    def pixel_to_ras(self, instance_number: int, x: float, y: float) -> np.ndarray | None:
+        """RAS millimetres of pixel (x = column, y = row) on the slice with this InstanceNumber, at that slice's own
+        position (not the affine's evenly spaced one); None when the series has no such slice."""
+        if instance_number not in self.instance_numbers:
+            return None
+        position = self.positions[self.instance_numbers.index(instance_number)]
+        lps = (
+            position
+            + x * self.pixel_spacing[1] * self.orientation[:3]
+            + y * self.pixel_spacing[0] * self.orientation[3:]
+        )
+        return _LPS_TO_RAS[:3, :3] @ lps
+
 
 def _number(value, default=None):
     try:

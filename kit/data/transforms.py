@@ -64,12 +64,9 @@ def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -
     rows = []
     for channel, series_id, instance, x, y in points:
         series = by_name.get(str(int(series_id)))
-        if series is None or int(instance) not in series.instance_numbers:
-            continue
-        position = series.positions[series.instance_numbers.index(int(instance))]
-        row_dir, col_dir = series.orientation[:3], series.orientation[3:]
-        lps = position + x * series.pixel_spacing[1] * row_dir + y * series.pixel_spacing[0] * col_dir
-        rows.append([channel, -lps[0], -lps[1], lps[2]])
+        ras = series.pixel_to_ras(int(instance), x, y) if series is not None else None
+        if ras is not None:
+            rows.append([channel, *ras])
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 

@@ -33,7 +33,7 @@ class Package:
 
     root: Path
     owner: str
-    competition: str
+    competition: str  # the kit's name for it, e.g. rsna
     kernel: str
 
     @property
@@ -73,7 +73,7 @@ def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] 
     cfg = load_experiment(exp)
     comp = get_competition(cfg["competition"])
     exp_root = paths.runs_root() / cfg["name"]
-    package = Package(exp_root / "kaggle", owner, comp.slug, kaggle_slug(f"{cfg['name']}-infer"))
+    package = Package(exp_root / "kaggle", owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-infer"))
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
     weights = weights_bundle(exp_root, fresh(package.weights), owner)
     weights_slug = datasets.read_metadata(weights.root)["slug"]
@@ -90,7 +90,7 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
     cfg = load_experiment(exp)
     comp = get_competition(cfg["competition"])
     root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
-    package = Package(root, owner, comp.slug, kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
+    package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
     notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
     meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} fold {fold} training", comp.slug,

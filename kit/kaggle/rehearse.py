@@ -18,6 +18,7 @@ import warnings
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pandas as pd
@@ -26,6 +27,7 @@ from nbclient.exceptions import CellExecutionError
 
 from kit.competitions import get_competition
 from kit.errors import KitError
+from kit.kaggle import datasets
 from kit.kaggle.code import IMAGE_LACKS
 from kit.kaggle.push import CODE_SLUG, Package
 
@@ -67,21 +69,16 @@ def fresh_environment(root: Path, image: Path) -> Path:
 
 
 @contextmanager
-def kernel_spec(python: Path, scratch: Path):
-    """A Jupyter kernel named KERNEL_NAME that runs `python`, visible to nbclient while the block runs."""
+def kernel_spec(python: Path, scratch: Path, env: dict[str, str]):
+    """A Jupyter kernel named KERNEL_NAME that runs `python` with `env` added, visible to nbclient while the block
+    runs (JUPYTER_PATH is set for the block only)."""
     spec = scratch / "jupyter" / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
     argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL_NAME, "language": "python"}))
-    saved = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(scratch / "jupyter")
-    try:
+    spec_json = {"argv": argv, "display_name": KERNEL_NAME, "language": "python", "env": env}
+    (spec / "kernel.json").write_text(json.dumps(spec_json))
+    with mock.patch.dict(os.environ, {"JUPYTER_PATH": str(scratch / "jupyter")}):
         yield KERNEL_NAME
-    finally:
-        if saved is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = saved
 
 
 def simulated_tree(root: Path, package: Package, competition: str, test_studies: int, visible: int, seed: int):
@@ -99,8 +96,7 @@ def simulated_tree(root: Path, package: Package, competition: str, test_studies:
     visible_rows = sample["row_id"].isin(comp.test_row_ids(data, limit=visible))
     sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)  # smaller than the test set run on
     (inputs / CODE_SLUG).symlink_to(package.code)
-    weights_slug = json.loads((package.weights / "dataset-metadata.json").read_text())["id"].split("/")[1]
-    (inputs / weights_slug).symlink_to(package.weights)
+    (inputs / datasets.read_metadata(package.weights)["slug"]).symlink_to(package.weights)
     return expected
 
 
@@ -137,20 +133,13 @@ def rehearse(package: Package, competition: str, test_studies: int = 8, visible:
         echo(f"simulated tree {root}: {test_studies} test studies ({visible} in the visible sample)")
         python = fresh_environment(scratch / "venv", simulated_image(scratch / "image"))
         echo(f"fresh environment {python.parent.parent} (the kit only from the code dataset's wheels)")
-        saved = os.environ.get("KAGGLE_ROOT")
-        os.environ["KAGGLE_ROOT"] = str(root)
         try:
-            with kernel_spec(python, scratch) as kernel:
+            with kernel_spec(python, scratch, {"KAGGLE_ROOT": str(root)}) as kernel:
                 client = NotebookClient(notebook, kernel_name=kernel, timeout=timeout,
                                         resources={"metadata": {"path": str(root / "working")}})  # fmt: skip
                 client.execute()
         except CellExecutionError as exc:
             return [f"a cell raised:\n{exc}"]
-        finally:
-            if saved is None:
-                os.environ.pop("KAGGLE_ROOT", None)
-            else:
-                os.environ["KAGGLE_ROOT"] = saved
         problems = check_submission(root / "working" / "submission.csv", competition, expected)
         problems += installed_from_wheels(python)
     if not problems:

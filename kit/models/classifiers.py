@@ -67,12 +67,12 @@ class UNetClassifier(nn.Module):
         if decoder_se_reduction:
             add_decoder_se(self.unet.decoder, decoder_se_reduction)
         self.level_head = self.heatmap_head = None
+        self.returns_heatmap = bool(heatmaps)
         if heatmaps and not level_attention:
             self.heatmap_head = nn.Conv2d(decoder_channels[-1], heatmaps, 1)
         if level_attention:
             if heatmaps and heatmaps != level_attention.get("levels", 5):
                 raise ValueError(f"heatmaps={heatmaps} must equal level_attention levels when both are set")
-            self.returns_heatmap = bool(heatmaps)
             self.level_head = LevelAttentionHead(
                 decoder_channels[-1], self.unet.encoder.out_channels[-1], num_outputs, dropout=dropout,
                 **level_attention,
@@ -94,7 +94,7 @@ class UNetClassifier(nn.Module):
         # Pooled bottleneck features sit beside the decoder's: the decoder sees fine detail, the bottleneck context.
         pooled = torch.cat([self.pool(decoded).flatten(1), skips[-1].mean(dim=(2, 3))], dim=1)
         logits = self.head(pooled)
-        if self.heatmap_head is not None:
+        if self.returns_heatmap:
             return {"logits": logits, "heatmap": self.heatmap_head(decoded)}
         return logits
 
