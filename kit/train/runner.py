@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from kit import paths
 from kit.competitions import get_competition
 from kit.config import dump_config
+from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
 from kit.models.registry import create_model
 from kit.report.progress import plot_progress
@@ -49,6 +51,28 @@ def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | None:
+    """An exponential moving average of the weights (and BatchNorm statistics) that validation, the best checkpoint
+    and predictions use; its decay warms up as 1 - (1 + step)^(-2/3) to at most `decay`, so a few hundred steps
+    (a small fold) already average over the later epochs instead of still remembering the random start."""
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise KitError(f"trainer.ema={decay}: the decay of the weight average must lie in (0, 1), or null for none")
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
+
+
+def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None) -> dict:
+    """Load model_last.pt's weights, optimiser, schedule and weight average (started from the weights when the
+    interrupted run kept none); returns the run's state (epoch, best, history)."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if ema is not None:
+        ema.module.load_state_dict(saved.get("ema", saved["model"]))
+    return saved["state"]
 
 
 def prepare(cfg: dict, ctx: distributed.Context):
@@ -120,6 +144,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
     model = build_model(cfg, training).to(ctx.device)
     memory = torch.channels_last if trainer["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=memory)
+    ema = weight_average(model, trainer.get("ema"))
+    evaluated = ema.module if ema is not None else model
     wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
     loss_fn = training.loss().to(ctx.device)
 
@@ -145,11 +171,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
 
     last = out / "model_last.pt"
     if resume and last.exists():
-        saved = checkpoint.load(last)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["state"]
+        state = restore(checkpoint.load(last), model, optimizer, scheduler, ema)
         if ctx.is_main:
             print(f"resuming {out} after epoch {state['epoch']}")
     elif ctx.is_main:
@@ -175,13 +197,15 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update(model, step=scheduler.last_epoch)
             running += float(loss.detach()) * len(image)
             seen += len(image)
             bar.set_postfix(loss=f"{running / seen:.4f}")
         train_seconds = time.perf_counter() - started
 
         if ctx.is_main:
-            ids, logits, val_loss = predict(model, val_loader, cfg, ctx.device, loss_fn)
+            ids, logits, val_loss = predict(evaluated, val_loader, cfg, ctx.device, loss_fn)
             probs = training.probabilities(logits)
             scores = training.evaluate(ids, probs)
             row = {
@@ -197,7 +221,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
             improved = sign * scores[metric] < sign * state["best"] if state["best_epoch"] >= 0 else True
             if improved:
                 state.update(best=scores[metric], best_epoch=epoch, stale=0)
-                checkpoint.save(out / "model_best.pt", {"model": model.state_dict(), "config": cfg, "epoch": epoch})
+                checkpoint.save(out / "model_best.pt", {"model": evaluated.state_dict(), "config": cfg, "epoch": epoch})
                 training.save_predictions(out / training.oof_file, ids, probs)
                 training.report_fold(out, ids, probs)
             else:
@@ -211,6 +235,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
                 last,
                 {
                     "model": model.state_dict(),
+                    **({"ema": ema.module.state_dict()} if ema is not None else {}),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "state": state,

@@ -131,6 +131,28 @@ def test_resume_continues_without_repeating_epochs(tiny_cfg, kit_home):
     assert history.train_loss.iloc[0] == pytest.approx(first.train_loss.iloc[0])
 
 
+def test_weight_average_validates_checkpoints_and_resumes(tiny_cfg, kit_home):
+    from kit.models.registry import create_model
+    from kit.train import checkpoint
+    from kit.train.runner import restore, warmup_cosine, weight_average
+
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "trainer.batch_size=2", "trainer.ema=0.9"]), fold=0)
+    out = kit_home / "runs" / "rsna_resnet" / "fold0"
+    last, best = checkpoint.load(out / "model_last.pt"), checkpoint.load(out / "model_best.pt")
+    weights = [k for k, v in last["model"].items() if v.is_floating_point()]
+    assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in weights)  # an average, not the weights
+    assert all(torch.equal(best["model"][k], last["ema"][k]) for k in weights)  # the average is what was kept
+
+    model = create_model("resnet_classifier", 6, 75, encoder="resnet18")
+    optimizer = torch.optim.AdamW(model.parameters())
+    ema = weight_average(model, 0.9)
+    state = restore(last, model, optimizer, warmup_cosine(optimizer, 1, 10), ema)
+    assert state["epoch"] == 0
+    assert all(torch.equal(ema.module.state_dict()[k], last["ema"][k]) for k in weights)
+    with pytest.raises(KitError, match=r"trainer.ema=1.5"):
+        weight_average(model, 1.5)
+
+
 def test_training_is_deterministic_on_cpu(tiny_cfg, kit_home):
     a = train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=2)
     os.rename(kit_home / "runs", kit_home / "runs_a")
