@@ -11,6 +11,7 @@ import pydicom
 import torch
 import torch.nn.functional as F
 from pydicom.pixels import apply_rescale
+from scipy import ndimage
 
 from kit.errors import DataError
 
@@ -173,16 +174,41 @@ def read_series(folder: Path) -> Series:
     )
 
 
+def _onto_grid(series: Series, ref: Series) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every slice of `series` resampled onto `ref`'s in-plane pixel grid, moved along `ref`'s normal to the slice's
+    own depth: stacks of one view often differ in field of view, matrix and pixel spacing, so resizing one to the
+    other's shape would misplace its anatomy. Returns the pixels and the new slices' positions (LPS)."""
+    geometry = [ref.positions[0], *series.positions]
+    if not np.isfinite(np.asarray(geometry)).all():  # no geometry to align by: resize as the best guess
+        return [_to_shape(p, ref.pixels.shape[1:]) for p in series.pixels], list(series.positions)
+    origin, normal = ref.positions[0], ref.normal
+    row_ref, col_ref = ref.orientation[:3], ref.orientation[3:]
+    row, col = series.orientation[:3], series.orientation[3:]
+    # output index (r, c) -> input index (y, x) = matrix @ (r, c) + offset, for scipy's affine_transform
+    steps = np.array([[ref.pixel_spacing[0] * col_ref @ col, ref.pixel_spacing[1] * row_ref @ col],
+                      [ref.pixel_spacing[0] * col_ref @ row, ref.pixel_spacing[1] * row_ref @ row]])  # fmt: skip
+    matrix = steps / np.array([[series.pixel_spacing[0]], [series.pixel_spacing[1]]])
+    pixels, positions = [], []
+    for image, position in zip(series.pixels, series.positions, strict=True):
+        moved = origin + ((position - origin) @ normal) * normal
+        d = moved - position
+        offset = np.array([d @ col / series.pixel_spacing[0], d @ row / series.pixel_spacing[1]])
+        pixels.append(ndimage.affine_transform(image, matrix, offset, output_shape=ref.pixels.shape[1:], order=1))
+        positions.append(moved)
+    return pixels, positions
+
+
 def merge_series(series: list[Series]) -> Series:
-    """Several series of one view (e.g. two Axial T2 stacks) as one, slices ordered along the first one's normal."""
+    """Several series of one view (e.g. two Axial T2 stacks) as one on the first one's pixel grid, slices ordered
+    along its normal."""
     if len(series) == 1:
         return series[0]
     ref = series[0]
-    shape = ref.pixels.shape[1:]
-    pixels, positions, numbers = [], [], []
-    for s in series:
-        pixels.extend(_to_shape(p, shape) for p in s.pixels)
-        positions.extend(s.positions)
+    pixels, positions, numbers = list(ref.pixels), list(ref.positions), list(ref.instance_numbers)
+    for s in series[1:]:
+        moved_pixels, moved_positions = _onto_grid(s, ref)
+        pixels.extend(moved_pixels)
+        positions.extend(moved_positions)
         numbers.extend(s.instance_numbers)
     along = np.array([p @ ref.normal if np.isfinite(p).all() else np.inf for p in positions])
     order = np.argsort(along, kind="stable")

@@ -6,7 +6,7 @@ from pydicom.data import get_testdata_file
 
 from kit.cli import main
 from kit.competitions.rsna.synth import Plane, write_slice
-from kit.data.dicom import read_series, read_slice
+from kit.data.dicom import merge_series, read_series, read_slice
 from kit.errors import DataError
 
 META = {"study_id": 1, "series_id": 2, "description": "Sagittal T1", "thickness": 3.0, "gap": 3.5}
@@ -34,6 +34,35 @@ def test_slices_ordered_by_position_not_instance_number(tmp_path):
     assert series.instance_numbers == [int(numbers[i]) for i in np.argsort(z)]
     assert series.slice_spacing == pytest.approx(3.5)
     assert series.plane == "axial"
+
+
+def write_spot_stack(folder, corner, spacing, shape, z_positions, spot, tilt=0.0):
+    """Axial-ish slices (tilted by `tilt` radians about x) showing one bright Gaussian spot at world (x, y) `spot`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    col_dir = np.array([0.0, np.cos(tilt), np.sin(tilt)])
+    for number, z in enumerate(z_positions, start=1):
+        plane = Plane(np.array([corner[0], corner[1], z]), np.array([1.0, 0, 0]), col_dir, spacing, shape)
+        world = plane.points()
+        pixels = 1000.0 * np.exp(-((world[..., 0] - spot[0]) ** 2 + (world[..., 1] - spot[1]) ** 2) / 8.0)
+        write_slice(folder / f"{number}.dcm", pixels, plane, {**META, "instance_number": number, "slope": 1.0,
+                                                               "intercept": 0.0})  # fmt: skip
+    return read_series(folder)
+
+
+def test_merged_stacks_share_the_first_ones_pixel_grid(tmp_path):
+    """A second stack with another field of view, matrix, spacing and a slight tilt is resampled onto the first
+    stack's grid: the same anatomy (a spot at world x=5, y=-8) lands on the same pixel in every merged slice."""
+    spot = (5.0, -8.0)
+    first = write_spot_stack(tmp_path / "a", (-32.0, -32.0), 1.0, (64, 64), [0.0, 4.0, 8.0], spot)
+    second = write_spot_stack(tmp_path / "b", (-41.0, -27.0), 1.6, (48, 56), [20.0, 24.0], spot, tilt=0.05)
+    merged = merge_series([second, first][::-1])
+    assert merged.pixels.shape == (5, 64, 64)
+    np.testing.assert_allclose(merged.positions[:, 2], [0, 4, 8, 20, 24], atol=1e-6)
+    for image in merged.pixels:
+        row, col = np.unravel_index(np.argmax(image), image.shape)
+        assert abs(row - (spot[1] + 32)) <= 1 and abs(col - (spot[0] + 32)) <= 1
+        assert image.max() > 500
+    np.testing.assert_allclose(merged.positions[3:, :2], [[-32.0, -32.0]] * 2, atol=1e-6)  # the first grid's origin
 
 
 def test_rescale_slope_and_intercept_applied(tmp_path):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kit.competitions.rsna.layout import COORDINATES_CSV, LEVELS
-from kit.competitions.rsna.tables import level_points, load_studies, read_coordinates
+from kit.competitions.rsna.layout import CONDITIONS, COORDINATES_CSV, LEVELS
+from kit.competitions.rsna.tables import landmark_points, load_studies, read_coordinates
 from kit.competitions.rsna.training import augmentation
 from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
@@ -19,11 +19,12 @@ AXCODES = {"sag_t1": "RIP", "sag_t2": "RIP", "axial_t2": "SPL"}
 
 def test_level_points_land_on_the_canal_in_the_resampled_sagittal_t2(rsna_dir):
     """The spinal canal is the brightest tissue on T2: every projected level point must sit on it, top to bottom."""
-    points = level_points(rsna_dir, "spinal_canal_stenosis")
+    points = landmark_points(rsna_dir, ["spinal_canal_stenosis"])
     preprocess = study_preprocess(VIEWS, SIZE, AXCODES)
     checked = 0
     for study in load_studies(rsna_dir, "train")[:4]:
-        item = {**study.as_item(), "points": {"sag_t2": points[study.study_id]}}
+        assert set(points[study.study_id]) == {"sag_t2"}
+        item = {**study.as_item(), "points": points[study.study_id]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = preprocess(item)
@@ -39,6 +40,30 @@ def test_level_points_land_on_the_canal_in_the_resampled_sagittal_t2(rsna_dir):
             checked += 1
         assert out["points"]["sag_t1"].shape == (0, 4)
     assert checked == 4 * len(LEVELS)
+
+
+def test_every_condition_lands_on_its_tissue_on_its_side(rsna_dir):
+    """All 25 condition × level channels: foramina on Sagittal T1 (bright there), lateral recesses on Axial T2, each
+    on the patient's correct side (sagittal slices run towards the right, axial columns towards the left)."""
+    points = landmark_points(rsna_dir, CONDITIONS)
+    preprocess = study_preprocess(VIEWS, SIZE, AXCODES)
+    n = len(LEVELS)
+    for study in load_studies(rsna_dir, "train")[:3]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = preprocess({**study.as_item(), "points": points[study.study_id]})
+        for view, conditions in (("sag_t2", [0]), ("sag_t1", [1, 2]), ("axial_t2", [3, 4])):
+            projected = out["points"][view]
+            channels = projected[:, 0].astype(int)
+            assert set(channels // n) <= set(conditions) and len(channels) >= n
+            image = np.asarray(out[view][0], dtype=np.float32)
+            for _, _, row, col in projected:
+                assert image[:, int(round(row)), int(round(col))].max() > 0.8 > image.mean() + 0.3
+        sag_t1, axial = out["points"]["sag_t1"], out["points"]["axial_t2"]
+        left_slices, right_slices = (sag_t1[sag_t1[:, 0] // n == c, 1] for c in (1, 2))
+        assert left_slices.max() < right_slices.min()
+        left_cols, right_cols = (axial[axial[:, 0] // n == c, 3] for c in (3, 4))
+        assert left_cols.min() > right_cols.max()
 
 
 def test_coordinates_errors_name_the_row(rsna_dir, tmp_path):

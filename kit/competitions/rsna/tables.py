@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from .layout import (
     COORDINATES_CSV,
     IMAGE_DIRS,
     LEVEL_TITLES,
+    LEVELS,
     MISSING,
     SERIES_CSVS,
     SEVERITY_LABELS,
     TARGETS,
     TRAIN_CSV,
+    VIEW_OF_CONDITION,
     VIEWS,
 )
 
@@ -142,13 +145,17 @@ def read_coordinates(data_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def level_points(data_dir: Path, condition: str) -> dict[int, list[list[float]]]:
-    """Per study, [level, series_id, instance_number, x, y] of every labelled point of one condition."""
+def landmark_points(data_dir: Path, conditions: Sequence[str]) -> dict[int, dict[str, list[list[float]]]]:
+    """Per study and view, [channel, series_id, instance_number, x, y] of every labelled point of `conditions`, each
+    on its condition's view (VIEW_OF_CONDITION); channel = (position of the condition in `conditions`) × 5 + level,
+    so a single condition's channels are its levels and all five conditions' are the 25 targets in order."""
     frame = read_coordinates(data_dir)
-    frame = frame[frame["condition"] == CONDITIONS.index(condition)]
-    points: dict[int, list[list[float]]] = {}
-    for row in frame.itertuples(index=False):
-        points.setdefault(int(row.study_id), []).append(
-            [int(row.level), int(row.series_id), int(row.instance_number), float(row.x), float(row.y)]
-        )
+    points: dict[int, dict[str, list[list[float]]]] = {}
+    for position, condition in enumerate(conditions):
+        view = VIEW_OF_CONDITION[condition]
+        for row in frame[frame["condition"] == CONDITIONS.index(condition)].itertuples(index=False):
+            channel = position * len(LEVELS) + int(row.level)
+            points.setdefault(int(row.study_id), {}).setdefault(view, []).append(
+                [channel, int(row.series_id), int(row.instance_number), float(row.x), float(row.y)]
+            )
     return points

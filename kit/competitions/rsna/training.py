@@ -22,8 +22,8 @@ from kit.errors import KitError
 from kit.io import atomic_path
 
 from . import metric, submission
-from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS
-from .tables import level_points, load_studies
+from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS, VIEW_OF_CONDITION
+from .tables import landmark_points, load_studies
 
 VIEW_ORDER = ("sag_t1", "sag_t2", "axial_t2")
 AXCODES = {"sag_t1": "RIP", "sag_t2": "RIP", "axial_t2": "SPL"}  # sagittal: slices R→L, rows S→I, columns A→P
@@ -33,8 +33,9 @@ SPINAL = [TARGETS.index(f"{CONDITIONS[0]}_{level}") for level in LEVELS]
 
 class StudyStacks(Dataset):
     """Cached preprocessed studies as {'image': (3·slices, H, W) float32, 'target', 'id': study_id}: the target is
-    the (25,) long labels, or with `heatmap` {'labels', 'heatmap': (levels, H, W)} whose Gaussians sit on the level
-    points projected into heatmap['view'] (zero maps where a study has none, e.g. every test study)."""
+    the (25,) long labels, or with `heatmap` {'labels', 'heatmap': (channels, H, W)} whose Gaussians sit on the
+    labelled points projected into their views (heatmap['views'], all resampled to the same H×W); a channel without a
+    point, e.g. every channel of a test study, stays zero and the heatmap loss leaves it out."""
 
     def __init__(self, cached, labels: dict[int, np.ndarray] | None, augment=None, heatmap: dict | None = None):
         self.cached, self.labels, self.augment, self.heatmap = cached, labels, augment, heatmap
@@ -48,7 +49,10 @@ class StudyStacks(Dataset):
             "image": torch.cat([torch.as_tensor(np.asarray(item[v]), dtype=torch.float32)[0] for v in VIEW_ORDER])
         }
         if self.heatmap is not None:
-            points = item.get("points", {}).get(self.heatmap["view"], np.zeros((0, 4)))
+            projected = item.get("points", {})
+            points = np.concatenate(
+                [np.zeros((0, 4))] + [projected.get(v, np.zeros((0, 4))) for v in self.heatmap["views"]]
+            )
             maps = gaussian_heatmaps(points, self.heatmap["channels"], sample["image"].shape[1:], self.heatmap["sigma"])
             sample["heatmap"] = torch.from_numpy(maps)
         if self.augment is not None:
@@ -138,22 +142,33 @@ class WithHeatmapLoss(nn.Module):
         return loss
 
 
-HEATMAP_VIEW, HEATMAP_CONDITION = "sag_t2", "spinal_canal_stenosis"  # the five levels on the midline
+# model.heatmaps -> the conditions whose labelled points it predicts: the five levels on the midline (Sagittal T2),
+# or every condition × level on its own view (foramina on Sagittal T1, lateral recesses on Axial T2).
+HEATMAP_CONDITIONS = {len(LEVELS): CONDITIONS[:1], len(TARGETS): CONDITIONS}
 
 
 def heatmap_spec(cfg: dict) -> dict | None:
-    """What the level-heatmap head needs from the config, checked: None when the model has no heatmap head."""
+    """What the landmark-heatmap head needs from the config, checked: None when the model has no heatmap head."""
     channels = cfg["model"].get("heatmaps") or 0
     weight = cfg["loss"].get("heatmap_weight") or 0.0
     if not channels:
         if weight:
-            raise KitError("loss.heatmap_weight needs a model with a heatmap head: set model.heatmaps=5")
+            raise KitError("loss.heatmap_weight needs a model with a heatmap head: set model.heatmaps=5 or 25")
         return None
-    if channels != len(LEVELS):
-        raise KitError(f"model.heatmaps={channels}: the heatmap head predicts the {len(LEVELS)} level positions")
+    if channels not in HEATMAP_CONDITIONS:
+        raise KitError(
+            f"model.heatmaps={channels}: the heatmap head predicts the {len(LEVELS)} spinal level positions (5) or "
+            f"every condition × level ({len(TARGETS)})"
+        )
     if not weight and not cfg["model"].get("level_attention"):
         raise KitError("model.heatmaps without loss.heatmap_weight (or model.level_attention) would train nothing")
-    return {"view": HEATMAP_VIEW, "channels": channels, "sigma": float(cfg["loss"].get("heatmap_sigma") or 2.0)}
+    conditions = HEATMAP_CONDITIONS[channels]
+    return {
+        "conditions": conditions,
+        "views": tuple(dict.fromkeys(VIEW_OF_CONDITION[c] for c in conditions)),
+        "channels": channels,
+        "sigma": float(cfg["loss"].get("heatmap_sigma") or 2.0),
+    }
 
 
 class RsnaTraining(FoldTraining):
@@ -182,12 +197,13 @@ class RsnaTraining(FoldTraining):
         severity = self.loss_from(spec)
         return WithHeatmapLoss(severity, weight) if self.heatmap else severity
 
-    def level_points(self, split: str) -> dict[int, list]:
-        """The heatmap view's labelled level points per training study (train_label_coordinates.csv, read once)."""
+    def landmark_points(self, split: str) -> dict[int, dict[str, list]]:
+        """The heatmap conditions' labelled points per training study and view (train_label_coordinates.csv, read
+        once)."""
         if split != "train" or self.heatmap is None:
             return {}
         if self._points is None:
-            self._points = level_points(self.data_dir, HEATMAP_CONDITION)
+            self._points = landmark_points(self.data_dir, self.heatmap["conditions"])
         return self._points
 
     def ids(self, split: str) -> list[int]:
@@ -195,12 +211,12 @@ class RsnaTraining(FoldTraining):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> StudyStacks:
         by_id = {s.study_id: s for s in self._studies[split]}
-        points = self.level_points(split)
+        points = self.landmark_points(split)
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()}} for i in ids]
         for item in items:
             if item["study_id"] in points:
-                item["points"] = {HEATMAP_VIEW: points[item["study_id"]]}
-        config = {"competition": "rsna", "size": self.size, "axcodes": AXCODES, "version": 2}
+                item["points"] = points[item["study_id"]]
+        config = {"competition": "rsna", "size": self.size, "axcodes": AXCODES, "version": 3}
         transform = study_preprocess(VIEW_ORDER, self.size, AXCODES)
         cached = cached_dataset(items, transform, paths.cache_root() / "rsna", config)
         augment = augmentation(augment_seed) if augment_seed is not None else None
