@@ -259,6 +259,6 @@ def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home)
     assert errors["trained"] < errors["untrained"] / 2, errors
     for bad, message in ((["model.heatmaps=0"], "needs a model with a heatmap head"),
                          (["loss.heatmap_weight=0", "model.level_attention=null"], "would train nothing"),
-                         (["model.heatmaps=3"], r"spinal level positions \(5\) or every condition × level \(25\)")):  # fmt: skip
+                         (["model.heatmaps=3"], r"positions \(5\) or every condition × level \(25\)")):  # fmt: skip
         with pytest.raises(KitError, match=message):
             train_fold(apply_overrides(load_experiment("rsna_unet"), TINY + bad), fold=0)
