@@ -1,4 +1,5 @@
-"""The stack's report: each base model, their mean blend and the stack on the same rows, and feature importances."""
+"""The stack's report: each base model, their mean blend, the fitted pool and the stack on the same rows, the pools'
+weights and the meta-models' feature importances."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, scores: dict, metric: str, mode: str, importance: pd.Series, bases, submission) -> Path:
+def pool_row(fold: int, pool: dict, bases) -> str:
+    weights = " | ".join(f"{pool['weights'][b]:.3f}" for b in bases)
+    return f"| {fold} | {weights} | {pool['temperature']:.3f} |"
+
+
+def write_report(
+    out: Path, scores: dict, metric: str, mode: str, importance: pd.Series, bases, submission, pools: list[dict]
+) -> Path:
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(scores) + 1.2))
     ax.barh(list(scores), list(scores.values()), color=["#999"] * (len(scores) - 1) + ["#1f77b4"])
     ax.set(xlabel=f"OOF {metric} ({'lower' if mode == 'min' else 'higher'} is better)")
@@ -36,7 +44,8 @@ def write_report(out: Path, scores: dict, metric: str, mode: str, importance: pd
     lines = [
         f"# Stack of {', '.join(bases)}",
         "",
-        "LightGBM meta-model trained fold by fold on the base models' out-of-fold predictions (same folds); "
+        "LightGBM meta-model trained fold by fold on the base models' out-of-fold predictions (same folds), boosted "
+        "from a log-linear pool of the base models fitted on the same rows (`pool`: that pool alone); "
         f"every score is the OOF {metric} over the same rows.",
         "",
         f"| model | {metric} |",
@@ -47,6 +56,12 @@ def write_report(out: Path, scores: dict, metric: str, mode: str, importance: pd
         f"{scores['stack'] - scores['mean blend']:+.5f}.",
         "",
         "![scores](scores.png)",
+        "",
+        "## Pools (one per fold)",
+        "",
+        f"| fold | {' | '.join(bases)} | temperature |",
+        "|---|" + "---|" * (len(bases) + 1),
+        *(pool_row(k, pool, bases) for k, pool in enumerate(pools)),
         "",
         "## Feature importance (top 20, gain)",
         "",

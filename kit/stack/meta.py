@@ -1,18 +1,20 @@
 """A LightGBM meta-model over the base models' OOF, trained fold by fold on the same folds (so the stacked OOF is
 honest), its test predictions averaged over the folds' meta-models.
 
-Boosting starts from the base models' mean blend (its log-probabilities are LightGBM's init_score): the trees only
-learn corrections to the blend from the meta-features, which keeps a small meta-training set from undoing what the
-blend already gets right.
+Boosting starts from a log-linear pool of the base models fitted on the same training rows (kit.stack.pool; its
+log-probabilities are LightGBM's init_score): the trees only learn corrections to the pool from the meta-features,
+which keeps a small meta-training set from undoing what the pool already gets right.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from kit.stack.pool import Pool, fit_pool, log_probs
 
 BASE_PARAMS = {"subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8, "reg_lambda": 5.0, "verbose": -1}
 
@@ -22,6 +24,8 @@ class StackResult:
     oof: np.ndarray  # (train samples, ...) in the predictions' shape
     test: np.ndarray
     importance: pd.Series  # mean gain per feature over the folds' meta-models
+    pooled_oof: np.ndarray  # the folds' pools alone on their held-out folds, in the predictions' shape
+    pools: list[Pool] = field(default_factory=list)  # one per fold
 
 
 def chunks(n: int, rows_per_sample: int, chunk_rows: int = 2_000_000):
@@ -30,21 +34,25 @@ def chunks(n: int, rows_per_sample: int, chunk_rows: int = 2_000_000):
 
 
 def features(training, probs_by_model: list[np.ndarray], names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Meta-features of every sample (computed in chunks of samples to bound memory) and the mean blend's
-    log-probabilities per row."""
-    parts, blend = [], []
+    """Meta-features of every sample (computed in chunks of samples to bound memory) and each model's
+    log-probabilities per row, (models, rows, classes)."""
+    parts, logs = [], []
     for part in chunks(len(probs_by_model[0]), training.rows_per_sample):
         probs = [p[part] for p in probs_by_model]
         parts.append(training.meta_features(probs, names))
-        blend.append(np.log(np.clip(training.to_meta(np.mean(probs, axis=0)), 1e-6, 1.0)))
-    return pd.concat(parts, ignore_index=True), np.concatenate(blend).astype(np.float64)
+        logs.append(log_probs([training.to_meta(p) for p in probs]))
+    return pd.concat(parts, ignore_index=True), np.concatenate(logs, axis=1)
 
 
-def fit(training, x, init, y, rows, seed: int, max_rows: int) -> lgb.LGBMClassifier:
-    """A meta-model on `rows` with a known target, subsampled to at most max_rows."""
+def training_rows(y: np.ndarray, rows: np.ndarray, seed: int, max_rows: int) -> np.ndarray:
+    """`rows` with a known target, subsampled to at most max_rows."""
     rows = rows[y[rows] >= 0]
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    return rows
+
+
+def fit(training, x, init, y, rows, seed: int) -> lgb.LGBMClassifier:
     model = lgb.LGBMClassifier(
         objective="multiclass", num_class=training.meta_classes, random_state=seed, n_jobs=2,
         **{**BASE_PARAMS, **training.meta_params},
@@ -63,24 +71,31 @@ def stack(training, folds: pd.Series, bases, seed: int = 0, max_rows: int = 300_
     """Fold by fold: fit on the other folds' OOF rows, predict the held-out fold. leak=True fits on every fold
     instead (for the test that shows the honest procedure exposes a leak)."""
     names = [b.name for b in bases]
-    x, init = features(training, [b.oof for b in bases], names)
-    x_test, init_test = features(training, [b.test for b in bases], names)
+    x, logs = features(training, [b.oof for b in bases], names)
+    x_test, logs_test = features(training, [b.test for b in bases], names)
     ids = folds.index.tolist()
     y = training.meta_targets(ids)
     row_fold = np.repeat(folds.to_numpy(), training.rows_per_sample)
     oof_rows = np.full((len(x), training.meta_classes), np.nan, dtype=np.float32)
+    pooled_rows = np.full_like(oof_rows, np.nan)
     test_rows = np.zeros((len(x_test), training.meta_classes), dtype=np.float32)
+    pools = []
     importance = pd.Series(0.0, index=x.columns)
     fold_values = sorted(folds.unique())
     for k in fold_values:
-        train_rows = np.arange(len(x)) if leak else np.flatnonzero(row_fold != k)
-        model = fit(training, x, init, y, train_rows, seed + int(k), max_rows)
+        rows = training_rows(y, np.arange(len(x)) if leak else np.flatnonzero(row_fold != k), seed + int(k), max_rows)
+        pools.append(fit_pool(logs[:, rows], y[rows], training.meta_weights(y[rows])))
+        init, init_test = pools[-1](logs), pools[-1](logs_test)
+        model = fit(training, x, init, y, rows, seed + int(k))
         held_out = row_fold == k
         oof_rows[held_out] = predict(model, x[held_out], init[held_out])
+        pooled_rows[held_out] = np.exp(init[held_out])
         test_rows += predict(model, x_test, init_test) / len(fold_values)
         importance += pd.Series(model.booster_.feature_importance("gain"), index=x.columns) / len(fold_values)
     return StackResult(
         training.from_meta(oof_rows, len(ids)),
         training.from_meta(test_rows, len(x_test) // training.rows_per_sample),
         importance.sort_values(ascending=False),
+        training.from_meta(pooled_rows, len(ids)),
+        pools,
     )

@@ -21,18 +21,21 @@ def run_stack(
     comp = get_competition(competition)
     training, folds, train_ids, test_ids, bases = load_bases(competition, names)
     result = stack(training, folds, bases, seed=seed, max_rows=max_rows)
+    base_names = [b.name for b in bases]
     metric = training.metric_name
     scores = {base.name: training.evaluate(train_ids, base.oof)[metric] for base in bases}
     scores["mean blend"] = training.evaluate(train_ids, np.mean([b.oof for b in bases], axis=0))[metric]
+    scores["pool"] = training.evaluate(train_ids, result.pooled_oof)[metric]
     scores["stack"] = training.evaluate(train_ids, result.oof)[metric]
+    pools = [pool.described(base_names) for pool in result.pools]
 
-    out = paths.runs_root() / f"stack-{name or '-'.join(b.name for b in bases)}"
+    out = paths.runs_root() / f"stack-{name or '-'.join(base_names)}"
     out.mkdir(parents=True, exist_ok=True)
     training.save_predictions(out / training.oof_file, train_ids, result.oof)
     training.save_predictions(out / training.oof_file.replace("oof", "test_pred"), test_ids, result.test)
     submission = training.write_submission(
         paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
     )
-    write_report(out, scores, metric, training.metric_mode, result.importance, [b.name for b in bases], submission)
-    write_text_atomic(out / "scores.json", json.dumps({"metric": metric, "scores": scores}, indent=1))
+    write_report(out, scores, metric, training.metric_mode, result.importance, base_names, submission, pools)
+    write_text_atomic(out / "scores.json", json.dumps({"metric": metric, "scores": scores, "pools": pools}, indent=1))
     return out, scores

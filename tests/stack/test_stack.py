@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -117,3 +118,16 @@ def test_rsna_meta_features_see_neighbouring_levels_and_the_other_side(rsna_base
     assert x.loc[row, "rsna_a__below_moderate"] == pytest.approx(grid[0, 1, 3, 1])
     assert x.loc[row, "rsna_a__other_side_severe"] == pytest.approx(grid[0, 2, 2, 2])
     assert np.isnan(x.loc[0, "rsna_a__above_severe"]) and np.isnan(x.loc[0, "rsna_a__other_side_severe"])
+
+
+def test_rsna_stack_of_a_strong_and_a_weak_base_beats_both_and_the_mean_blend(tmp_path, rsna_dir):
+    strong = experiment(tmp_path, "rsna_strong", "rsna_unet", rsna_dir)
+    weak = experiment(tmp_path, "rsna_weak", "rsna_resnet", rsna_dir)
+    fake_base(strong, seed=6, strength=2.0)
+    fake_base(weak, seed=7, strength=0.6)
+    out, scores = run_stack("rsna", [strong, weak])
+    assert scores["stack"] < min(scores["rsna_strong"], scores["rsna_weak"], scores["mean blend"])
+    assert scores["pool"] < scores["mean blend"]  # the pool weighs the strong base more
+    pools = json.loads((out / "scores.json").read_text())["pools"]
+    assert len(pools) == 3 and all(p["weights"]["rsna_strong"] > p["weights"]["rsna_weak"] for p in pools)
+    assert "## Pools (one per fold)" in (out / "report.md").read_text()
