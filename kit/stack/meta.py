@@ -1,5 +1,7 @@
 """A LightGBM meta-model over the base models' OOF, trained fold by fold on the same folds (so the stacked OOF is
-honest), its test predictions averaged over the folds' meta-models.
+honest), its test predictions averaged over the folds' meta-models. The folds' pools and boosters are saved with the
+stack (StackModel) so that a code-competition notebook can apply them to the base models' predictions of the hidden
+test set.
 
 Boosting starts from a log-linear pool of the base models fitted on the same training rows (kit.stack.pool; its
 log-probabilities are LightGBM's init_score): the trees only learn corrections to the pool from the meta-features,
@@ -8,15 +10,49 @@ which keeps a small meta-training set from undoing what the pool already gets ri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from kit.errors import KitError
+from kit.io import write_text_atomic
 from kit.stack.pool import Pool, fit_pool, log_probs
 
 BASE_PARAMS = {"subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8, "reg_lambda": 5.0, "verbose": -1}
+
+
+@dataclass
+class StackModel:
+    """Each fold's pool and booster over the base models `names` (in this order: the meta-features' names)."""
+
+    names: list[str]
+    pools: list[Pool]
+    boosters: list[lgb.Booster]
+
+    def predict(self, training, probs_by_model: list[np.ndarray]) -> np.ndarray:
+        """The folds' meta-models averaged, in the predictions' shape."""
+        x, logs = features(training, probs_by_model, self.names)
+        rows = sum(predict(b, x, pool(logs)) for pool, b in zip(self.pools, self.boosters, strict=True))
+        return training.from_meta(rows / len(self.boosters), len(x) // training.rows_per_sample)
+
+    def save(self, folder: Path) -> None:
+        for k, booster in enumerate(self.boosters):
+            booster.save_model(str(folder / f"meta_fold{k}.txt"))
+        pools = [{"weights": p.weights.tolist(), "temperature": p.temperature} for p in self.pools]
+        write_text_atomic(folder / "stack_model.json", json.dumps({"experiments": self.names, "pools": pools}))
+
+    @classmethod
+    def load(cls, folder: Path) -> StackModel:
+        if not (folder / "stack_model.json").exists():
+            raise KitError(f"{folder}: no stack_model.json (run `task stack` first)")
+        saved = json.loads((folder / "stack_model.json").read_text())
+        pools = [Pool(np.asarray(p["weights"]), p["temperature"]) for p in saved["pools"]]
+        boosters = [lgb.Booster(model_file=str(folder / f"meta_fold{k}.txt")) for k in range(len(pools))]
+        return cls(saved["experiments"], pools, boosters)
 
 
 @dataclass
@@ -25,7 +61,7 @@ class StackResult:
     test: np.ndarray
     importance: pd.Series  # mean gain per feature over the folds' meta-models
     pooled_oof: np.ndarray  # the folds' pools alone on their held-out folds, in the predictions' shape
-    pools: list[Pool] = field(default_factory=list)  # one per fold
+    model: StackModel
 
 
 def chunks(n: int, rows_per_sample: int, chunk_rows: int = 2_000_000):
@@ -61,7 +97,7 @@ def fit(training, x, init, y, rows, seed: int) -> lgb.LGBMClassifier:
     return model
 
 
-def predict(model: lgb.LGBMClassifier, x: pd.DataFrame, init: np.ndarray) -> np.ndarray:
+def predict(model: lgb.LGBMClassifier | lgb.Booster, x: pd.DataFrame, init: np.ndarray) -> np.ndarray:
     raw = model.predict(x, raw_score=True) + init
     raw -= raw.max(axis=1, keepdims=True)
     return (np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)).astype(np.float32)
@@ -72,30 +108,28 @@ def stack(training, folds: pd.Series, bases, seed: int = 0, max_rows: int = 300_
     instead (for the test that shows the honest procedure exposes a leak)."""
     names = [b.name for b in bases]
     x, logs = features(training, [b.oof for b in bases], names)
-    x_test, logs_test = features(training, [b.test for b in bases], names)
     ids = folds.index.tolist()
     y = training.meta_targets(ids)
     row_fold = np.repeat(folds.to_numpy(), training.rows_per_sample)
     oof_rows = np.full((len(x), training.meta_classes), np.nan, dtype=np.float32)
     pooled_rows = np.full_like(oof_rows, np.nan)
-    test_rows = np.zeros((len(x_test), training.meta_classes), dtype=np.float32)
-    pools = []
+    pools, boosters = [], []
     importance = pd.Series(0.0, index=x.columns)
     fold_values = sorted(folds.unique())
     for k in fold_values:
         rows = training_rows(y, np.arange(len(x)) if leak else np.flatnonzero(row_fold != k), seed + int(k), max_rows)
         pools.append(fit_pool(logs[:, rows], y[rows], training.meta_weights(y[rows])))
-        init, init_test = pools[-1](logs), pools[-1](logs_test)
-        model = fit(training, x, init, y, rows, seed + int(k))
+        init = pools[-1](logs)
+        boosters.append(fit(training, x, init, y, rows, seed + int(k)).booster_)
         held_out = row_fold == k
-        oof_rows[held_out] = predict(model, x[held_out], init[held_out])
+        oof_rows[held_out] = predict(boosters[-1], x[held_out], init[held_out])
         pooled_rows[held_out] = np.exp(init[held_out])
-        test_rows += predict(model, x_test, init_test) / len(fold_values)
-        importance += pd.Series(model.booster_.feature_importance("gain"), index=x.columns) / len(fold_values)
+        importance += pd.Series(boosters[-1].feature_importance("gain"), index=x.columns) / len(fold_values)
+    model = StackModel(names, pools, boosters)
     return StackResult(
         training.from_meta(oof_rows, len(ids)),
-        training.from_meta(test_rows, len(x_test) // training.rows_per_sample),
+        model.predict(training, [b.test for b in bases]),
         importance.sort_values(ascending=False),
         training.from_meta(pooled_rows, len(ids)),
-        pools,
+        model,
     )

@@ -27,15 +27,19 @@ def run_stack(
     scores["mean blend"] = training.evaluate(train_ids, np.mean([b.oof for b in bases], axis=0))[metric]
     scores["pool"] = training.evaluate(train_ids, result.pooled_oof)[metric]
     scores["stack"] = training.evaluate(train_ids, result.oof)[metric]
-    pools = [pool.described(base_names) for pool in result.pools]
+    pools = [pool.described(base_names) for pool in result.model.pools]
 
     out = paths.runs_root() / f"stack-{name or '-'.join(base_names)}"
     out.mkdir(parents=True, exist_ok=True)
+    result.model.save(out)
     training.save_predictions(out / training.oof_file, train_ids, result.oof)
     training.save_predictions(out / training.oof_file.replace("oof", "test_pred"), test_ids, result.test)
     submission = training.write_submission(
         paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
     )
     write_report(out, scores, metric, training.metric_mode, result.importance, base_names, submission, pools)
-    write_text_atomic(out / "scores.json", json.dumps({"metric": metric, "scores": scores, "pools": pools}, indent=1))
+    write_text_atomic(
+        out / "scores.json",
+        json.dumps({"competition": competition, "metric": metric, "scores": scores, "pools": pools}, indent=1),
+    )
     return out, scores

@@ -11,7 +11,7 @@ from kit.competitions.mars import submission
 from kit.config import load_experiment
 from kit.errors import KitError
 from kit.stack.inputs import align, load_bases
-from kit.stack.meta import stack
+from kit.stack.meta import StackModel, stack
 from kit.stack.run import run_stack
 from kit.train import distributed
 from kit.train.runner import prepare
@@ -131,3 +131,8 @@ def test_rsna_stack_of_a_strong_and_a_weak_base_beats_both_and_the_mean_blend(tm
     pools = json.loads((out / "scores.json").read_text())["pools"]
     assert len(pools) == 3 and all(p["weights"]["rsna_strong"] > p["weights"]["rsna_weak"] for p in pools)
     assert "## Pools (one per fold)" in (out / "report.md").read_text()
+
+    training, _, _, test_ids, bases = load_bases("rsna", [strong, weak])  # the saved meta-models redo the test
+    saved_ids, saved = training.load_predictions(out / "test_pred.csv")
+    again = StackModel.load(out).predict(training, [b.test for b in bases])
+    assert saved_ids == test_ids and np.abs(again - saved).max() < 1e-5
