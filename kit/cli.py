@@ -137,12 +137,21 @@ def cmd_submissions(args) -> None:
         print(describe(submission))
 
 
+def _inference_package(args, owner: str, **options):
+    """The inference package of --stack NAME when given, else of --exp."""
+    from kit.kaggle.push import build_inference, build_stack_inference
+
+    if args.stack:
+        return build_stack_inference(args.stack, owner, **options)
+    return build_inference(args.exp, owner, **options)
+
+
 def cmd_push_notebook(args) -> None:
-    from kit.kaggle.push import build_inference, owner_or_default, publish_and_run
+    from kit.kaggle.push import owner_or_default, publish_and_run
     from kit.kaggle.rehearse import rehearse_or_fail
     from kit.kaggle.submit import describe, submit_code
 
-    package = build_inference(args.exp, owner_or_default(args.owner), gpu=args.gpu)
+    package = _inference_package(args, owner_or_default(args.owner), gpu=args.gpu)
     print(f"built {package.root}/{{code,weights,notebook}}")
     if not args.skip_rehearsal:
         rehearse_or_fail(package, package.competition)
@@ -169,10 +178,9 @@ def cmd_pull(args) -> None:
 
 
 def cmd_rehearse(args) -> None:
-    from kit.kaggle.push import build_inference
     from kit.kaggle.rehearse import rehearse_or_fail
 
-    package = build_inference(args.exp, args.owner or "rehearsal")
+    package = _inference_package(args, args.owner or "rehearsal")
     rehearse_or_fail(package, package.competition, test_studies=args.test_studies)
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
 
@@ -248,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("push-notebook", help="build, rehearse and push an experiment's offline inference notebook")
     p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/): its bases predict, it combines")
     p.add_argument("--owner", help="Kaggle username owning the datasets and notebook (default: your credentials')")
     p.add_argument("--gpu", action="store_true", help="run the notebook on a GPU")
     p.add_argument("--submit", action="store_true", help="when its run completes, submit its submission.csv")
@@ -272,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("rehearse", help="run the inference notebook locally, offline, in a fresh environment")
     p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/)")
     p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
     p.add_argument("--test-studies", type=int, default=8, help="test studies in the simulated tree")
     p.set_defaults(func=cmd_rehearse)

@@ -98,11 +98,26 @@ def dataset_metadata(owner: str, slug: str, title: str) -> dict:
     return {"title": title, "id": f"{owner}/{slug}", "licenses": [{"name": "CC0-1.0"}]}
 
 
-def weights_bundle(exp_root: Path, out: Path, owner: str) -> Bundle:
-    """The trained folds' model_best.pt and resolved config.yaml of an experiment, as a dataset."""
+def fold_sources(exp_root: Path, prefix: str = "") -> dict[str, Path]:
+    """The trained folds' model_best.pt and resolved config.yaml of an experiment, named <prefix>fold<k>/<file>."""
     folds = sorted(p for p in exp_root.glob("fold*") if (p / "model_best.pt").exists())
     if not folds:
         raise KitError(f"{exp_root}: no trained fold to bundle")
-    sources = {f"{p.name}/{name}": p / name for p in folds for name in ("model_best.pt", "config.yaml")}
-    slug = f"{exp_root.name.replace('_', '-')}-weights"
-    return assemble(out, sources, dataset_metadata(owner, slug, f"{exp_root.name} weights"[:50]))
+    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in ("model_best.pt", "config.yaml")}
+
+
+def weights_metadata(owner: str, name: str) -> dict:
+    return dataset_metadata(owner, f"{name.replace('_', '-')}-weights"[-50:].lstrip("-"), f"{name} weights"[:50])
+
+
+def weights_bundle(exp_root: Path, out: Path, owner: str) -> Bundle:
+    """An experiment's trained folds, as a dataset."""
+    return assemble(out, fold_sources(exp_root), weights_metadata(owner, exp_root.name))
+
+
+def stack_weights_bundle(stack_dir: Path, exp_roots: list[Path], out: Path, owner: str) -> Bundle:
+    """A stack's base experiments' trained folds under <exp>/ and its fold meta-models under stack/, as one dataset."""
+    sources = {name: path for root in exp_roots for name, path in fold_sources(root, f"{root.name}/").items()}
+    meta = [*sorted(stack_dir.glob("meta_fold*.txt")), stack_dir / "stack_model.json"]
+    sources.update({f"stack/{path.name}": path for path in meta})
+    return assemble(out, sources, weights_metadata(owner, stack_dir.name))

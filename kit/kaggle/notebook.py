@@ -2,7 +2,8 @@
 
 The notebook runs without internet: it installs the kit from the code dataset's wheels, puts the weights dataset's
 fold checkpoints where `kit predict` looks, predicts every study under /kaggle/input/<slug>/, and writes a validated
-/kaggle/working/submission.csv. `KAGGLE_ROOT` (default /kaggle) lets a rehearsal run it against a simulated tree.
+/kaggle/working/submission.csv. A stack's notebook does so for each base experiment, then applies the stack's fold
+meta-models to their predictions. `KAGGLE_ROOT` (default /kaggle) lets a rehearsal run it against a simulated tree.
 The training notebook (push-train) installs the same way and runs one fold on Kaggle's GPU into /kaggle/working/runs.
 """
 
@@ -25,7 +26,7 @@ subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps
 
 PLACE_WEIGHTS = """\
 runs = WORK / "runs" / {exp!r}
-for fold in sorted(WEIGHTS.glob("fold*")):
+for fold in sorted((WEIGHTS / {source!r}).glob("fold*")):
     (runs / fold.name).mkdir(parents=True, exist_ok=True)
     for name in ("model_best.pt", "config.yaml"):
         shutil.copy2(fold / name, runs / fold.name / name)
@@ -45,6 +46,22 @@ shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
 """
 
+STACK = """\
+os.environ["KIT_HOME"] = str(WORK)
+from kit.config import apply_overrides, load_experiment
+from kit.stack.apply import predict_stack
+
+data_dir = ROOT / "input" / {slug!r}
+configs = [  # each base experiment's resolved training config, reading the competition's data
+    apply_overrides(load_experiment(str(sorted((WORK / "runs" / exp).glob("fold*"))[0] / "config.yaml")),
+                    [f"data.dir={{data_dir}}"])
+    for exp in {exps!r}
+]
+path = predict_stack(WEIGHTS / "stack", configs)
+shutil.copy2(path, WORK / "submission.csv")
+print(f"submission.csv from the stack of {{len(configs)}} experiments: "
+      f"{{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
+"""
 
 TRAIN = """\
 os.environ["KIT_HOME"] = str(WORK)
@@ -78,9 +95,22 @@ def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: 
     cells = [
         new_markdown_cell(f"# {exp}: inference for `{slug}`\n\nBuilt by the kit; runs offline."),
         new_code_cell(SETUP.format(code=code_dataset, weights=weights_dataset)),
-        new_code_cell(PLACE_WEIGHTS.format(exp=exp, oof=oof_file)),
+        new_code_cell(PLACE_WEIGHTS.format(exp=exp, source="", oof=oof_file)),
         new_code_cell(PREDICT.format(exp=exp, slug=slug)),
     ]
+    return _notebook(cells)
+
+
+def stack_inference_notebook(stack: str, exps: list[str], slug: str, code_dataset: str, weights_dataset: str,
+                             oof_file: str = "oof.csv"):  # fmt: skip
+    """The weights dataset holds each base experiment's folds under <exp>/ and the stack's meta-models under stack/."""
+    cells = [
+        new_markdown_cell(f"# {stack}: stacked inference for `{slug}`\n\nBase experiments: {', '.join(exps)}. "
+                          "Built by the kit; runs offline."),
+        new_code_cell(SETUP.format(code=code_dataset, weights=weights_dataset)),
+        *(new_code_cell(PLACE_WEIGHTS.format(exp=exp, source=exp, oof=oof_file)) for exp in exps),
+        new_code_cell(STACK.format(slug=slug, exps=list(exps))),
+    ]  # fmt: skip
     return _notebook(cells)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -15,10 +16,10 @@ from kit.competitions import get_competition
 from kit.config import load_experiment
 from kit.errors import KitError
 from kit.kaggle import datasets, kernels
-from kit.kaggle.bundle import weights_bundle
+from kit.kaggle.bundle import stack_weights_bundle, weights_bundle
 from kit.kaggle.client import username
 from kit.kaggle.code import code_bundle
-from kit.kaggle.notebook import inference_notebook, kernel_metadata, training_notebook
+from kit.kaggle.notebook import inference_notebook, kernel_metadata, stack_inference_notebook, training_notebook
 
 CODE_SLUG = "kaggle-kit-code"
 
@@ -71,16 +72,36 @@ def owner_or_default(owner: str | None) -> str:
 def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None) -> Package:
     """runs/<exp>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs."""
     cfg = load_experiment(exp)
-    comp = get_competition(cfg["competition"])
     exp_root = paths.runs_root() / cfg["name"]
     package = Package(exp_root / "kaggle", owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-infer"))
-    code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
     weights = weights_bundle(exp_root, fresh(package.weights), owner)
-    weights_slug = datasets.read_metadata(weights.root)["slug"]
-    notebook = inference_notebook(cfg["name"], comp.slug, CODE_SLUG, weights_slug)
-    meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} inference", comp.slug,
-                           [f"{owner}/{CODE_SLUG}", f"{owner}/{weights_slug}"], gpu=gpu)  # fmt: skip
-    write_notebook(fresh(package.notebook), notebook, meta)
+    return inference_package(package, cfg["name"], weights.root, partial(inference_notebook, cfg["name"]), gpu, wheels)
+
+
+def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None) -> Package:
+    """runs/stack-<name>/kaggle/{code,weights,notebook}: the stack's base experiments predict the hidden test set,
+    then its fold meta-models combine them."""
+    stack_dir = paths.runs_root() / (name if name.startswith("stack-") else f"stack-{name}")
+    if not (stack_dir / "stack_model.json").exists() or not (stack_dir / "scores.json").exists():
+        raise KitError(f"{stack_dir}: no saved stack (run `task stack` first)")
+    competition = json.loads((stack_dir / "scores.json").read_text())["competition"]
+    exps = json.loads((stack_dir / "stack_model.json").read_text())["experiments"]
+    package = Package(stack_dir / "kaggle", owner, competition, kaggle_slug(f"{stack_dir.name}-infer"))
+    bases = [paths.runs_root() / exp for exp in exps]
+    weights = stack_weights_bundle(stack_dir, bases, fresh(package.weights), owner)
+    notebook = partial(stack_inference_notebook, stack_dir.name, exps)
+    return inference_package(package, stack_dir.name, weights.root, notebook, gpu, wheels)
+
+
+def inference_package(package: Package, title: str, weights: Path, notebook, gpu: bool, wheels) -> Package:
+    """The code dataset and the notebook (`notebook(competition slug, code slug, weights slug)`) beside a built
+    weights dataset."""
+    comp = get_competition(package.competition)
+    code_bundle(fresh(package.code), package.owner, CODE_SLUG, wheels=wheels)
+    weights_slug = datasets.read_metadata(weights)["slug"]
+    meta = kernel_metadata(package.owner, package.kernel, f"{title} inference", comp.slug,
+                           [f"{package.owner}/{CODE_SLUG}", f"{package.owner}/{weights_slug}"], gpu=gpu)  # fmt: skip
+    write_notebook(fresh(package.notebook), notebook(comp.slug, CODE_SLUG, weights_slug), meta)
     return package
 
 

@@ -81,6 +81,9 @@ def kernel_spec(python: Path, scratch: Path, env: dict[str, str]):
         yield KERNEL_NAME
 
 
+TRAIN_STUDIES = 10  # enough for the 5 folds a default config makes when it reads the competition
+
+
 def simulated_tree(root: Path, package: Package, competition: str, test_studies: int, visible: int, seed: int):
     """root/input/<competition slug> (synthetic, `test_studies` test studies, the sample listing `visible`),
     root/input/<code>, root/input/<weights>, root/working. Returns the expected submission row ids."""
@@ -90,7 +93,7 @@ def simulated_tree(root: Path, package: Package, competition: str, test_studies:
     (root / "working").mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = comp.synth(inputs / comp.slug, studies=4, test_studies=test_studies, seed=seed, force=False)
+        data = comp.synth(inputs / comp.slug, studies=TRAIN_STUDIES, test_studies=test_studies, seed=seed, force=False)
     expected = comp.test_row_ids(data)
     sample = pd.read_csv(data / "sample_submission.csv")
     visible_rows = sample["row_id"].isin(comp.test_row_ids(data, limit=visible))

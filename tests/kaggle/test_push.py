@@ -5,13 +5,14 @@ import zipfile
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 
 from kit.cli import main
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
 from kit.kaggle import code, datasets, kernels
 from kit.kaggle.bundle import assemble, dataset_metadata
-from kit.kaggle.push import build_inference, build_training, pull_fold
+from kit.kaggle.push import build_inference, build_stack_inference, build_training, pull_fold
 from kit.kaggle.rehearse import check_submission, rehearse
 from kit.kaggle.submit import submit_code
 
@@ -34,6 +35,27 @@ def trained(kit_home, rsna_dir):
     (kit_home / "data" / "rsna-synth").symlink_to(rsna_dir)
     train_fold(apply_overrides(load_experiment("rsna_resnet"), TINY), fold=0)
     return kit_home
+
+
+@pytest.fixture
+def stacked(trained, tmp_path):
+    """runs/stack-rsna_resnet-tiny_dropout/: two tiny experiments trained on all three folds, predicted, stacked."""
+    from kit.stack.run import run_stack
+    from kit.train.outputs import merge_oof, predict_test
+    from kit.train.runner import train_fold
+
+    bases = []
+    for name, extra, folds in (("rsna_resnet", [], [1, 2]), ("tiny_dropout", ["model.dropout=0.5"], [0, 1, 2])):
+        cfg = apply_overrides(load_experiment("rsna_resnet"), [*TINY, *extra, "trainer.seed=1"] if extra else TINY)
+        cfg["name"] = name
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        for fold in folds:
+            train_fold(cfg, fold=fold)
+        merge_oof(cfg)
+        predict_test(cfg)
+        bases.append(str(tmp_path / f"{name}.yaml"))
+    out, _ = run_stack("rsna", bases)
+    return out, [load_experiment(b) for b in bases]
 
 
 def posted(standin, method):
@@ -164,3 +186,23 @@ def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
     problems = rehearse(package, "rsna", test_studies=5, visible=2, echo=lambda _: None)
     assert len(problems) == 1 and "No module named 'monai'" in problems[0]
     assert "predict_test" in problems[0], "the failing cell's source is shown"
+
+
+def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
+    from kit.stack.apply import predict_stack
+
+    out, cfgs = stacked
+    path = predict_stack(out, cfgs)  # what the notebook's last cell runs, here on the local test set
+    again, saved = pd.read_csv(path), pd.read_csv(out / "test_pred.csv")
+    assert path.name == "stack-rsna_resnet-tiny_dropout.csv" and again.shape == saved.shape
+    assert (again.drop(columns="row_id") - saved.drop(columns="row_id")).abs().to_numpy().max() < 1e-5
+
+    package = build_stack_inference("rsna_resnet-tiny_dropout", "tester", wheels=wheels)
+    files = {p.relative_to(package.weights).as_posix() for p in package.weights.rglob("*") if p.is_file()}
+    assert {"rsna_resnet/fold2/model_best.pt", "tiny_dropout/fold0/config.yaml", "stack/stack_model.json",
+            "stack/meta_fold2.txt"} <= files  # fmt: skip
+    lines = []
+    assert rehearse(package, "rsna", test_studies=5, visible=2, echo=lines.append) == []
+    assert lines[-1] == "submission.csv: 125 rows, valid"
+    with pytest.raises(KitError, match="no saved stack"):
+        build_stack_inference("nothing-here", "tester", wheels=wheels)
