@@ -40,6 +40,8 @@ class StackModel:
         return training.from_meta(rows / len(self.boosters), len(x) // training.rows_per_sample)
 
     def save(self, folder: Path) -> None:
+        for stale in folder.glob("meta_fold*.txt"):  # an earlier stack of this name may have had more folds
+            stale.unlink()
         for k, booster in enumerate(self.boosters):
             booster.save_model(str(folder / f"meta_fold{k}.txt"))
         pools = [{"weights": p.weights.tolist(), "temperature": p.temperature} for p in self.pools]
