@@ -69,6 +69,7 @@ class FoldTraining:
     rows_per_sample: int
     meta_classes: int
     meta_params: dict = {}
+    meta_inner_cv: bool = False  # choose the meta-model's number of trees by inner CV on its training rows
 
     def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
         raise NotImplementedError

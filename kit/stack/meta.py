@@ -17,11 +17,13 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import GroupKFold
 
 from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.stack.pool import Pool, fit_pool, log_probs
 
+INNER_FOLDS = 4
 BASE_PARAMS = {"subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8, "reg_lambda": 5.0, "verbose": -1}
 
 
@@ -90,11 +92,37 @@ def training_rows(y: np.ndarray, rows: np.ndarray, seed: int, max_rows: int) -> 
     return rows
 
 
-def fit(training, x, init, y, rows, seed: int) -> lgb.LGBMClassifier:
-    model = lgb.LGBMClassifier(
+def classifier(training, seed: int, **params) -> lgb.LGBMClassifier:
+    return lgb.LGBMClassifier(
         objective="multiclass", num_class=training.meta_classes, random_state=seed, n_jobs=2,
-        **{**BASE_PARAMS, **training.meta_params},
+        **{**BASE_PARAMS, **training.meta_params, **params},
     )  # fmt: skip
+
+
+def rounds_by_inner_cv(training, x, init, y, rows, seed: int) -> int:
+    """The number of boosting rounds (up to meta_params' n_estimators) with the lowest weighted log loss on held-out
+    samples of the training rows themselves (inner folds grouped by sample), so the stacked OOF stays honest."""
+    params = {**BASE_PARAMS, **training.meta_params}
+    rounds = params.pop("n_estimators")
+    params.update(objective="multiclass", num_class=training.meta_classes, metric="multi_logloss", seed=seed,
+                  num_threads=2)  # fmt: skip
+
+    def dataset(part: np.ndarray) -> lgb.Dataset:
+        return lgb.Dataset(x.iloc[part], y[part], weight=training.meta_weights(y[part]), init_score=init[part])
+
+    curves = []
+    for inner_fit, inner_valid in GroupKFold(n_splits=INNER_FOLDS).split(rows, groups=rows // training.rows_per_sample):
+        evaluated = {}
+        valid = dataset(rows[inner_valid])
+        lgb.train(params, dataset(rows[inner_fit]), rounds, valid_sets=[valid], valid_names=["valid"],
+                  callbacks=[lgb.record_evaluation(evaluated)])  # fmt: skip
+        curves.append(evaluated["valid"]["multi_logloss"])
+    return int(np.argmin(np.mean(curves, axis=0))) + 1
+
+
+def fit(training, x, init, y, rows, seed: int) -> lgb.LGBMClassifier:
+    rounds = rounds_by_inner_cv(training, x, init, y, rows, seed) if training.meta_inner_cv else None
+    model = classifier(training, seed, **({"n_estimators": rounds} if rounds else {}))
     model.fit(x.iloc[rows], y[rows], sample_weight=training.meta_weights(y[rows]), init_score=init[rows])
     return model
 

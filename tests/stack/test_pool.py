@@ -42,3 +42,24 @@ def test_a_pool_is_normalised_and_ignores_a_zero_weight_model(strong_and_weak):
     assert np.allclose(np.exp(pooled).sum(axis=1), 1.0, atol=1e-5)
     assert np.allclose(pooled, logs[0], atol=1e-5)
     assert np.isfinite(log_probs([np.zeros((2, 3)), np.ones((2, 3))])).all()  # a confident zero stays finite
+
+
+def test_inner_cv_grows_trees_for_signal_and_stops_early_on_noise():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from kit.stack.meta import rounds_by_inner_cv
+
+    rng = np.random.default_rng(0)
+    training = SimpleNamespace(
+        meta_params={"learning_rate": 0.05, "n_estimators": 200, "num_leaves": 3, "min_child_samples": 20},
+        meta_classes=3, rows_per_sample=5, meta_weights=lambda y: np.ones(len(y)),
+    )  # fmt: skip
+    y = rng.integers(0, 3, 3000)
+    init = np.tile(np.log(np.bincount(y, minlength=3) / len(y)), (len(y), 1))  # the class prior, as a pool would give
+    rows = np.arange(3000)
+    signal = pd.DataFrame({"a": y + rng.normal(0, 1.0, 3000), "b": rng.normal(size=3000)})
+    noise = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.normal(size=3000)})
+    assert rounds_by_inner_cv(training, signal, init, y, rows, seed=0) >= 80
+    assert rounds_by_inner_cv(training, noise, init, y, rows, seed=0) <= 30  # of at most 200

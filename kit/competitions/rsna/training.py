@@ -263,7 +263,8 @@ class RsnaTraining(FoldTraining):
 
     rows_per_sample = len(TARGETS)
     meta_classes = NUM_CLASSES
-    meta_params = {"learning_rate": 0.02, "n_estimators": 40, "num_leaves": 3, "min_child_samples": 60}
+    meta_params = {"learning_rate": 0.02, "n_estimators": 400, "num_leaves": 3, "min_child_samples": 60}
+    meta_inner_cv = True  # a few thousand rows: the number of trees is chosen per fold, not fixed
 
     def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
         """Per condition×level row: each model's three probabilities there, at the level above and below, on the
