@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch._functorch.config as functorch_config
 
 from kernels.focal import focal_loss, focal_loss_reference
 from kernels.se import squeeze_excite, squeeze_excite_reference
@@ -68,8 +69,8 @@ def focal_case(shape):
 
 
 SHAPES = {
-    "se": [(32, 64, 128, 128), (32, 256, 32, 32), (64, 512, 16, 16)],
-    "focal": [(64, 5, 64, 128), (16, 5, 512, 512), (256, 75)],
+    "se": [(32, 64, 128, 128), (32, 256, 32, 32), (64, 512, 16, 16), (64, 128, 128, 128)],
+    "focal": [(64, 5, 64, 128), (16, 5, 512, 512), (256, 75), (32, 19, 512, 512)],
 }
 CASES = {"se": se_case, "focal": focal_case}
 
@@ -113,6 +114,7 @@ def bench_one(case: Case, impl, dtype, mode, device):
             outputs[key].backward(seeds[key], retain_graph=True)
 
     ms = triton.testing.do_bench(fn, grad_to_none=differentiable, return_mode="median")
+    kernel_ms, kernels = device_time(fn, differentiable)
 
     torch.cuda.synchronize()
     for t in differentiable:
@@ -128,26 +130,52 @@ def bench_one(case: Case, impl, dtype, mode, device):
     moved = case.min_bytes[mode] * act_bytes
     if case.op == "focal" and mode != "backward":
         moved += probe[1].numel() * probe[1].element_size()
-    return ms, moved, peak_extra / act_bytes
+    return ms, kernel_ms, kernels, moved, peak_extra / act_bytes
+
+
+def device_time(fn, differentiable, calls: int = 20) -> tuple[float, str]:
+    """Milliseconds per call that the GPU spends in kernels (torch.profiler), and the costliest kernels. Beside the
+    wall time of do_bench this separates launch overhead, which the host pays, from the kernels' own speed."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            for t in differentiable:
+                t.grad = None
+            fn()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    total_us = sum(e.self_device_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:3]
+    names = "; ".join(f"{e.key[:40]} {e.self_device_time_total / calls:.0f}us" for e in top)
+    return total_us / calls / 1e3, names
 
 
 def run(ops, dtypes, out_dir: Path) -> pd.DataFrame:
     if not torch.cuda.is_available():
         raise SystemExit("kernels.bench needs a CUDA GPU: the Triton kernels are timed on the device")
     device = torch.device("cuda")
+    # the "backward" mode replays one graph (retain_graph), which compiled backwards with donated buffers refuse
+    functorch_config.donated_buffer = False
     copy_gbs = copy_bandwidth(device)
     rows = []
     for op in ops:
         for shape in SHAPES[op]:
             case = CASES[op](shape)
             for dtype_name, mode, (impl_name, impl) in itertools.product(dtypes, MODES, case.implementations.items()):
-                ms, moved, peak = bench_one(case, impl, DTYPES[dtype_name], mode, device)
-                gbs = moved / ms / 1e6
+                ms, kernel_ms, kernels, moved, peak = bench_one(case, impl, DTYPES[dtype_name], mode, device)
+                gbs, kernel_gbs = moved / ms / 1e6, moved / kernel_ms / 1e6
                 rows.append(
                     dict(op=op, shape="x".join(map(str, shape)), dtype=dtype_name, mode=mode, impl=impl_name,
-                         ms=ms, gb_per_s=gbs, copy_fraction=gbs / copy_gbs, peak_extra_over_input=peak)
+                         ms=ms, kernel_ms=kernel_ms, gb_per_s=gbs, copy_fraction=gbs / copy_gbs,
+                         kernel_copy_fraction=kernel_gbs / copy_gbs, peak_extra_over_input=peak, kernels=kernels)
                 )  # fmt: skip
-                print(f"{op} {shape} {dtype_name} {mode:17s} {impl_name:8s} {ms:8.3f} ms {gbs:8.0f} GB/s")
+                print(
+                    f"{op} {shape} {dtype_name} {mode:17s} {impl_name:8s} {ms:8.3f} ms (kernels {kernel_ms:7.3f}) "
+                    f"{gbs:6.0f} GB/s  {kernels}"
+                )
     frame = pd.DataFrame(rows)
     frame = frame.merge(speedups(frame), on=["op", "shape", "dtype", "mode"], how="left")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,10 +197,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (op, shape, dtype, mode): the Triton kernel's speed-up over eager and over torch.compile."""
-    wide = frame.pivot_table(index=["op", "shape", "dtype", "mode"], columns="impl", values="ms")
-    return pd.DataFrame(
-        {"triton_vs_eager": wide["eager"] / wide["triton"], "triton_vs_compile": wide["compile"] / wide["triton"]}
-    ).reset_index()
+    index = ["op", "shape", "dtype", "mode"]
+    wide = frame.pivot_table(index=index, columns="impl", values="ms")
+    ratios = {"triton_vs_eager": wide["eager"] / wide["triton"], "triton_vs_compile": wide["compile"] / wide["triton"]}
+    if "kernel_ms" in frame:
+        kernels = frame.pivot_table(index=index, columns="impl", values="kernel_ms")
+        ratios["kernels_vs_eager"] = kernels["eager"] / kernels["triton"]
+        ratios["kernels_vs_compile"] = kernels["compile"] / kernels["triton"]
+    return pd.DataFrame(ratios).reset_index()
 
 
 def main(argv=None):
@@ -183,7 +215,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     frame = run(args.ops, args.dtypes, args.out)
     best = frame[(frame["impl"] == "triton") & (frame["mode"] == "forward+backward")]
-    print(best[["op", "shape", "dtype", "ms", "triton_vs_eager", "triton_vs_compile", "copy_fraction"]])
+    pd.set_option("display.width", 200)
+    columns = ["op", "shape", "dtype", "ms", "kernel_ms", "triton_vs_eager", "triton_vs_compile", "kernels_vs_eager",
+               "kernels_vs_compile", "kernel_copy_fraction", "peak_extra_over_input"]  # fmt: skip
+    print(best[columns].to_string())
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from kernels._dispatch import next_power_of_2, use_triton
+from kernels._dispatch import interpreting, next_power_of_2, use_triton
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -30,6 +30,13 @@ def _focal_weight(q, gamma, GAMMA_ZERO: tl.constexpr):
     return tl.where(q > 0, tl.exp(gamma * tl.log(tl.maximum(q, 1e-30))), 0.0)
 
 
+def _warp_configs() -> list[triton.Config]:
+    """The tile is fixed by the class count (the loss buffer's shape depends on it); the warps per tile are tuned.
+    The interpreter gets one config, so the CPU tests do not time every candidate."""
+    return [triton.Config({}, num_warps=w) for w in ([4] if interpreting() else [2, 4, 8, 16])]
+
+
+@triton.autotune(configs=_warp_configs(), key=["C", "S", "COMPUTE_GRAD"])
 @triton.jit
 def _softmax_focal_kernel(
     logits_ptr,
@@ -100,6 +107,7 @@ def _softmax_focal_kernel(
         tl.store(loss_ptr + n * S + s, loss, mask=s_mask)
 
 
+@triton.autotune(configs=_warp_configs(), key=["numel", "COMPUTE_GRAD"])
 @triton.jit
 def _sigmoid_focal_kernel(
     logits_ptr,
@@ -141,6 +149,22 @@ def _sigmoid_focal_kernel(
         tl.store(loss_ptr + offsets, loss, mask=mask)
 
 
+@triton.jit
+def _count_valid_kernel(target_ptr, partial_ptr, numel, ignore_index, BLOCK: tl.constexpr):
+    """partial[pid] = how many targets of the pid-th block are not ignore_index (no mask of the targets' size)."""
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    y = tl.load(target_ptr + offsets, mask=offsets < numel, other=ignore_index)
+    tl.store(partial_ptr + tl.program_id(0), tl.sum((y != ignore_index).to(tl.int32), axis=0))
+
+
+def count_valid(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    flat = target.reshape(-1)
+    block = 4096
+    partial = torch.empty(max(1, triton.cdiv(flat.numel(), block)), device=target.device, dtype=torch.int32)
+    _count_valid_kernel[(partial.numel(),)](flat, partial, flat.numel(), int(ignore_index), BLOCK=block)
+    return partial.sum()
+
+
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -173,8 +197,7 @@ def focal_forward(logits, target, alpha, gamma, ignore_index, reduction, compute
     block_c = next_power_of_2(num_classes)
     block_s = max(1, min(next_power_of_2(s), 4096 // block_c))
     grid = (triton.cdiv(s, block_s), n)
-    valid = target != ignore_index
-    count = valid.sum().to(acc)
+    count = count_valid(target, ignore_index).to(acc)
     grad_scale = 1.0 / count.clamp(min=1) if reduction == "mean" else torch.ones((), device=logits.device, dtype=acc)
     grad = torch.empty_like(logits) if compute_grad else logits
     _, _, (sg_n, sg_c, sg_s), _ = _as_ncs(grad, target)

@@ -7,23 +7,49 @@ x is (N, C, H, W), contiguous or channels_last, in float32, float16 or bfloat16;
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import nn
 
-from kernels._dispatch import next_power_of_2, use_triton
+from kernels._dispatch import interpreting, next_power_of_2, use_triton
 
 
+def _tile_configs() -> list[triton.Config]:
+    """(channels × pixels) tiles: long pixel runs for contiguous x, wide channel runs for channels_last. The
+    interpreter gets one config, so the CPU tests do not time every candidate."""
+    tiles = [(4, 512, 4), (8, 512, 8), (16, 256, 4), (32, 128, 4), (64, 64, 4), (128, 32, 8), (32, 64, 4)]
+    if interpreting():
+        tiles = [(4, 64, 1)]
+    return [triton.Config({"BLOCK_C": c, "BLOCK_HW": hw}, num_warps=w) for c, hw, w in tiles]
+
+
+def _prune_tiles(configs, named_args, **_):
+    """Drop tiles far wider than the tensor along either axis (a 128-channel tile on 5 channels)."""
+    c, hw = named_args["C"], named_args["HW"]
+    widest_c, widest_hw = max(4, next_power_of_2(c)), max(32, next_power_of_2(hw))
+    fitting = [cfg for cfg in configs if cfg.kwargs["BLOCK_C"] <= widest_c and cfg.kwargs["BLOCK_HW"] <= widest_hw]
+    return fitting or configs[:1]
+
+
+SPLIT_ALIGN = 512  # a pixel chunk of the reduction is a multiple of every tile's BLOCK_HW
+
+
+@triton.autotune(
+    configs=_tile_configs(), key=["C", "HW", "PIXELS_CONTIGUOUS"], prune_configs_by={"early_config_prune": _prune_tiles}
+)
 @triton.jit
 def _channel_dot_kernel(
     a_ptr,
     b_ptr,
-    out_ptr,
+    partial_ptr,
     C,
     HW,
-    scale,
+    chunk,
+    splits,
     sa_n,
     sa_c,
     sa_hw,
@@ -31,16 +57,20 @@ def _channel_dot_kernel(
     sb_c,
     sb_hw,
     HAS_B: tl.constexpr,
+    PIXELS_CONTIGUOUS: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_HW: tl.constexpr,
 ):
-    """out[n, c] = scale * sum_hw a[n, c, hw] (* b[n, c, hw] when HAS_B), accumulated in out's dtype."""
-    n = tl.program_id(0).to(tl.int64)
+    """partial[n, c, k] = sum over the k-th chunk of pixels of a[n, c, hw] (* b[n, c, hw] when HAS_B), in float32
+    (float64 for float64 partials). Splitting the pixels keeps the GPU busy when N × C is small."""
+    n = tl.program_id(0) // splits
+    k = tl.program_id(0) % splits
+    n, k = n.to(tl.int64), k.to(tl.int64)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = c < C
-    acc_dtype = out_ptr.dtype.element_ty
+    acc_dtype = partial_ptr.dtype.element_ty
     acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=acc_dtype)
-    for start in range(0, HW, BLOCK_HW):
+    for start in range(k * chunk, tl.minimum(k * chunk + chunk, HW), BLOCK_HW):
         hw = start + tl.arange(0, BLOCK_HW).to(tl.int64)
         mask = c_mask[:, None] & (hw < HW)[None, :]
         a = tl.load(a_ptr + n * sa_n + c[:, None] * sa_c + hw[None, :] * sa_hw, mask=mask, other=0.0).to(acc_dtype)
@@ -48,9 +78,12 @@ def _channel_dot_kernel(
             b = tl.load(b_ptr + n * sb_n + c[:, None] * sb_c + hw[None, :] * sb_hw, mask=mask, other=0.0)
             a = a * b.to(acc_dtype)
         acc += a
-    tl.store(out_ptr + n * C + c, tl.sum(acc, axis=1) * scale, mask=c_mask)
+    tl.store(partial_ptr + (n * C + c) * splits + k, tl.sum(acc, axis=1), mask=c_mask)
 
 
+@triton.autotune(
+    configs=_tile_configs(), key=["C", "HW", "PIXELS_CONTIGUOUS"], prune_configs_by={"early_config_prune": _prune_tiles}
+)
 @triton.jit
 def _channel_affine_kernel(
     a_ptr,
@@ -66,6 +99,7 @@ def _channel_affine_kernel(
     so_c,
     so_hw,
     HAS_T: tl.constexpr,
+    PIXELS_CONTIGUOUS: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_HW: tl.constexpr,
 ):
@@ -97,14 +131,16 @@ def _flattenable(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _blocks(x: torch.Tensor) -> tuple[int, int]:
-    """Tile (channels × pixels): long pixel runs when pixels are contiguous, wide channel runs for channels_last."""
-    _, c, h, w = x.shape
-    if x.stride(1) == 1 and c > 1:
-        block_c = min(next_power_of_2(c), 64)
-        return block_c, max(1, min(next_power_of_2(h * w), 4096 // block_c))
-    block_hw = min(next_power_of_2(h * w), 1024)
-    return max(1, min(next_power_of_2(c), 4096 // block_hw)), block_hw
+def _pixels_contiguous(x: torch.Tensor) -> bool:
+    return x.stride(1) != 1 or x.shape[1] == 1
+
+
+@functools.cache
+def _target_programs(device: torch.device) -> int:
+    """Enough programs to fill the GPU a few times over; a handful in the interpreter, so its tests split too."""
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 8
 
 
 def accumulation_dtype(x: torch.Tensor) -> torch.dtype:
@@ -114,27 +150,27 @@ def accumulation_dtype(x: torch.Tensor) -> torch.dtype:
 def channel_dot(a: torch.Tensor, b: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
     """scale * sum over H, W of a (or of a * b) -> (N, C) in the accumulation dtype."""
     n, c, h, w = a.shape
-    out = torch.empty((n, c), device=a.device, dtype=accumulation_dtype(a))
-    block_c, block_hw = _blocks(a)
-    grid = (n, triton.cdiv(c, block_c))
-    _channel_dot_kernel[grid](
-        a, a if b is None else b, out, c, h * w, scale,
+    hw = h * w
+    wanted = triton.cdiv(_target_programs(a.device), n)
+    chunk = triton.cdiv(triton.cdiv(hw, max(1, wanted)), SPLIT_ALIGN) * SPLIT_ALIGN
+    splits = triton.cdiv(hw, chunk)
+    partial = torch.empty((n, c, splits), device=a.device, dtype=accumulation_dtype(a))
+    _channel_dot_kernel[lambda meta: (n * splits, triton.cdiv(c, meta["BLOCK_C"]))](
+        a, a if b is None else b, partial, c, hw, chunk, splits,
         *_strides(a), *_strides(a if b is None else b),
-        HAS_B=b is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
+        HAS_B=b is not None, PIXELS_CONTIGUOUS=_pixels_contiguous(a),
     )  # fmt: skip
-    return out
+    return partial.sum(2) * scale if splits > 1 else partial.view(n, c) * scale
 
 
 def channel_affine(a: torch.Tensor, s: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
     """a * s[:, :, None, None] (+ t[:, :, None, None]) in a's dtype and memory format."""
     n, c, h, w = a.shape
     out = torch.empty_like(a)
-    block_c, block_hw = _blocks(a)
-    grid = (triton.cdiv(h * w, block_hw), triton.cdiv(c, block_c), n)
-    _channel_affine_kernel[grid](
+    _channel_affine_kernel[lambda meta: (triton.cdiv(h * w, meta["BLOCK_HW"]), triton.cdiv(c, meta["BLOCK_C"]), n)](
         a, s, s if t is None else t, out, c, h * w,
         *_strides(a), *_strides(out),
-        HAS_T=t is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
+        HAS_T=t is not None, PIXELS_CONTIGUOUS=_pixels_contiguous(a),
     )  # fmt: skip
     return out
 
