@@ -1,18 +1,58 @@
-"""Which path an op takes: Triton on CUDA tensors or, under TRITON_INTERPRET=1, on CPU tensors; else the reference."""
+"""Which path an op takes: Triton where Triton runs (CUDA devices of compute capability >= 7.0, or CPU tensors under
+TRITON_INTERPRET=1), unless KIT_DISABLE_TRITON=1; else the plain PyTorch reference."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import torch
+
+log = logging.getLogger("kernels")
+
+TRITON_MIN_CAPABILITY = (7, 0)  # Triton's GPU compiler refuses older devices (Kaggle's P100 is 6.0)
 
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def triton_disabled() -> bool:
+    return os.environ.get("KIT_DISABLE_TRITON", "0") not in ("", "0")
+
+
+@functools.cache
+def _cuda_decision(index: int, disabled: bool) -> tuple[bool, str]:
+    name = torch.cuda.get_device_name(index)
+    capability = torch.cuda.get_device_capability(index)
+    if disabled:
+        return False, f"{name}: fused ops take the PyTorch reference (KIT_DISABLE_TRITON=1)"
+    if tuple(capability) < TRITON_MIN_CAPABILITY:
+        return False, (
+            f"{name} (compute capability {capability[0]}.{capability[1]}): fused ops take the PyTorch reference; "
+            f"Triton needs {TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or newer"
+        )
+    return True, f"{name} (compute capability {capability[0]}.{capability[1]}): fused ops take the Triton kernels"
+
+
+def describe(device: torch.device) -> str:
+    """One line saying which path the fused ops take on a device (the runner prints it once per run)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _cuda_decision(device.index if device.index is not None else torch.cuda.current_device(),
+                              triton_disabled())[1]  # fmt: skip
+    if device.type == "cpu" and interpreting() and not triton_disabled():
+        return "cpu: fused ops run the Triton kernels in Triton's interpreter (TRITON_INTERPRET=1)"
+    return f"{device.type}: fused ops take the PyTorch reference"
+
+
 def use_triton(tensor: torch.Tensor) -> bool:
-    return tensor.is_cuda or (tensor.device.type == "cpu" and interpreting())
+    if triton_disabled():
+        return False
+    if tensor.is_cuda:
+        return _cuda_decision(tensor.device.index, False)[0]
+    return tensor.device.type == "cpu" and interpreting()
 
 
 def next_power_of_2(n: int) -> int:

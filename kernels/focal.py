@@ -191,7 +191,18 @@ def _check_softmax_inputs(logits, target, alpha, reduction):
         raise ValueError(f"alpha must have one weight per class ({logits.shape[1]}), got {tuple(alpha.shape)}")
 
 
-def focal_forward(logits, target, alpha, gamma, ignore_index, reduction, compute_grad):
+@torch.library.custom_op("kit::focal_forward", mutates_args=())
+def focal_forward(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: torch.Tensor | None,
+    gamma: float,
+    ignore_index: int,
+    reduction: str,
+    compute_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and, when compute_grad, its gradient (else an empty tensor). A custom op, so torch.compile keeps it
+    whole."""
     n, s, (sl_n, sl_c, sl_s), (st_n, st_s) = _as_ncs(logits, target)
     num_classes, acc = logits.shape[1], _accumulation_dtype(logits)
     block_c = next_power_of_2(num_classes)
@@ -211,10 +222,19 @@ def focal_forward(logits, target, alpha, gamma, ignore_index, reduction, compute
         BLOCK_C=block_c, BLOCK_S=block_s,
     )  # fmt: skip
     loss = _reduced(loss.reshape(target.shape) if reduction == "none" else loss, reduction, count)
-    return loss.to(logits.dtype), (grad if compute_grad else None)
+    return loss.to(logits.dtype), (grad if compute_grad else logits.new_empty(0))
 
 
-def sigmoid_focal_forward(logits, targets, alpha, gamma, reduction, compute_grad):
+@focal_forward.register_fake
+def _(logits, target, alpha, gamma, ignore_index, reduction, compute_grad):
+    loss = logits.new_empty(target.shape if reduction == "none" else ())
+    return loss, (torch.empty_like(logits) if compute_grad else logits.new_empty(0))
+
+
+@torch.library.custom_op("kit::sigmoid_focal_forward", mutates_args=())
+def sigmoid_focal_forward(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float, reduction: str, compute_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     x, t = logits.contiguous(), targets.contiguous()
     numel, acc = x.numel(), _accumulation_dtype(x)
     block = 2048
@@ -227,7 +247,15 @@ def sigmoid_focal_forward(logits, targets, alpha, gamma, reduction, compute_grad
         HAS_ALPHA=alpha >= 0, GAMMA_ZERO=gamma == 0, COMPUTE_GRAD=compute_grad, PARTIAL_SUMS=partial, BLOCK=block,
     )  # fmt: skip
     loss = _reduced(loss.view(x.shape) if reduction == "none" else loss, reduction, numel)
-    return loss.to(logits.dtype), (grad if compute_grad else None)
+    return loss.to(logits.dtype), (grad if compute_grad else logits.new_empty(0))
+
+
+@sigmoid_focal_forward.register_fake
+def _(logits, targets, alpha, gamma, reduction, compute_grad):
+    loss = logits.new_empty(logits.shape if reduction == "none" else ())
+    return loss, (
+        torch.empty_like(logits, memory_format=torch.contiguous_format) if compute_grad else logits.new_empty(0)
+    )
 
 
 def _reduced(loss, reduction, count):
@@ -241,7 +269,7 @@ def scale_grad(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str, cl
     place: a retained graph (gradcheck, a second backward) must find the stored gradient unchanged."""
     if reduction == "none":
         return grad * (grad_output.unsqueeze(1) if class_dim else grad_output)
-    if torch.equal(grad_output, torch.ones_like(grad_output)):
+    if not torch.compiler.is_compiling() and torch.equal(grad_output, torch.ones_like(grad_output)):
         return grad
     return grad * grad_output
 

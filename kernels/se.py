@@ -187,14 +187,41 @@ def _mlp_unautocast(mean, w1, b1, w2, b2):
     return z1, hidden, gate
 
 
-def se_forward(x, w1, b1, w2, b2):
+@torch.library.custom_op("kit::se_forward", mutates_args=())
+def se_forward(
+    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y and what the backward needs (mean, z1, hidden, gate). A custom op, so torch.compile keeps it whole."""
     mean = channel_dot(x, scale=1.0 / (x.shape[2] * x.shape[3]))
     z1, hidden, gate = _mlp(mean, w1, b1, w2, b2)
-    return channel_affine(x, gate), (mean, z1, hidden, gate)
+    return channel_affine(x, gate), mean, z1, hidden, gate
 
 
-def se_backward(grad_y, x, w1, w2, saved):
-    mean, z1, hidden, gate = saved
+@se_forward.register_fake
+def _(x, w1, b1, w2, b2):
+    acc = accumulation_dtype(x)
+    n, c = x.shape[:2]
+    rows = x.new_empty((n, w1.shape[0]), dtype=acc)
+    return (
+        torch.empty_like(x),
+        x.new_empty((n, c), dtype=acc),
+        rows,
+        torch.empty_like(rows),
+        x.new_empty((n, c), dtype=acc),
+    )
+
+
+@torch.library.custom_op("kit::se_backward", mutates_args=())
+def se_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    mean: torch.Tensor,
+    z1: torch.Tensor,
+    hidden: torch.Tensor,
+    gate: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     grad_gate = channel_dot(grad_y, x)
     grad_z2 = grad_gate * gate * (1.0 - gate)
     grad_w2, grad_b2 = grad_z2.t() @ hidden, grad_z2.sum(0)
@@ -205,11 +232,23 @@ def se_backward(grad_y, x, w1, w2, saved):
     return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
 
 
+@se_backward.register_fake
+def _(grad_y, x, w1, w2, mean, z1, hidden, gate):
+    acc = mean.dtype
+    return (
+        torch.empty_like(grad_y),
+        w1.new_empty(w1.shape, dtype=acc),
+        w1.new_empty(w1.shape[:1], dtype=acc),
+        w2.new_empty(w2.shape, dtype=acc),
+        w2.new_empty(w2.shape[:1], dtype=acc),
+    )
+
+
 class SqueezeExciteFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2):
         x = _flattenable(x)
-        y, saved = se_forward(x, w1, b1, w2, b2)
+        y, *saved = se_forward(x, w1, b1, w2, b2)
         ctx.save_for_backward(x, w1, w2, *saved)
         ctx.dtypes = (w1.dtype, b1.dtype, w2.dtype, b2.dtype)
         return y
@@ -217,7 +256,7 @@ class SqueezeExciteFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, w1, w2, *saved = ctx.saved_tensors
-        grads = se_backward(_flattenable(grad_y), x, w1, w2, saved)
+        grads = se_backward(_flattenable(grad_y), x, w1, w2, *saved)
         return grads[0], *(g.to(dtype) for g, dtype in zip(grads[1:], ctx.dtypes, strict=True))
 
 

@@ -97,6 +97,20 @@ def cmd_train_all(args) -> None:
     cmd_oof(args)
 
 
+def cmd_bench_train(args) -> None:
+    from kit.train.bench import bench_train, record
+
+    row = bench_train(_experiment(args), batches=args.batches, overrides=tuple(args.overrides))
+    frame = record(row)
+    print(
+        f"{row['exp']} on {row['device']} ({row['precision']}, compile {row['compile']}, fused ops: {row['fused_ops']}), "
+        f"batch {row['batch_size']}, {row['workers']} workers"
+    )
+    for part in ("loader", "model", "train"):
+        print(f"{part + ' samples/s':<18} {row[f'{part}_samples_per_s']:10.1f}")
+    print(f"bound by the {row['bound_by']}; {len(frame)} rows in runs/bench-train/bench.csv")
+
+
 def cmd_oof(args) -> None:
     from kit.train.outputs import merge_oof
 
@@ -226,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-all", cmd_train_all, "train every fold, then merge the OOF"),
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/oof.csv and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
+        ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
     ):
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
@@ -233,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
+        if verb == "bench-train":
+            p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
     p = verbs.add_parser("stack", help="stack experiments' OOF with a LightGBM meta-model (fold by fold)")

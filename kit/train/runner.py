@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from kernels import _dispatch as dispatch
 from kit import paths
 from kit.competitions import get_competition
 from kit.config import dump_config
@@ -26,12 +27,22 @@ from kit.io import atomic_path, write_text_atomic
 from kit.models.registry import create_model
 from kit.report.progress import plot_progress
 from kit.train import checkpoint, distributed
+from kit.train.loaders import make_loader, to_device
+from kit.train.precision import Precision
+from kit.train.step import Stepper
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def accumulation_steps(trainer: dict) -> int:
+    steps = trainer.get("accumulate", 1)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise KitError(f"trainer.accumulate={steps!r}: expected a whole number of batches >= 1")
+    return steps
 
 
 def fold_dir(cfg: dict, fold: int) -> Path:
@@ -64,14 +75,16 @@ def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | 
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
-def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None) -> dict:
-    """Load model_last.pt's weights, optimiser, schedule and weight average (started from the weights when the
-    interrupted run kept none); returns the run's state (epoch, best, history)."""
+def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, scaler=None) -> dict:
+    """Load model_last.pt's weights, optimiser, schedule, weight average (started from the weights when the
+    interrupted run kept none) and fp16 gradient scaler; returns the run's state (epoch, best, history)."""
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     if ema is not None:
         ema.module.load_state_dict(saved.get("ema", saved["model"]))
+    if scaler is not None and scaler.is_enabled() and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
     return saved["state"]
 
 
@@ -88,16 +101,11 @@ def prepare(cfg: dict, ctx: distributed.Context):
 
 
 def autocast(cfg: dict, device: torch.device):
-    if cfg["trainer"]["amp"] and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    return Precision.for_device(cfg["trainer"].get("precision", "auto"), device).autocast()
 
 
-def to_device(value, device: torch.device):
-    """A batch's target, a tensor or a dict of them (e.g. labels and heatmaps), on the device."""
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value.to(device)
+def memory_format(cfg: dict):
+    return torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
 
 
 def logits_of(out) -> torch.Tensor:
@@ -110,9 +118,8 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     """Logits over a loader, in its order, and the mean loss where targets are known."""
     model.eval()
     ids, logits, total, count = [], [], 0.0, 0
-    memory = torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
     for batch in loader:
-        image = batch["image"].to(device).contiguous(memory_format=memory)
+        image = to_device(batch["image"], device, memory_format(cfg))
         with autocast(cfg, device):
             out = model(image)
         if loss_fn is not None:
@@ -141,12 +148,15 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
     if ctx.device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    model = build_model(cfg, training).to(ctx.device)
-    memory = torch.channels_last if trainer["channels_last"] else torch.contiguous_format
-    model = model.to(memory_format=memory)
+    precision = Precision.for_device(trainer.get("precision", "auto"), ctx.device)
+    accumulate = accumulation_steps(trainer)
+    if ctx.is_main:
+        print(f"{precision.describe()}; {dispatch.describe(ctx.device)}", flush=True)
+    model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))
     ema = weight_average(model, trainer.get("ema"))
     evaluated = ema.module if ema is not None else model
     wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
+    forward = torch.compile(wrapped) if trainer.get("compile") else wrapped
     loss_fn = training.loss().to(ctx.device)
 
     train_set = training.dataset(train_ids, "train", augment_seed=trainer["seed"] if trainer["augment"] else None)
@@ -154,13 +164,11 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
         train_set, ctx.world_size, ctx.rank, shuffle=True, seed=trainer["seed"], drop_last=True
     )
     per_rank = max(1, trainer["batch_size"] // ctx.world_size)
-    train_loader = DataLoader(train_set, per_rank, sampler=sampler, num_workers=trainer["num_workers"], drop_last=True)
-    val_loader = DataLoader(
-        training.dataset(val_ids, "train"), trainer["batch_size"], num_workers=trainer["num_workers"]
-    )
+    train_loader = make_loader(train_set, per_rank, trainer, ctx.device, sampler=sampler, drop_last=True)
+    val_loader = make_loader(training.dataset(val_ids, "train"), trainer["batch_size"], trainer, ctx.device)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / accumulate)
     scheduler = warmup_cosine(
         optimizer, trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
     )
@@ -171,12 +179,14 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
 
     last = out / "model_last.pt"
     if resume and last.exists():
-        state = restore(checkpoint.load(last), model, optimizer, scheduler, ema)
+        state = restore(checkpoint.load(last), model, optimizer, scheduler, ema, precision.scaler)
         if ctx.is_main:
             print(f"resuming {out} after epoch {state['epoch']}")
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config({**cfg, "fold": fold}, out / "config.yaml")
+
+    stepper = Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema)
 
     metric = training.metric_name
     for epoch in range(state["epoch"] + 1, trainer["epochs"]):
@@ -188,18 +198,24 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
         wrapped.train()
         started, running, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(train_loader, desc=f"fold {fold} epoch {epoch}", leave=False, disable=not ctx.is_main)
-        for batch in bar:
-            image = batch["image"].to(ctx.device).contiguous(memory_format=memory)
-            with autocast(cfg, ctx.device):
-                loss = loss_fn(wrapped(image), to_device(batch["target"], ctx.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model, step=scheduler.last_epoch)
-            running += float(loss.detach()) * len(image)
+        optimizer.zero_grad(set_to_none=True)
+        for index, batch in enumerate(bar):
+            image = to_device(batch["image"], ctx.device, memory_format(cfg))
+            stepping = (index + 1) % accumulate == 0 or index + 1 == len(train_loader)
+            syncing = nullcontext() if stepping or ctx.world_size == 1 else wrapped.no_sync()
+            with syncing:
+                with precision.autocast():
+                    loss = loss_fn(forward(image), to_device(batch["target"], ctx.device))
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise KitError(
+                        f"fold {fold} epoch {epoch} batch {index}: the training loss is {value}; look for NaN or "
+                        f"infinite values in the data, or lower trainer.lr"
+                    )
+                stepper.backward(loss)
+            if stepping:
+                stepper.step()
+            running += value * len(image)
             seen += len(image)
             bar.set_postfix(loss=f"{running / seen:.4f}")
         train_seconds = time.perf_counter() - started
@@ -238,6 +254,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
                     **({"ema": ema.module.state_dict()} if ema is not None else {}),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    **({"scaler": precision.scaler.state_dict()} if precision.scaler.is_enabled() else {}),
                     "state": state,
                     "config": cfg,
                 },

@@ -1,0 +1,114 @@
+"""Training throughput of an experiment, split so a user sees what bounds a run: the data loader alone, the model
+alone (one real batch replayed: forward, backward, optimiser step) and both together (real training steps).
+
+Writes runs/bench-train/bench.csv (one row per run, appended) and bench.md beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import date
+
+import pandas as pd
+import torch
+
+from kernels import _dispatch as dispatch
+from kit import paths
+from kit.errors import KitError
+from kit.io import atomic_path, write_text_atomic
+from kit.train.loaders import make_loader, to_device
+from kit.train.precision import Precision
+from kit.train.runner import accumulation_steps, build_model, memory_format, prepare, seed_everything
+from kit.train.distributed import Context
+from kit.train.step import Stepper
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(run, batches: int, batch_size: int, device: torch.device, warmup: int) -> float:
+    """Samples per second of `run(i)` over `batches` calls after `warmup` untimed ones."""
+    for i in range(warmup):
+        run(i)
+    _synchronize(device)
+    started = time.perf_counter()
+    for i in range(batches):
+        run(warmup + i)
+    _synchronize(device)
+    return batches * batch_size / (time.perf_counter() - started)
+
+
+def bench_train(cfg: dict, batches: int = 20, warmup: int = 3, overrides: tuple[str, ...] = ()) -> dict:
+    trainer = cfg["trainer"]
+    ctx = Context(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    device = ctx.device
+    _, training, folds = prepare(cfg, ctx)
+    seed_everything(trainer["seed"])
+    train_ids = folds.index[folds != 0].tolist()
+    dataset = training.dataset(train_ids, "train", augment_seed=trainer["seed"] if trainer["augment"] else None)
+    batch_size = trainer["batch_size"]
+    loader = make_loader(dataset, batch_size, trainer, device, shuffle=True, drop_last=True)
+    if len(loader) < 1:
+        raise KitError(f"trainer.batch_size={batch_size}: fold 0 has only {len(dataset)} training samples")
+
+    def batch_stream():
+        return itertools.chain.from_iterable(itertools.repeat(loader))
+
+    precision = Precision.for_device(trainer.get("precision", "auto"), device)
+    model = build_model(cfg, training).to(device).to(memory_format=memory_format(cfg))
+    forward = torch.compile(model) if trainer.get("compile") else model
+    loss_fn = training.loss().to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
+    stepper = Stepper(model, optimizer, None, precision, trainer["grad_clip"], accumulation_steps(trainer))
+    model.train()
+
+    def train_step(batch) -> None:
+        image = to_device(batch["image"], device, memory_format(cfg))
+        with precision.autocast():
+            loss = loss_fn(forward(image), to_device(batch["target"], device))
+        stepper.backward(loss)
+        stepper.step()
+
+    for _ in loader:  # one untimed epoch: caches fill (decoded DICOM) and workers start, as after a run's first epoch
+        pass
+    stream = batch_stream()
+    loader_rate = _rate(lambda i: next(stream), batches, batch_size, device, warmup)
+    fixed = next(iter(loader))
+    fixed = {"image": to_device(fixed["image"], device), "target": to_device(fixed["target"], device)}
+    model_rate = _rate(lambda i: train_step(fixed), batches, batch_size, device, warmup)
+    stream = batch_stream()
+    both_rate = _rate(lambda i: train_step(next(stream)), batches, batch_size, device, warmup)
+    bound = "data loader" if loader_rate < model_rate else "model"
+    return {
+        "date": date.today().isoformat(),
+        "exp": cfg["name"],
+        "overrides": " ".join(overrides),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": precision.mode,
+        "compile": bool(trainer.get("compile")),
+        "fused_ops": dispatch.describe(device).split(": ", 1)[-1],
+        "batch_size": batch_size,
+        "workers": loader.num_workers,
+        "loader_samples_per_s": loader_rate,
+        "model_samples_per_s": model_rate,
+        "train_samples_per_s": both_rate,
+        "bound_by": bound,
+    }
+
+
+def record(row: dict) -> pd.DataFrame:
+    """Append the row to runs/bench-train/bench.csv and rewrite bench.md from all rows."""
+    out = paths.runs_root() / "bench-train"
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "bench.csv"
+    frame = pd.concat([pd.read_csv(csv), pd.DataFrame([row])]) if csv.exists() else pd.DataFrame([row])
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    cells = frame.astype(object).map(lambda v: f"{v:.1f}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells.itertuples(index=False)]
+    write_text_atomic(out / "bench.md", "\n".join(lines) + "\n")
+    return frame

@@ -1,0 +1,41 @@
+"""Data loaders for a fold: on CUDA, worker processes from the CPU count, pinned memory, persistent workers; on the
+CPU, the main process (workers there only compete with the model for the same cores)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader
+
+from kit.errors import KitError
+
+
+def worker_count(setting, device: torch.device) -> int:
+    """trainer.num_workers: a count, or null for the default (CUDA: the CPU count less one, at most 8; CPU: 0)."""
+    if setting is None or setting == "auto":
+        return min(8, max(0, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 0:
+        raise KitError(f"trainer.num_workers={setting!r}: expected a count >= 0, or null for the default")
+    return setting
+
+
+def make_loader(dataset, batch_size: int, trainer: dict, device: torch.device, **kwargs) -> DataLoader:
+    workers = worker_count(trainer.get("num_workers"), device)
+    cuda = device.type == "cuda"
+    return DataLoader(
+        dataset,
+        batch_size,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=cuda and workers > 0,
+        **kwargs,
+    )
+
+
+def to_device(value, device: torch.device, memory_format=None):
+    """A batch's tensor, or a dict of them (labels and heatmaps), on the device; copies from pinned memory overlap."""
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    moved = value.to(device, non_blocking=True)
+    return moved.contiguous(memory_format=memory_format) if memory_format is not None else moved
