@@ -103,8 +103,8 @@ def cmd_bench_train(args) -> None:
     row = bench_train(_experiment(args), batches=args.batches, overrides=tuple(args.overrides))
     frame = record(row)
     print(
-        f"{row['exp']} on {row['device']} ({row['precision']}, compile {row['compile']}, fused ops: {row['fused_ops']}), "
-        f"batch {row['batch_size']}, {row['workers']} workers"
+        f"{row['exp']} on {row['device']} ({row['precision']}, compile {row['compile']}, {row['fused_ops']}), batch"
+        f" {row['batch_size']}, {row['workers']} workers"
     )
     for part in ("loader", "model", "train"):
         print(f"{part + ' samples/s':<18} {row[f'{part}_samples_per_s']:10.1f}")

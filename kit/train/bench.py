@@ -17,10 +17,10 @@ from kernels import _dispatch as dispatch
 from kit import paths
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
+from kit.train.distributed import Context
 from kit.train.loaders import make_loader, to_device
 from kit.train.precision import Precision
 from kit.train.runner import accumulation_steps, build_model, memory_format, prepare, seed_everything
-from kit.train.distributed import Context
 from kit.train.step import Stepper
 
 
