@@ -13,10 +13,14 @@ from kit.errors import KitError
 
 
 def _read_csv(path: str) -> pd.DataFrame:
+    if Path(path).is_dir():
+        raise KitError(f"{path}: is a folder, expected a CSV file")
     try:
         return pd.read_csv(path)
     except FileNotFoundError as exc:
         raise KitError(f"{path}: file not found") from exc
+    except PermissionError as exc:
+        raise KitError(f"{path}: not readable (permission denied)") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise KitError(f"{path}: not a readable CSV ({exc})") from exc
 
@@ -53,12 +57,16 @@ def cmd_validate(args) -> None:
 
     comp = get_competition(args.competition)
     sample = _read_csv(args.sample) if args.sample else None
-    problems = comp.validate(_read_csv(args.file), sample)
+    frame = _read_csv(args.file)
+    problems = comp.validate(frame, sample)
     for problem in problems:
         print(f"{args.file}: {problem}")
     if problems:
-        raise SystemExit(1)
+        return 1
+    for warning in comp.warnings(frame):
+        print(f"{args.file}: warning: {warning}")
     print(f"{args.file}: valid {comp.slug} submission")
+    return 0
 
 
 def cmd_folds(args) -> None:
@@ -310,11 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            args.func(args)
+            status = args.func(args)
     except KitError as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

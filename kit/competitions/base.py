@@ -39,6 +39,10 @@ class Competition:
     def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         raise NotImplementedError
 
+    def warnings(self, submission: pd.DataFrame) -> list[str]:
+        """What is odd about a submission but scores the same on Kaggle (e.g. rows out of id order)."""
+        return []
+
     def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
         """The submission's row ids for every test sample found under data_dir (the first `limit` samples)."""
         raise NotImplementedError

@@ -8,6 +8,7 @@ import pandas as pd
 
 from kit.competitions.base import Competition
 from kit.data.folds import load_or_make_folds
+from kit.errors import KitError
 
 from . import data, layout, metric, submission, synth
 from .layout import BIG_ROCK
@@ -21,13 +22,17 @@ class MarsTerrain(Competition):
         return synth.generate(out, seed=seed, force=force)
 
     def score(self, solution: pd.DataFrame, sub: pd.DataFrame) -> dict[str, float]:
-        problems = submission.validate_submission(sub, expected_rows=len(solution))
-        if problems:
-            raise ValueError("submission: " + "; ".join(problems))
+        for frame, what in ((solution, "solution"), (sub, "submission")):
+            problems = submission.validate_submission(frame, expected_rows=len(solution))
+            if problems:
+                raise KitError(f"{what}: " + "; ".join(problems))
         return metric.mean_iou(submission.frame_labels(solution), submission.frame_labels(sub))
 
     def validate(self, sub: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         return submission.validate_submission(sub, None if sample is None else len(sample))
+
+    def warnings(self, sub: pd.DataFrame) -> list[str]:
+        return submission.order_warnings(sub)
 
     def training(self, cfg: dict, data_dir: Path):
         from .training import MarsTraining

@@ -62,13 +62,22 @@ def validate_submission(frame: pd.DataFrame, expected_rows: int | None = None) -
             wrong = next(i for i, (a, b) in enumerate(zip(columns, expected_columns, strict=True)) if a != b)
             problems.append(f"column {wrong} is {columns[wrong]!r}, expected {expected_columns[wrong]!r}")
         return problems
-    if "id" in frame:
-        ids = frame["id"].to_numpy()
-        if not np.array_equal(ids, np.arange(len(frame))):
-            problems.append("ids are not 0, 1, …, n-1 in order (one row per test image in test_set order)")
+    if len(frame) == 0:
+        return [*problems, "no rows: a submission needs one row per test image"]
+    ids = pd.to_numeric(frame["id"], errors="coerce").to_numpy()
+    if np.isnan(ids).any() or (ids != np.round(ids)).any():
+        problems.append(
+            f"non-integer ids in rows {np.flatnonzero(np.isnan(ids) | (ids != np.round(ids)))[:5].tolist()}"
+        )
+    elif not np.array_equal(np.sort(ids), np.arange(len(frame))):
+        duplicated = pd.Series(ids)[pd.Series(ids).duplicated()].astype(int).unique()[:5].tolist()
+        detail = f"repeated ids {duplicated}" if duplicated else f"ids run from {int(ids.min())} to {int(ids.max())}"
+        problems.append(f"ids are not 0, 1, …, n-1 once each ({detail})")
     if expected_rows is not None and len(frame) != expected_rows:
         problems.append(f"{len(frame)} rows, expected {expected_rows} (one per test image)")
-    values = frame.drop(columns="id").to_numpy(dtype=np.float64)
+    values, bad_cell = _label_values(frame.drop(columns="id"))
+    if bad_cell:
+        return [*problems, bad_cell]
     if np.isnan(values).any():
         problems.append(f"{int(np.isnan(values).sum())} empty or NaN labels")
     finite = values[~np.isnan(values)]
@@ -77,7 +86,29 @@ def validate_submission(frame: pd.DataFrame, expected_rows: int | None = None) -
     return problems
 
 
+def order_warnings(frame: pd.DataFrame) -> list[str]:
+    """Rows in another order than the ids: Kaggle aligns by id, so this scores the same; worth a look all the same."""
+    if "id" not in frame or len(frame) == 0:
+        return []
+    ids = pd.to_numeric(frame["id"], errors="coerce").to_numpy()
+    return [] if (np.diff(ids) > 0).all() else ["rows are not in id order (Kaggle aligns them by id)"]
+
+
+def _label_values(labels: pd.DataFrame) -> tuple[np.ndarray, str | None]:
+    """The labels as floats, or the first cell that is not a number (row, column, value)."""
+    try:
+        return labels.to_numpy(dtype=np.float64), None
+    except (ValueError, TypeError):
+        for column in labels.columns[labels.dtypes == object]:
+            numbers = pd.to_numeric(labels[column], errors="coerce")
+            bad = numbers.isna() & labels[column].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                return np.empty(0), f"row {row}, column {column!r}: {labels[column].iloc[row]!r} is not a class label"
+        raise
+
+
 def frame_labels(frame: pd.DataFrame) -> np.ndarray:
-    """(n, 64, 128) labels of a submission (or solution) frame, in id order."""
-    frame = frame.sort_values("id")
+    """(n, 64, 128) labels of a submission (or solution) frame, in id order (rows may come in any order)."""
+    frame = frame.assign(id=pd.to_numeric(frame["id"])).sort_values("id")
     return frame.drop(columns="id").to_numpy(dtype=np.int64).reshape(len(frame), HEIGHT, WIDTH)

@@ -2,7 +2,8 @@
 
 The weighted log loss is computed here rather than by `sklearn.metrics.log_loss` because sklearn's handling of
 rows that do not sum to 1 and its clipping epsilon changed between releases; Kaggle scored with the release of its
-2024 image (scikit-learn 1.2.2), which clips probabilities to [1e-15, 1 - 1e-15] and then renormalises each row.
+2024 image (scikit-learn 1.2.2), whose `eps="auto"` clips probabilities to [eps, 1 - eps] with eps the machine epsilon
+of the predictions' dtype (float64: 2.22e-16; 1.1 used 1e-15) and then renormalises each row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from kit.errors import KitError
 
 from .layout import METRIC_GROUPS, SEVERITY_COLUMNS
 
-EPS = 1e-15
+EPS = float(np.finfo(np.float64).eps)  # scikit-learn 1.2.2's eps="auto" for float64 predictions
 
 
 class MetricInputError(KitError):
@@ -66,6 +67,25 @@ def _check_values(frame: pd.DataFrame, what: str) -> None:
         raise MetricInputError(f"{what}: all values must be at least zero; first bad rows: {bad}")
 
 
+def _check_solution(sol: pd.DataFrame) -> None:
+    """A solution's labels are one-hot and its weights finite, non-negative and not all zero."""
+    labels = sol[list(SEVERITY_COLUMNS)].to_numpy(np.float64)
+    not_one_hot = ~(np.isin(labels, (0.0, 1.0)).all(axis=1) & (labels.sum(axis=1) == 1))
+    if not_one_hot.any():
+        raise MetricInputError(
+            f"solution: labels must be one-hot over {', '.join(SEVERITY_COLUMNS)}; first bad row_ids: "
+            f"{sol.index[not_one_hot][:5].tolist()}"
+        )
+    weight = pd.to_numeric(sol["sample_weight"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(weight) | (weight < 0)
+    if bad.any():
+        raise MetricInputError(
+            f"solution: sample_weight must be a finite number >= 0; first bad row_ids: {sol.index[bad][:5].tolist()}"
+        )
+    if not (weight > 0).any():
+        raise MetricInputError("solution: every sample_weight is 0, so no row is scored")
+
+
 def _align(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str) -> pd.DataFrame:
     for frame, what in ((solution, "solution"), (submission, "submission")):
         if row_id_column_name not in frame.columns:
@@ -91,6 +111,7 @@ def score_parts(
     _check_values(sol, "solution")
     if "sample_weight" not in sol.columns:
         raise MetricInputError("solution has no 'sample_weight' column")
+    _check_solution(sol)
 
     row_ids = sol.index.astype(str)
     groups = np.array([metric_group(r) for r in row_ids])
@@ -103,7 +124,7 @@ def score_parts(
     weights: list[float] = []
     for group in METRIC_GROUPS:
         rows = groups == group
-        if rows.any():
+        if rows.any() and weight[rows].sum() > 0:
             parts[group] = log_loss(y_true[rows], y_pred[rows], weight[rows])
             weights.append(1.0)
 

@@ -68,6 +68,8 @@ def validate_submission(frame: pd.DataFrame, expected_row_ids: Iterable[str] | N
         problems.append(f"columns are {columns}; expected {list(SUBMISSION_COLUMNS)} ({detail})")
     if "row_id" not in columns:
         return problems
+    if len(frame) == 0:
+        return [*problems, "no rows: a submission needs 25 rows per test study"]
 
     ids = frame["row_id"].astype(str)
     duplicated = ids[ids.duplicated()]

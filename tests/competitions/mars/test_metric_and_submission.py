@@ -48,11 +48,31 @@ def test_validation_lists_every_problem():
     bad = good.copy()
     bad.loc[1, "5"] = np.nan
     bad.loc[2, "6"] = 9
-    bad["id"] = [0, 2, 1]
+    bad["id"] = [0, 2, 2]
     problems = submission.validate_submission(bad, expected_rows=4)
     assert any("NaN" in p for p in problems) and any("outside" in p for p in problems)
-    assert any("ids" in p for p in problems) and any("3 rows, expected 4" in p for p in problems)
+    assert any("repeated ids [2]" in p for p in problems) and any("3 rows, expected 4" in p for p in problems)
     assert "8191 pixel columns" in submission.validate_submission(good.drop(columns="8191"))[0]
+    assert submission.validate_submission(good.iloc[:0]) == ["no rows: a submission needs one row per test image"]
+    shuffled = good.iloc[[2, 0, 1]]
+    assert submission.validate_submission(shuffled, expected_rows=3) == []
+    assert submission.order_warnings(shuffled) and not submission.order_warnings(good)
+    text = good.astype(object)
+    text.loc[1, "77"] = "rock"
+    assert submission.validate_submission(text) == ["row 1, column '77': 'rock' is not a class label"]
+
+
+def test_score_aligns_rows_by_id_as_kaggle_does(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 5, (5, 64, 128))
+    pred = np.where(rng.random(truth.shape) < 0.7, truth, rng.integers(1, 5, truth.shape))
+    submission.write_submission(tmp_path / "solution.csv", truth)
+    frame = pd.read_csv(pd.io.common.StringIO(submission.csv_bytes(pred).decode()))
+    frame.iloc[[3, 1, 4, 0, 2]].to_csv(tmp_path / "shuffled.csv", index=False)
+    assert main(["score", "mars", str(tmp_path / "solution.csv"), str(tmp_path / "shuffled.csv")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"score {metric.mean_iou(truth, pred)['score']:.6f}"
+    assert main(["validate", "mars", str(tmp_path / "shuffled.csv")]) == 0
+    assert "warning: rows are not in id order" in capsys.readouterr().out
 
 
 def test_score_and_validate_from_the_command_line(tmp_path, capsys):
@@ -67,6 +87,7 @@ def test_score_and_validate_from_the_command_line(tmp_path, capsys):
     assert out.strip().splitlines()[-1] == f"score {expected:.6f}" and "iou_big_rock" in out
     main(["validate", "mars", str(tmp_path / "sub.csv")])
     pd.read_csv(tmp_path / "sub.csv").drop(columns="100").to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(SystemExit):
-        main(["validate", "mars", str(tmp_path / "short.csv")])
+    assert main(["validate", "mars", str(tmp_path / "short.csv")]) == 1
     assert "pixel columns" in capsys.readouterr().out
+    assert main(["score", "mars", str(tmp_path / "solution.csv"), str(tmp_path / "short.csv")]) == 2
+    assert capsys.readouterr().err.startswith("error: submission: 8191 pixel columns")

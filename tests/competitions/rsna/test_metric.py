@@ -70,10 +70,13 @@ def test_worked_example():
     assert score(solution, submission.iloc[::-1]) == pytest.approx(parts["score"], abs=1e-15)  # rows in any order
 
 
+EPS64 = 2.220446049250313e-16  # np.finfo(np.float64).eps: sklearn 1.2.2's eps="auto" for float64 predictions
+
+
 def test_values_above_one_are_clipped_before_normalising():
-    # Kaggle's sklearn (1.2.2) clips to [1e-15, 1 - 1e-15] and then renormalises: (2, 1, 1) counts as (1/3, 1/3, 1/3).
+    # Kaggle's sklearn (1.2.2) clips to [eps, 1 - eps] and then renormalises: (2, 1, 1) counts as (1/3, 1/3, 1/3).
     # Any-severe takes the spinal severe value as given (clipped, never renormalised), so a study without a severe
-    # case predicted severe = 1 pays -log(1 - (1 - 1e-15)).
+    # case predicted severe = 1 pays -log(1 - (1 - eps)).
     solution, submission = frames(
         [
             ("5_spinal_canal_stenosis_l1_l2", 0, (2.0, 1.0, 1.0)),
@@ -84,8 +87,65 @@ def test_values_above_one_are_clipped_before_normalising():
     parts = score_parts(solution, submission)
     assert parts["spinal"] == pytest.approx(math.log(3), abs=1e-12)
     assert parts["foraminal"] == pytest.approx(0.0, abs=1e-12)
-    assert parts["any_severe_spinal"] == pytest.approx(-math.log(1 - (1 - 1e-15)), rel=1e-9)
+    assert parts["any_severe_spinal"] == pytest.approx(-math.log(1 - (1 - EPS64)), rel=1e-9)
     assert score(solution, submission, "row_id", any_severe_scalar=0.0) == pytest.approx(math.log(3) / 3, abs=1e-12)
+
+
+def sklearn_122_log_loss(y_true, y_pred, sample_weight):
+    """scikit-learn 1.2.2's log_loss restated by hand: clip to the dtype's eps, (1 - p, p) for 1-D predictions,
+    renormalise the rows, weighted mean of -sum(y log p)."""
+    p = np.asarray(y_pred, dtype=np.float64)
+    eps = np.finfo(p.dtype).eps
+    p = np.clip(p, eps, 1 - eps)
+    y = np.asarray(y_true, dtype=np.float64)
+    if p.ndim == 1:
+        p, y = np.stack([1 - p, p], axis=1), np.stack([1 - y, y], axis=1)
+    p = p / p.sum(axis=1, keepdims=True)
+    return float(np.average(-(y * np.log(p)).sum(axis=1), weights=sample_weight))
+
+
+def test_hard_predictions_score_as_scikit_learn_122():
+    rng = np.random.default_rng(5)
+    labels = pd.DataFrame(rng.choice(3, size=(6, 25), p=[0.6, 0.25, 0.15]), columns=list(TARGETS))
+    labels.index = [10 + i for i in range(6)]
+    solution = solution_frame(labels)
+    hard = np.eye(3)[rng.choice(3, size=(6, 25))]  # confident 0/1 predictions, some wrong
+    submission = submission_frame(labels.index.tolist(), hard)
+    groups = solution["row_id"].map(lambda r: next(g for g in ("spinal", "foraminal", "subarticular") if g in r))
+    expected = []
+    for group in ("spinal", "foraminal", "subarticular"):
+        rows = (groups == group).to_numpy()
+        expected.append(
+            sklearn_122_log_loss(
+                solution.loc[rows, COLS].to_numpy(), submission.loc[rows, COLS].to_numpy(),
+                solution.loc[rows, "sample_weight"].to_numpy(),
+            )
+        )  # fmt: skip
+    spinal = (groups == "spinal").to_numpy()
+    study = solution.loc[spinal, "row_id"].str.split("_").str[0]
+    sol_max = solution.loc[spinal].groupby(study)[["severe", "sample_weight"]].max()
+    sub_max = submission.loc[spinal].groupby(study)["severe"].max()
+    expected.append(sklearn_122_log_loss(sol_max["severe"], sub_max.loc[sol_max.index], sol_max["sample_weight"]))
+    assert score(solution, submission) == pytest.approx(np.mean(expected), rel=1e-12)
+    # 1.1's eps of 1e-15 charges a wrong hard prediction -log(1e-15) = 34.5 instead of -log(2.2e-16) = 36.0
+    old = solution.copy(), np.clip(hard, 1e-15, 1 - 1e-15)
+    assert abs(score(solution, submission) - score(old[0], submission_frame(labels.index.tolist(), old[1]))) > 0.1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.assign(sample_weight=s["sample_weight"].where(s.index != 3, np.nan)), "finite number >= 0"),
+        (lambda s: s.assign(sample_weight=s["sample_weight"].where(s.index != 3, -1)), "finite number >= 0"),
+        (lambda s: s.assign(sample_weight=0), "every sample_weight is 0"),
+        (lambda s: s.assign(moderate=s["moderate"].where(s.index != 2, 0.5)), "one-hot"),
+    ],
+)
+def test_bad_solution_files_are_refused(change, message):
+    rng = np.random.default_rng(2)
+    solution, submission = random_case(rng, 2)
+    with pytest.raises(MetricInputError, match=message):
+        score(change(solution), submission)
 
 
 def random_case(rng, n_studies, normalised=True, no_severe=False):

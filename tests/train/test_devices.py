@@ -1,0 +1,210 @@
+"""Device decisions (Triton by compute capability, precision by device), the fp16 scaler path, compile, gradient
+accumulation and bench-train, all on the CPU with the device properties mocked where a GPU is needed."""
+
+import contextlib
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import _dispatch
+from kit.config import apply_overrides, load_experiment
+from kit.errors import KitError
+from kit.train import runner
+from kit.train.precision import Precision, resolve
+from kit.train.step import Stepper
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch.cuda reports one GPU of the capability the test sets: fake_gpu((6, 0))."""
+
+    def install(capability, name="Fake GPU"):
+        _dispatch._cuda_decision.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    yield install
+    _dispatch._cuda_decision.cache_clear()
+
+
+def cuda_tensor():
+    return SimpleNamespace(is_cuda=True, device=SimpleNamespace(type="cuda", index=0))
+
+
+@pytest.mark.parametrize(
+    "capability, name, triton",
+    [((6, 0), "Tesla P100-PCIE-16GB", False), ((7, 5), "Tesla T4", True), ((9, 0), "NVIDIA H100", True)],
+)
+def test_triton_only_where_it_runs(fake_gpu, monkeypatch, capability, name, triton):
+    monkeypatch.delenv("KIT_DISABLE_TRITON", raising=False)
+    fake_gpu(capability, name)
+    assert _dispatch.use_triton(cuda_tensor()) is triton
+    line = _dispatch.describe(torch.device("cuda", 0))
+    assert name in line and ("Triton kernels" in line) is triton
+    if not triton:
+        assert "compute capability 6.0" in line and "7.0" in line
+
+
+def test_switch_disables_triton_everywhere(fake_gpu, monkeypatch):
+    fake_gpu((9, 0))
+    monkeypatch.setenv("KIT_DISABLE_TRITON", "1")
+    assert not _dispatch.use_triton(cuda_tensor())
+    assert not _dispatch.use_triton(torch.ones(2))  # the interpreter's CPU path too
+    assert "KIT_DISABLE_TRITON=1" in _dispatch.describe(torch.device("cuda", 0))
+
+
+def test_fused_ops_take_the_reference_on_a_p100(fake_gpu, monkeypatch):
+    from kernels import focal, se
+
+    fake_gpu((6, 0))
+    monkeypatch.setattr(_dispatch, "interpreting", lambda: False)
+    monkeypatch.setattr(se.SqueezeExciteFunction, "apply", lambda *a: pytest.fail("Triton path taken"))
+    monkeypatch.setattr(focal.FocalLossFunction, "apply", lambda *a: pytest.fail("Triton path taken"))
+    x = torch.randn(2, 4, 3, 3)
+    se.SqueezeExcite(4, 2)(x)
+    focal.focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
+
+
+@pytest.mark.parametrize(
+    "setting, capability, expected",
+    [("auto", (6, 0), "fp16"), ("auto", (7, 5), "fp16"), ("auto", (8, 0), "bf16"), ("auto", (9, 0), "bf16"),
+     ("fp32", (9, 0), "fp32"), ("fp16", (9, 0), "fp16")],
+)  # fmt: skip
+def test_precision_by_compute_capability(fake_gpu, setting, capability, expected):
+    fake_gpu(capability)
+    assert resolve(setting, torch.device("cuda", 0)) == expected
+    with pytest.warns(UserWarning) if expected == "fp16" else warnings.catch_warnings():  # no CUDA: scaler disables
+        assert Precision.for_device(setting, torch.device("cuda", 0)).mode == expected
+
+
+def test_precision_on_the_cpu_and_bad_settings():
+    cpu = torch.device("cpu")
+    assert resolve("auto", cpu) == "fp32"
+    with pytest.raises(KitError, match="trainer.precision=fp16: mixed precision needs a CUDA GPU"):
+        resolve("fp16", cpu)
+    with pytest.raises(KitError, match="expected one of auto, bf16, fp16, fp32"):
+        resolve("half", cpu)
+
+
+def fp16_on_cpu(*_):
+    """PyTorch runs fp16 autocast and the gradient scaler on the CPU too: the GPU-only fp16 path, tested here."""
+    return Precision("fp16", torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**12))
+
+
+def test_fp16_scaler_skips_overflowing_steps_and_trains():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = fp16_on_cpu()
+    stepper = Stepper(model, optimizer, None, precision, grad_clip=10.0)
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    before = model.weight.detach().clone()
+    with precision.autocast():
+        loss = torch.nn.functional.mse_loss(model(x), y) * float("inf")  # an overflow: the step must be skipped
+    stepper.backward(loss)
+    stepper.step()
+    assert torch.equal(model.weight, before) and precision.scaler.get_scale() == 2.0**11
+    losses = []
+    for _ in range(30):
+        with precision.autocast():
+            loss = torch.nn.functional.mse_loss(model(x), y)
+        stepper.backward(loss)
+        stepper.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.fixture
+def tiny_mars(mars_dir):
+    cfg = apply_overrides(
+        load_experiment("mars_smp_unet"),
+        [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8"],
+    )
+    return cfg
+
+
+class ScaledFp32(Precision):
+    """The fp16 run's gradient scaler without fp16 arithmetic, which the CPU runs too slowly for a fold."""
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+
+def test_fp16_scaler_state_is_saved_and_restored_on_resume(tiny_mars, kit_home, monkeypatch):
+    monkeypatch.setattr(
+        runner.Precision, "for_device", staticmethod(lambda *a: ScaledFp32(*vars(fp16_on_cpu()).values()))
+    )
+    runner.train_fold(tiny_mars, fold=0)
+    last = kit_home / "runs" / tiny_mars["name"] / "fold0" / "model_last.pt"
+    saved = torch.load(last, weights_only=False)
+    assert saved["scaler"]["scale"] > 0
+    saved["scaler"]["scale"] = 1234.0
+    torch.save(saved, last)
+    restored = []
+    original = torch.amp.GradScaler.load_state_dict
+    monkeypatch.setattr(
+        torch.amp.GradScaler, "load_state_dict", lambda self, s: restored.append(s["scale"]) or original(self, s)
+    )
+    runner.train_fold(apply_overrides(tiny_mars, ["trainer.epochs=2"]), fold=0, resume=True)
+    assert restored == [1234.0]
+
+
+def test_compiled_model_trains_a_fold(mars_dir, kit_home):
+    cfg = apply_overrides(
+        load_experiment("mars_dual_unet"),
+        [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8", "trainer.compile=true"],
+    )
+    cfg["model"]["macro"] = {"widths": [4, 8], "se_reduction": 2, "ca_steps": 1}
+    cfg["model"]["micro"] = {"widths": [4, 8], "se_reduction": None, "ca_steps": 1}
+    cfg["model"]["specialist"] = {"widths": [4, 8], "se_reduction": None}
+    torch._dynamo.reset()
+    summary = runner.train_fold(cfg, fold=0)
+    assert summary["epochs_run"] == 1 and 0.0 <= summary["score"] <= 1.0
+    assert (kit_home / "runs" / "mars_dual_unet" / "fold0" / "model_best.pt").exists()
+
+
+def test_gradient_accumulation_steps_once_per_group(tiny_mars, monkeypatch):
+    steps = []
+    original = Stepper.step
+    monkeypatch.setattr(Stepper, "step", lambda self: steps.append(1) or original(self))
+    runner.train_fold(apply_overrides(tiny_mars, ["trainer.accumulate=3"]), fold=0)
+    batches = len(steps)
+    steps.clear()
+    runner.train_fold(apply_overrides(tiny_mars, ["trainer.accumulate=1", "name=plain"]), fold=0)
+    assert batches == int(np.ceil(len(steps) / 3)) and len(steps) > 3
+    with pytest.raises(KitError, match="trainer.accumulate=0"):
+        runner.train_fold(apply_overrides(tiny_mars, ["trainer.accumulate=0"]), fold=0)
+
+
+def test_a_non_finite_loss_stops_naming_epoch_and_batch(tiny_mars, monkeypatch):
+    from kit.competitions.mars import training as mars_training
+
+    original = mars_training.MarsTraining.loss
+
+    def poisoned_loss(self):
+        loss = original(self)
+        return lambda out, target: loss(out, target) * float("nan")
+
+    monkeypatch.setattr(mars_training.MarsTraining, "loss", poisoned_loss)
+    with pytest.raises(KitError, match=r"fold 0 epoch 0 batch 0: the training loss is nan"):
+        runner.train_fold(tiny_mars, fold=0)
+
+
+def test_bench_train_measures_loader_model_and_both(tiny_mars, kit_home, capsys):
+    import pandas as pd
+
+    from kit.cli import main
+
+    overrides = [f"data.dir={tiny_mars['data']['dir']}", "data.folds=3", "trainer.batch_size=8"]
+    assert main(["bench-train", "--exp", "mars_smp_unet", "--batches", "2", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "loader samples/s" in out and "bound by the" in out
+    frame = pd.read_csv(kit_home / "runs" / "bench-train" / "bench.csv")
+    row = frame.iloc[-1]
+    assert row["device"] == "cpu" and row["precision"] == "fp32"
+    assert min(row["loader_samples_per_s"], row["model_samples_per_s"], row["train_samples_per_s"]) > 0
+    assert (kit_home / "runs" / "bench-train" / "bench.md").read_text().count("\n") == 3
