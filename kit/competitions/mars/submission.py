@@ -99,7 +99,7 @@ def _label_values(labels: pd.DataFrame) -> tuple[np.ndarray, str | None]:
     try:
         return labels.to_numpy(dtype=np.float64), None
     except (ValueError, TypeError):
-        for column in labels.columns[labels.dtypes == object]:
+        for column in labels.columns[[dtype.kind == "O" for dtype in labels.dtypes]]:
             numbers = pd.to_numeric(labels[column], errors="coerce")
             bad = numbers.isna() & labels[column].notna()
             if bad.any():
