@@ -72,6 +72,8 @@ def cmd_validate(args) -> None:
 def cmd_folds(args) -> None:
     from kit.competitions import get_competition
 
+    if args.k < 2:
+        raise KitError(f"--k {args.k}: folds need at least 2 parts")
     comp = get_competition(args.competition)
     data_dir = comp.data_dir(args.data)
     folds = comp.folds(data_dir, n_splits=args.k, seed=args.seed)
@@ -80,15 +82,15 @@ def cmd_folds(args) -> None:
 
 
 def _experiment(args) -> dict:
-    from kit.config import apply_overrides, load_experiment
+    from kit.config import apply_overrides, check_config, load_experiment
 
-    return apply_overrides(load_experiment(args.exp), args.overrides)
+    return check_config(apply_overrides(load_experiment(args.exp), args.overrides), getattr(args, "fold", None))
 
 
 def cmd_train_fold(args) -> None:
     from kit.train.runner import train_fold
 
-    summary = train_fold(_experiment(args), args.fold, resume=args.resume)
+    summary = train_fold(_experiment(args), args.fold, resume=args.resume, force=args.force)
     if summary["rank"] == 0:
         baseline = summary["prior_baseline_score"]
         print(f"fold {args.fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
@@ -100,7 +102,9 @@ def cmd_train_all(args) -> None:
     from kit.train.runner import train_fold
 
     cfg = _experiment(args)
-    scores = [train_fold(cfg, fold, resume=args.resume)["score"] for fold in range(cfg["data"]["folds"])]
+    scores = [
+        train_fold(cfg, fold, resume=args.resume, force=args.force)["score"] for fold in range(cfg["data"]["folds"])
+    ]
     print("fold scores: " + ", ".join(f"{s:.4f}" for s in scores))
     cmd_oof(args)
 
@@ -256,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
+            p.add_argument("--force", action="store_true", help="--resume even when the config changed")
         if verb == "bench-train":
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
@@ -319,10 +324,30 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             status = args.func(args)
-    except KitError as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted; a fold run continues with --resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - only a KitError somewhere in the chain is reported without a traceback
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause.args[0] if cause.args else cause}", file=sys.stderr)
         return 2
     return status or 0
+
+
+def user_error(exc: BaseException) -> KitError | None:
+    """The KitError behind an exception: itself, or one that a library wrapped (MONAI's 'applying transform',
+    a DataLoader worker's re-raise); OS errors on files become one too."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, KitError):
+            return exc
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            return KitError(f"{exc.filename}: {exc.strerror}")
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ def load_experiment(name: str) -> dict:
             raise UnknownNameError(f"unknown experiment {name!r}; valid: {', '.join(experiment_names())}")
     if not path.exists():
         raise KitError(f"{path}: experiment file not found")
-    cfg = yaml.safe_load(path.read_text()) or {}
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise KitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(cfg, dict):
+        raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
     cfg.setdefault("name", path.stem)
     return cfg
 
@@ -46,7 +51,73 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             node = node[part]
         if leaf not in node:
             raise KitError(f"override {override!r}: unknown key {key!r}; known here: {', '.join(sorted(node))}")
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise KitError(f"override {override!r}: the value is not valid YAML") from exc
+    return cfg
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# (section, key) -> (what is expected, check); a missing key is left to the defaults of the code that reads it
+CHECKS = {
+    ("trainer", "epochs"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("trainer", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("trainer", "warmup_epochs"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+    ("trainer", "early_stopping"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("trainer", "seed"): ("a whole number", _is_int),
+    ("trainer", "accumulate"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("trainer", "num_workers"): ("a whole number >= 0, or null", lambda v: v is None or (_is_int(v) and v >= 0)),
+    ("trainer", "lr"): ("a number > 0", lambda v: _is_number(v) and v > 0),
+    ("trainer", "weight_decay"): ("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    ("trainer", "grad_clip"): ("a number > 0", lambda v: _is_number(v) and v > 0),
+    ("trainer", "ema"): ("a decay in (0, 1), or null", lambda v: v is None or (_is_number(v) and 0 < v < 1)),
+    ("trainer", "precision"): ("one of auto, bf16, fp16, fp32", lambda v: v in ("auto", "bf16", "fp16", "fp32")),
+    ("trainer", "compile"): ("true or false", lambda v: isinstance(v, bool)),
+    ("trainer", "channels_last"): ("true or false", lambda v: isinstance(v, bool)),
+    ("trainer", "augment"): ("true or false", lambda v: isinstance(v, bool)),
+    ("data", "folds"): ("a whole number >= 2", lambda v: _is_int(v) and v >= 2),
+    ("data", "fold_seed"): ("a whole number", _is_int),
+    ("data", "slices"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("data", "size"): ("a whole number >= 8", lambda v: _is_int(v) and v >= 8),
+    ("data", "dir"): ("a folder path, or null", lambda v: v is None or isinstance(v, str)),
+}
+
+
+def check_config(cfg: dict, fold: int | None = None) -> dict:
+    """Types and ranges of the keys every run reads, and the fold, before any work starts."""
+    for section in ("data", "model", "trainer"):
+        if not isinstance(cfg.get(section), dict):
+            raise KitError(f"config: the {section!r} section is missing or not a mapping")
+    for (section, key), (expected, ok) in CHECKS.items():
+        if key in cfg[section] and not ok(cfg[section][key]):
+            raise KitError(f"config: {section}.{key}={cfg[section][key]!r}; expected {expected}")
+    if fold is not None:
+        folds = cfg["data"].get("folds", 5)
+        if not _is_int(fold) or not 0 <= fold < folds:
+            raise KitError(f"--fold {fold}: this experiment has data.folds={folds}, so a fold is 0 to {folds - 1}")
+    return cfg
+
+
+def load_config(path: Path) -> dict:
+    """A run's resolved config (config.yaml beside its checkpoints)."""
+    try:
+        cfg = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise KitError(
+            f"{path}: missing; the fold was trained before configs were kept, or was copied without it"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise KitError(f"{path}: not valid YAML") from exc
+    if not isinstance(cfg, dict):
+        raise KitError(f"{path}: not a config mapping")
     return cfg
 
 

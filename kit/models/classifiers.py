@@ -9,7 +9,7 @@ import timm
 import torch
 from torch import nn
 
-from kit.errors import UnknownNameError
+from kit.errors import KitError, UnknownNameError
 from kit.models.blocks import add_decoder_se
 from kit.models.registry import register_model
 
@@ -72,7 +72,10 @@ class UNetClassifier(nn.Module):
             self.heatmap_head = nn.Conv2d(decoder_channels[-1], heatmaps, 1)
         if level_attention:
             if heatmaps and heatmaps != level_attention.get("levels", 5):
-                raise ValueError(f"heatmaps={heatmaps} must equal level_attention levels when both are set")
+                levels = level_attention.get("levels", 5)
+                raise KitError(
+                    f"model.heatmaps={heatmaps} must equal model.level_attention.levels ({levels}) when both are set"
+                )
             self.level_head = LevelAttentionHead(
                 decoder_channels[-1], self.unet.encoder.out_channels[-1], num_outputs, dropout=dropout,
                 **level_attention,

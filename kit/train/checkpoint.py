@@ -6,12 +6,18 @@ from pathlib import Path
 
 import torch
 
+from kit.errors import KitError
 from kit.io import atomic_path
 
 
 def save(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as "unexpected pos" from its zip writer
+        raise KitError(
+            f"{path}: could not write the checkpoint ({exc}); is the disk full or the folder read-only?"
+        ) from exc
 
 
 def load(path: Path) -> dict:

@@ -9,17 +9,36 @@ import torch
 from torch.utils.data import DataLoader
 
 from kit import paths
+from kit.config import load_config
 from kit.errors import KitError
 from kit.train import checkpoint, distributed
-from kit.train.runner import build_model, predict, prepare
+from kit.train.runner import build_model, config_differences, predict, prepare
 
 
 def finished_folds(cfg: dict, oof_file: str) -> list[Path]:
+    """Folds whose run finished (summary.json written last); interrupted or running ones are named and left out."""
     root = paths.runs_root() / cfg["name"]
-    folds = sorted(p for p in root.glob("fold*") if (p / oof_file).exists() and (p / "model_best.pt").exists())
+    trained = sorted(p for p in root.glob("fold*") if (p / oof_file).exists() and (p / "model_best.pt").exists())
+    folds = [p for p in trained if (p / "summary.json").exists()]
+    unfinished = [p.name for p in trained if p not in folds]
+    if unfinished:
+        print(f"{root}: left out {', '.join(unfinished)}: not finished (interrupted or still running; --resume)")
     if not folds:
-        raise KitError(f"{root}: no trained fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
+        raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
     return folds
+
+
+def fold_config(folds: list[Path]) -> dict:
+    """The resolved config the folds were trained with; folds trained with different configs are refused."""
+    configs = [load_config(f / "config.yaml") for f in folds]
+    for fold, other in zip(folds[1:], configs[1:], strict=True):
+        changed = [k for k in config_differences(configs[0], other) if k != "fold"]
+        if changed:
+            raise KitError(
+                f"{folds[0]} and {fold} were trained with different configs ({', '.join(changed[:8])}); "
+                "retrain one, or give the other run its own name= override"
+            )
+    return {k: v for k, v in configs[0].items() if k != "fold"}
 
 
 def test_predictions_path(cfg: dict, training) -> Path:
@@ -31,6 +50,7 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric."""
     _, training, _ = prepare(cfg, distributed.Context())
     folds = finished_folds(cfg, training.oof_file)
+    fold_config(folds)
     parts = [training.load_predictions(f / training.oof_file) for f in folds]
     ids = [i for part_ids, _ in parts for i in part_ids]
     probs = np.concatenate([part_probs for _, part_probs in parts])
@@ -45,6 +65,13 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
     validated submission."""
     comp, training, _ = prepare(cfg, distributed.Context())
     folds = finished_folds(cfg, training.oof_file)
+    trained = fold_config(folds)
+    ignored = [k for k in config_differences(trained, cfg) if not k.startswith("trainer.")]
+    if ignored:
+        print(f"predicting with the folds' own config; the command line's differs in {', '.join(ignored[:8])}")
+    if trained != cfg:
+        cfg = trained
+        comp, training, _ = prepare(cfg, distributed.Context())
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = training.ids("test")
     loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])

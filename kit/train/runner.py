@@ -21,7 +21,7 @@ from tqdm import tqdm
 from kernels import _dispatch as dispatch
 from kit import paths
 from kit.competitions import get_competition
-from kit.config import dump_config
+from kit.config import check_config, dump_config
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
 from kit.models.registry import create_model
@@ -85,7 +85,60 @@ def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, sc
         ema.module.load_state_dict(saved.get("ema", saved["model"]))
     if scaler is not None and scaler.is_enabled() and saved.get("scaler"):
         scaler.load_state_dict(saved["scaler"])
+    if "rng" in saved:
+        set_rng_states(saved["rng"])
     return saved["state"]
+
+
+def rng_states() -> dict:
+    """The random streams a run draws from (dropout, augmentation, data order), saved so a resumed run repeats an
+    uninterrupted one."""
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    keys = sorted(set(a) | set(b), key=str)
+    out = []
+    for key in keys:
+        name = f"{prefix}{key}"
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{name}.")
+        elif va != vb:
+            out.append(name)
+    return out
+
+
+def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> None:
+    changed = [k for k in config_differences(saved, cfg) if k != "fold"]
+    if changed and not force:
+        details = ", ".join(f"{k} ({_lookup(saved, k)!r} -> {_lookup(cfg, k)!r})" for k in changed[:6])
+        raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway")
+
+
+def _lookup(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def remove_orphaned_writes(folder: Path) -> None:
+    """Temporary files a killed atomic write left behind (.<name>.<random>.tmp)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def prepare(cfg: dict, ctx: distributed.Context):
@@ -130,15 +183,16 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     return ids, torch.cat(logits), total / max(count, 1)
 
 
-def train_fold(cfg: dict, fold: int, resume: bool = False) -> dict:
+def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False) -> dict:
+    check_config(cfg, fold)
     ctx = distributed.setup()
     try:
-        return _train_fold(cfg, fold, resume, ctx)
+        return _train_fold(cfg, fold, resume, ctx, force)
     finally:
         distributed.teardown(ctx)
 
 
-def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) -> dict:
+def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, force: bool = False) -> dict:
     trainer = cfg["trainer"]
     comp, training, folds = prepare(cfg, ctx)
     out = fold_dir(cfg, fold)
@@ -178,13 +232,17 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
     baseline = training.evaluate(val_ids, np.broadcast_to(prior, (len(val_ids), *prior.shape)))
 
     last = out / "model_last.pt"
+    replaced = False  # a fresh run replaces the fold's earlier run only with its first checkpoint
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_orphaned_writes(out)
     if resume and last.exists():
-        state = restore(checkpoint.load(last), model, optimizer, scheduler, ema, precision.scaler)
+        saved = checkpoint.load(last)
+        refuse_changed_config(saved.get("config", cfg), cfg, out, force)
+        state = restore(saved, model, optimizer, scheduler, ema, precision.scaler)
+        replaced = True
         if ctx.is_main:
             print(f"resuming {out} after epoch {state['epoch']}")
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config({**cfg, "fold": fold}, out / "config.yaml")
 
     stepper = Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema)
 
@@ -235,6 +293,10 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
             }
             state["history"].append(row)
             improved = sign * scores[metric] < sign * state["best"] if state["best_epoch"] >= 0 else True
+            if not replaced:
+                (out / "summary.json").unlink(missing_ok=True)  # from here on the fold holds this run, unfinished
+                dump_config({**cfg, "fold": fold}, out / "config.yaml")
+                replaced = True
             if improved:
                 state.update(best=scores[metric], best_epoch=epoch, stale=0)
                 checkpoint.save(out / "model_best.pt", {"model": evaluated.state_dict(), "config": cfg, "epoch": epoch})
@@ -256,6 +318,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context) ->
                     "scheduler": scheduler.state_dict(),
                     **({"scaler": precision.scaler.state_dict()} if precision.scaler.is_enabled() else {}),
                     "state": state,
+                    "rng": rng_states(),
                     "config": cfg,
                 },
             )

@@ -89,7 +89,7 @@ class WeightedCrossEntropy(nn.Module):
     def __init__(self, any_severe_weight: float = 0.0, gamma: float | None = None):
         super().__init__()
         if gamma is not None:
-            raise ValueError("loss.gamma applies to the focal loss only (loss.name=focal)")
+            raise KitError("loss.gamma applies to the focal loss only (loss.name=focal); set loss.gamma=null")
         self.register_buffer("class_weight", torch.tensor(SEVERITY_WEIGHTS))
         self.any_severe_weight = any_severe_weight
 

@@ -1,0 +1,80 @@
+"""Bad input through the `kit` command as a user runs it (a fresh process, the default KIT_HOME = the current folder,
+relative paths): one `error:` line, exit status 2, never a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.competitions.mars import submission as mars_submission
+
+
+def run_kit(args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
+    return subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A user's folder: a Mars solution, submissions broken in several ways, a broken experiment YAML."""
+    labels = np.random.default_rng(0).integers(0, 5, (3, 64, 128))
+    mars_submission.write_submission(tmp_path / "solution.csv", labels)
+    frame = pd.read_csv(tmp_path / "solution.csv")
+    frame.drop(columns="17").to_csv(tmp_path / "short.csv", index=False)
+    text = frame.astype(object)
+    text.loc[2, "40"] = "sand"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    (tmp_path / "broken.yaml").write_text("trainer: {epochs: [1, 2\n")
+    (tmp_path / "folder.csv").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["score", "mars", "solution.csv", "short.csv"], ["submission: 8191 pixel columns"]),
+        (["score", "mars", "solution.csv", "text.csv"], ["row 2, column '40'", "'sand'"]),
+        (["validate", "mars", "folder.csv"], ["folder.csv: is a folder"]),
+        (["score", "mars", "solution.csv", "missing.csv"], ["missing.csv: file not found"]),
+        (["train-fold", "--exp", "rsna_unet", "trainer.epochs=abc"], ["trainer.epochs='abc'", "whole number"]),
+        (["train-fold", "--exp", "rsna_unet", "--fold", "9"], ["--fold 9", "0 to 4"]),
+        (["train-fold", "--exp", "rsna_unet", "trainer.batch_size=0"], ["trainer.batch_size=0"]),
+        (["train-fold", "--exp", "rsna_unet", "data.slices=0"], ["data.slices=0"]),
+        (["train-fold", "--exp", "rsna_unet", "trainer.precision=half"], ["trainer.precision='half'"]),
+        (["train-fold", "--exp", "rsna_unet", "trainer.epochs=[1"], ["not valid YAML"]),
+        (["train-fold", "--exp", "broken.yaml"], ["broken.yaml: not valid YAML"]),
+        (["train-fold", "--exp", "no_such_experiment"], ["unknown experiment 'no_such_experiment'"]),
+        (["train-fold", "--exp", "rsna_unet", "trainer.nonsense=1"], ["unknown key 'trainer.nonsense'"]),
+        (["folds", "mars", "--k", "1"], ["--k 1"]),
+    ],
+)
+def test_bad_input_is_one_error_line(workdir, args, fragments):
+    assert_one_line_error(run_kit(args, workdir), *fragments)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides, fragments",
+    [
+        (["loss.gamma=2.0"], ["loss.gamma applies to the focal loss only"]),
+        (["model.heatmaps=5"], ["model.heatmaps=5 must equal model.level_attention.levels (25)"]),
+    ],
+)
+def test_config_conflicts_are_one_error_line(workdir, rsna_dir, overrides, fragments):
+    result = run_kit(["train-fold", "--exp", "rsna_unet", f"data.dir={rsna_dir}", "data.folds=2", *overrides], workdir)
+    assert_one_line_error(result, *fragments)
