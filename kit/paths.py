@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def home() -> Path:
-    return Path(os.environ.get("KIT_HOME", "."))
+    """Absolute, so links and child processes (the rehearsal's notebook) see the same folders from anywhere."""
+    return Path(os.environ.get("KIT_HOME", ".")).absolute()
 
 
 def data_root() -> Path:

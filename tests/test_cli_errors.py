@@ -78,3 +78,32 @@ def test_bad_input_is_one_error_line(workdir, args, fragments):
 def test_config_conflicts_are_one_error_line(workdir, rsna_dir, overrides, fragments):
     result = run_kit(["train-fold", "--exp", "rsna_unet", f"data.dir={rsna_dir}", "data.folds=2", *overrides], workdir)
     assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.slow
+def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
+    """`task train-fold`, `task rehearse`, `task predict` in a user's folder with KIT_HOME unset: relative paths
+    everywhere (the rehearsal once linked its inputs to a relative path and found no wheels)."""
+    import shutil
+
+    task = shutil.which("task", path=str(Path(sys.executable).parent)) or shutil.which("task")
+    if task is None:
+        pytest.skip("go-task is not installed (pip install go-task-bin)")
+    repo = Path(__file__).resolve().parents[1]
+    user = tmp_path / "work"
+    user.mkdir()
+    shutil.copy(repo / "Taskfile.yml", user)
+    env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    overrides = ["--", f"data.dir={rsna_dir}", "data.folds=2", "trainer.epochs=1"]
+
+    def task_run(*args):
+        result = subprocess.run([task, *args], cwd=user, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    assert "score" in task_run("train-fold", "fold=0", "exp=rsna_resnet", *overrides)
+    assert (user / "runs" / "rsna_resnet" / "fold0" / "summary.json").exists()
+    assert "rehearsal passed" in task_run("rehearse", "exp=rsna_resnet")
+    task_run("predict", "exp=rsna_resnet")
+    assert list((user / "submissions").rglob("rsna_resnet.csv"))

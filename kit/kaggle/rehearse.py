@@ -54,7 +54,7 @@ def simulated_image(dest: Path, lacks=IMAGE_LACKS) -> Path:
     for entry in site.iterdir():
         if entry.name in hidden or entry.suffix == ".pth" or entry.name.startswith("__editable__"):
             continue
-        (dest / entry.name).symlink_to(entry)
+        (dest / entry.name).symlink_to(entry.absolute())
     return dest
 
 
@@ -98,8 +98,8 @@ def simulated_tree(root: Path, package: Package, competition: str, test_studies:
     sample = pd.read_csv(data / "sample_submission.csv")
     visible_rows = sample["row_id"].isin(comp.test_row_ids(data, limit=visible))
     sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)  # smaller than the test set run on
-    (inputs / CODE_SLUG).symlink_to(package.code)
-    (inputs / datasets.read_metadata(package.weights)["slug"]).symlink_to(package.weights)
+    (inputs / CODE_SLUG).symlink_to(package.code.absolute())
+    (inputs / datasets.read_metadata(package.weights)["slug"]).symlink_to(package.weights.absolute())
     return expected
 
 

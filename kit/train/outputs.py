@@ -63,15 +63,17 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
 def predict_test(cfg: dict) -> tuple[Path, int]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
     validated submission."""
-    comp, training, _ = prepare(cfg, distributed.Context())
-    folds = finished_folds(cfg, training.oof_file)
-    trained = fold_config(folds)
+    root = paths.runs_root() / cfg["name"]
+    done = sorted(p.parent for p in root.glob("fold*/summary.json"))
+    if not done:
+        raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
+    trained = fold_config(done)
     ignored = [k for k in config_differences(trained, cfg) if not k.startswith("trainer.")]
     if ignored:
         print(f"predicting with the folds' own config; the command line's differs in {', '.join(ignored[:8])}")
-    if trained != cfg:
-        cfg = trained
-        comp, training, _ = prepare(cfg, distributed.Context())
+    cfg = trained
+    comp, training, _ = prepare(cfg, distributed.Context())
+    folds = finished_folds(cfg, training.oof_file)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = training.ids("test")
     loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])

@@ -122,8 +122,9 @@ def test_fp16_scaler_skips_overflowing_steps_and_trains():
 def tiny_mars(mars_dir):
     cfg = apply_overrides(
         load_experiment("mars_smp_unet"),
-        [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8"],
-    )
+        [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8",
+         "model.decoder_se_reduction=null"],
+    )  # fmt: skip
     return cfg
 
 
@@ -149,7 +150,10 @@ def test_fp16_scaler_state_is_saved_and_restored_on_resume(tiny_mars, kit_home, 
     monkeypatch.setattr(
         torch.amp.GradScaler, "load_state_dict", lambda self, s: restored.append(s["scale"]) or original(self, s)
     )
-    runner.train_fold(apply_overrides(tiny_mars, ["trainer.epochs=2"]), fold=0, resume=True)
+    longer = apply_overrides(tiny_mars, ["trainer.epochs=2"])
+    with pytest.raises(KitError, match=r"--resume with a changed config: trainer.epochs \(1 -> 2\); add --force"):
+        runner.train_fold(longer, fold=0, resume=True)
+    runner.train_fold(longer, fold=0, resume=True, force=True)
     assert restored == [1234.0]
 
 
@@ -185,9 +189,16 @@ def test_a_non_finite_loss_stops_naming_epoch_and_batch(tiny_mars, monkeypatch):
 
     original = mars_training.MarsTraining.loss
 
+    class Poisoned(torch.nn.Module):
+        def __init__(self, loss):
+            super().__init__()
+            self.loss = loss
+
+        def forward(self, out, target):
+            return self.loss(out, target) * float("nan")
+
     def poisoned_loss(self):
-        loss = original(self)
-        return lambda out, target: loss(out, target) * float("nan")
+        return Poisoned(original(self))
 
     monkeypatch.setattr(mars_training.MarsTraining, "loss", poisoned_loss)
     with pytest.raises(KitError, match=r"fold 0 epoch 0 batch 0: the training loss is nan"):
