@@ -99,11 +99,17 @@ def dataset_metadata(owner: str, slug: str, title: str) -> dict:
 
 
 def fold_sources(exp_root: Path, prefix: str = "") -> dict[str, Path]:
-    """The trained folds' model_best.pt and resolved config.yaml of an experiment, named <prefix>fold<k>/<file>."""
-    folds = sorted(p for p in exp_root.glob("fold*") if (p / "model_best.pt").exists())
+    """The finished folds' model_best.pt, resolved config.yaml and summary.json of an experiment, named
+    <prefix>fold<k>/<file>; an interrupted fold (no summary.json) is left out."""
+    folds = sorted(
+        p for p in exp_root.glob("fold*") if (p / "model_best.pt").exists() and (p / "summary.json").exists()
+    )
     if not folds:
-        raise KitError(f"{exp_root}: no trained fold to bundle")
-    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in ("model_best.pt", "config.yaml")}
+        raise KitError(f"{exp_root}: no finished fold to bundle")
+    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in FOLD_FILES}
+
+
+FOLD_FILES = ("model_best.pt", "config.yaml", "summary.json")
 
 
 def weights_metadata(owner: str, name: str) -> dict:

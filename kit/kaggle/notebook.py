@@ -28,7 +28,7 @@ PLACE_WEIGHTS = """\
 runs = WORK / "runs" / {exp!r}
 for fold in sorted((WEIGHTS / {source!r}).glob("fold*")):
     (runs / fold.name).mkdir(parents=True, exist_ok=True)
-    for name in ("model_best.pt", "config.yaml"):
+    for name in ("model_best.pt", "config.yaml", "summary.json"):
         shutil.copy2(fold / name, runs / fold.name / name)
     (runs / fold.name / {oof!r}).touch()  # marks the fold as trained for `kit predict`
 print(sorted(p.name for p in runs.iterdir()))

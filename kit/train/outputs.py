@@ -68,6 +68,7 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
     if not done:
         raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
     trained = fold_config(done)
+    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}  # the test data is where this machine has it
     ignored = [k for k in config_differences(trained, cfg) if not k.startswith("trainer.")]
     if ignored:
         print(f"predicting with the folds' own config; the command line's differs in {', '.join(ignored[:8])}")

@@ -88,3 +88,23 @@ def test_cache_decodes_dicom_once(rsna_dir, tmp_path, monkeypatch):
     other = cached_dataset(data, study_preprocess(VIEWS, SIZE, AXCODES), tmp_path, {**config, "size": "other"})
     other[0]
     assert len(calls) > decoded  # another preprocessing config does not reuse the cache
+
+
+def test_cache_notices_dicoms_rewritten_in_place(rsna_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "comp"
+    shutil.copytree(rsna_dir, copy)
+    data = items(copy, "train")[:1]
+    config = {"views": VIEWS, "size": SIZE}
+    cache = tmp_path / "cache"
+    before = np.asarray(cached_dataset(data, study_preprocess(VIEWS, SIZE, AXCODES), cache, config)[0][VIEWS[0]])
+    folder = Path(data[0]["series"][VIEWS[0]][0])
+    for path in sorted(
+        p for p in folder.rglob("*") if p.is_file()
+    ):  # the same study, re-exported with other pixel values
+        ds = pydicom.dcmread(path)
+        ds.PixelData = (ds.pixel_array.max() - ds.pixel_array).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(path)
+    after = np.asarray(cached_dataset(data, study_preprocess(VIEWS, SIZE, AXCODES), cache, config)[0][VIEWS[0]])
+    assert not np.array_equal(before, after)

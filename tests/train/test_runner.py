@@ -74,11 +74,18 @@ def test_unet_options_group_norm_grid_pooling_and_fused_se_decoder():
         create_model("unet_classifier", 6, 75, norm="layer")
 
 
-def test_focal_loss_trains_a_fold(tiny_cfg, kit_home):
+def test_focal_loss_trains_a_fold(tiny_cfg, kit_home, monkeypatch):
+    from kit.competitions.rsna import training as rsna_training
+
+    calls = []
+    original = rsna_training.focal_loss
+    monkeypatch.setattr(rsna_training, "focal_loss", lambda *a, **k: calls.append(a[2:4]) or original(*a, **k))
     cfg = apply_overrides(tiny_cfg, ["loss.name=focal", "loss.gamma=1.5", "trainer.epochs=1"])
     summary = train_fold(cfg, fold=0)
-    assert np.isfinite(summary["score"])
-    with pytest.raises(ValueError, match="focal loss only"):
+    assert np.isfinite(summary["score"]) and calls
+    gamma, alpha = calls[0]
+    assert gamma == 1.5 and alpha.tolist() == [1.0, 2.0, 4.0]  # the metric's severity weights as alpha
+    with pytest.raises(KitError, match="focal loss only"):
         train_fold(apply_overrides(tiny_cfg, ["loss.gamma=1.5"]), fold=0)
 
 
@@ -125,7 +132,7 @@ def test_resume_continues_without_repeating_epochs(tiny_cfg, kit_home):
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
     out = kit_home / "runs" / "rsna_resnet" / "fold0"
     first = pd.read_csv(out / "history.csv")
-    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=3"]), fold=0, resume=True)
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=3"]), fold=0, resume=True, force=True)
     history = pd.read_csv(out / "history.csv")
     assert list(history.epoch) == [0, 1, 2]
     assert history.train_loss.iloc[0] == pytest.approx(first.train_loss.iloc[0])
@@ -195,8 +202,10 @@ def test_mars_models_map_an_image_to_class_maps(name):
     assert any(isinstance(m, SqueezeExcite) for m in model.modules())
     with torch.no_grad():
         out = model(torch.randn(2, 1, 64, 128))
-    assert out.shape == (2, 5, 64, 128)
-    assert torch.allclose(out.softmax(dim=1).sum(dim=1), torch.ones(2, 64, 128))
+    assert out.shape == (2, 5, 64, 128) and torch.isfinite(out).all()
+    if name == "mars_dual_unet":  # the ensemble returns log-probabilities (its members' probabilities averaged)
+        assert torch.allclose(out.exp().sum(dim=1), torch.ones(2, 64, 128), atol=1e-4)
+        assert (out <= 0).all()
 
 
 def test_level_attention_head_leaves_no_unused_parameters():

@@ -1,0 +1,95 @@
+"""A run is what it was trained with: its config is written only once it replaces the fold, interrupted folds stay
+out of merges, a resumed run repeats an uninterrupted one, and folds trained differently are never merged."""
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from kit.config import apply_overrides, load_experiment
+from kit.errors import KitError
+from kit.train import checkpoint, runner
+from kit.train.outputs import merge_oof, predict_test
+from kit.train.runner import train_fold
+
+TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=2", "trainer.batch_size=4"]
+
+
+@pytest.fixture
+def tiny_cfg(kit_home, rsna_dir):
+    return apply_overrides(load_experiment("rsna_resnet"), [f"data.dir={rsna_dir}", *TINY])
+
+
+def fold_dir(kit_home, fold=0):
+    return kit_home / "runs" / "rsna_resnet" / f"fold{fold}"
+
+
+def test_a_failed_rerun_keeps_the_fold_and_its_config(tiny_cfg, kit_home, monkeypatch):
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
+    out = fold_dir(kit_home)
+    before = yaml.safe_load((out / "config.yaml").read_text())
+    best = (out / "model_best.pt").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "predict", interrupted)  # Ctrl-C during the first validation of a re-run at size 48
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "data.size=48"]), fold=0)
+    assert yaml.safe_load((out / "config.yaml").read_text()) == before and before["data"]["size"] == 32
+    assert (out / "model_best.pt").read_bytes() == best and (out / "summary.json").exists()
+
+
+def test_interrupted_folds_stay_out_of_merges_and_tmp_files_are_cleaned(tiny_cfg, kit_home, capsys):
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=1)
+    (fold_dir(kit_home, 1) / "summary.json").unlink()  # as if killed before it finished
+    _, _, merged = merge_oof(tiny_cfg)
+    assert merged == 1 and "left out fold1: not finished" in capsys.readouterr().out
+    orphan = fold_dir(kit_home, 1) / ".model_last.pt.abc123.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=1, resume=True)
+    assert not orphan.exists()
+
+
+def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_cfg, kit_home, monkeypatch):
+    cfg = apply_overrides(tiny_cfg, ["trainer.epochs=3", "model.dropout=0.5"])
+    train_fold(cfg, fold=0)
+    whole = pd.read_csv(fold_dir(kit_home) / "history.csv")
+    weights = checkpoint.load(fold_dir(kit_home) / "model_last.pt")["model"]
+
+    killed = apply_overrides(cfg, ["name=killed"])
+    original = runner.plot_progress
+
+    def kill_after_epoch_1(history, *args, **kwargs):
+        original(history, *args, **kwargs)
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "plot_progress", kill_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(killed, fold=0)
+    monkeypatch.setattr(runner, "plot_progress", original)
+    train_fold(killed, fold=0, resume=True)
+    out = kit_home / "runs" / "killed" / "fold0"
+    resumed = pd.read_csv(out / "history.csv")
+    columns = ["train_loss", "val_loss", "score"]
+    pd.testing.assert_frame_equal(resumed[columns], whole[columns], rtol=1e-6)
+    again = checkpoint.load(out / "model_last.pt")["model"]
+    assert all(torch.allclose(again[k].float(), weights[k].float(), atol=1e-6) for k in weights)
+
+
+def test_folds_trained_with_different_configs_are_not_merged(tiny_cfg, kit_home):
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "trainer.lr=0.01"]), fold=1)
+    with pytest.raises(KitError, match=r"trained with different configs \(trainer.lr\)"):
+        merge_oof(tiny_cfg)
+    with pytest.raises(KitError, match=r"trainer.lr"):
+        predict_test(tiny_cfg)
+
+
+def test_predict_uses_the_folds_own_config(tiny_cfg, kit_home, capsys):
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "data.size=48"]), fold=0)
+    path, n = predict_test(tiny_cfg)  # the command line says size 32: the fold was trained at 48
+    assert n == 1 and path.exists()
+    assert "the command line's differs in data.size" in capsys.readouterr().out
