@@ -123,6 +123,18 @@ def cmd_bench_train(args) -> None:
     print(f"bound by the {row['bound_by']}; {len(frame)} rows in runs/bench-train/bench.csv")
 
 
+def cmd_runs(args) -> None:
+    from kit.train.runs_table import run_rows
+
+    frame = run_rows()
+    if frame.empty:
+        from kit import paths
+
+        print(f"no runs under {paths.runs_root()} yet (task train-fold fold=0)")
+        return
+    print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+
+
 def cmd_oof(args) -> None:
     from kit.train.outputs import merge_oof
 
@@ -265,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
+    p = verbs.add_parser("runs", help="one table of every run: overrides, finished folds, CV, time")
+    p.set_defaults(func=cmd_runs)
     p = verbs.add_parser("stack", help="stack experiments' OOF with a LightGBM meta-model (fold by fold)")
     p.add_argument("competition")
     p.add_argument("experiments", nargs="+", help="two or more trained and predicted experiments")

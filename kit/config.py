@@ -33,6 +33,7 @@ def load_experiment(name: str) -> dict:
     if not isinstance(cfg, dict):
         raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
     cfg.setdefault("name", path.stem)
+    cfg.setdefault("experiment", path.stem)  # the YAML a run started from, whatever name= it is given
     return cfg
 
 

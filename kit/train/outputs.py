@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 from kit import paths
 from kit.config import load_config
 from kit.errors import KitError
+from kit.io import write_text_atomic
 from kit.train import checkpoint, distributed
 from kit.train.runner import build_model, config_differences, predict, prepare
 
@@ -57,6 +59,8 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     scores = training.evaluate(ids, probs)
     path = paths.runs_root() / cfg["name"] / training.oof_file
     training.save_predictions(path, ids, probs)
+    cv = {"metric": training.metric_name, "folds": [f.name for f in folds], **scores}
+    write_text_atomic(path.parent / "cv.json", json.dumps(cv, indent=1))
     return path, scores, len(folds)
 
 

@@ -30,6 +30,7 @@ from kit.train import checkpoint, distributed
 from kit.train.loaders import make_loader, to_device
 from kit.train.precision import Precision
 from kit.train.step import Stepper
+from kit.train.tracking import FoldTracker
 
 
 def seed_everything(seed: int) -> None:
@@ -247,6 +248,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
     stepper = Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema)
 
     metric = training.metric_name
+    tracker = FoldTracker(out, enabled=ctx.is_main)
     for epoch in range(state["epoch"] + 1, trainer["epochs"]):
         if state["stale"] >= trainer["early_stopping"]:
             break
@@ -309,6 +311,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             with atomic_path(out / "history.csv") as tmp:
                 history.to_csv(tmp, index=False)
             plot_progress(history, out / "progress.png", metric, baseline[metric])
+            tracker.epoch(row)
             checkpoint.save(
                 last,
                 {
@@ -329,6 +332,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             )
         state = _broadcast(state, ctx)
 
+    tracker.pictures(max(state["epoch"], 0))
+    tracker.close()
     summary = {
         "fold": fold,
         "best_epoch": state["best_epoch"],

@@ -56,14 +56,17 @@ def test_weights_bundle_lists_checkpoints_configs_and_metadata(tmp_path):
         (tmp_path / "rsna_unet" / f"fold{fold}").mkdir(parents=True)
         (tmp_path / "rsna_unet" / f"fold{fold}" / "model_best.pt").write_bytes(b"\0" * 1000)
         (tmp_path / "rsna_unet" / f"fold{fold}" / "config.yaml").write_text("name: rsna_unet\n")
+        (tmp_path / "rsna_unet" / f"fold{fold}" / "summary.json").write_text("{}")
     (tmp_path / "rsna_unet" / "fold1").mkdir()  # untrained: skipped
+    (tmp_path / "rsna_unet" / "fold3").mkdir()  # interrupted (no summary.json): skipped
+    (tmp_path / "rsna_unet" / "fold3" / "model_best.pt").write_bytes(b"\0" * 1000)
     bundle = weights_bundle(tmp_path / "rsna_unet", tmp_path / "out", owner="me")
     assert sorted(map(str, bundle.files)) == [
-        "dataset-metadata.json", "fold0/config.yaml", "fold0/model_best.pt", "fold2/config.yaml",
-        "fold2/model_best.pt",
+        "dataset-metadata.json", "fold0/config.yaml", "fold0/model_best.pt", "fold0/summary.json",
+        "fold2/config.yaml", "fold2/model_best.pt", "fold2/summary.json",
     ]  # fmt: skip
     meta = json.loads((tmp_path / "out" / "dataset-metadata.json").read_text())
     assert meta["id"] == "me/rsna-unet-weights" and meta["licenses"] == [{"name": "CC0-1.0"}]
-    assert "5 files" in bundle.listing()
+    assert "7 files" in bundle.listing()
     with pytest.raises(KitError, match="6 to 50 characters"):
         dataset_metadata("me", "x", "short")

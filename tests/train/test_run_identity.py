@@ -93,3 +93,25 @@ def test_predict_uses_the_folds_own_config(tiny_cfg, kit_home, capsys):
     path, n = predict_test(tiny_cfg)  # the command line says size 32: the fold was trained at 48
     assert n == 1 and path.exists()
     assert "the command line's differs in data.size" in capsys.readouterr().out
+
+
+def test_tensorboard_events_and_the_runs_table(tiny_cfg, kit_home, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kit.cli import main
+
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=2"]), fold=0)
+    events = EventAccumulator(str(fold_dir(kit_home) / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "val/loss", "score", "lr", "samples_per_s"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("score")] == [0, 1]
+    assert "progress" in events.Tags()["images"]
+
+    train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "name=short"]), fold=1)
+    merge_oof(apply_overrides(tiny_cfg, ["name=short"]))
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(lines) == {"rsna_resnet", "short"}
+    assert "trainer.epochs=1" in lines["short"] and "1/3" in lines["short"]
+    assert "data.size=32" in lines["rsna_resnet"] and lines["rsna_resnet"].split()[-3] == "-"  # no CV merged yet

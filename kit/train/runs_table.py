@@ -1,0 +1,53 @@
+"""`kit runs`: one table of every run under runs/: experiment and run name, the overrides that differ from the
+experiment's YAML, finished folds, CV (from the last `kit oof`) and training time."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import yaml
+
+from kit import paths
+from kit.config import load_experiment
+from kit.errors import KitError
+from kit.train.runner import config_differences
+
+
+def _lookup(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def run_rows() -> pd.DataFrame:
+    rows = []
+    for run in sorted(p for p in paths.runs_root().glob("*") if p.is_dir()):
+        configs = sorted(run.glob("fold*/config.yaml"))
+        if not configs:
+            continue
+        cfg = yaml.safe_load(configs[-1].read_text()) or {}
+        experiment = cfg.get("experiment", cfg.get("name", run.name))
+        try:
+            base = load_experiment(experiment)
+        except KitError:
+            base = {}
+        changed = [k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment")]
+        finished = sorted(p.parent.name for p in run.glob("fold*/summary.json"))
+        seconds = sum(
+            pd.read_csv(h)["seconds"].sum() for h in run.glob("fold*/history.csv") if h.parent.name in finished
+        )
+        cv_path = run / "cv.json"
+        cv = json.loads(cv_path.read_text()) if cv_path.exists() else {}
+        rows.append(
+            {
+                "experiment": experiment,
+                "run": run.name,
+                "overrides": " ".join(f"{k}={_lookup(cfg, k)}" for k in changed) or "-",
+                "folds": f"{len(finished)}/{cfg.get('data', {}).get('folds', '?')}",
+                "cv": cv.get("score"),
+                "cv_folds": len(cv.get("folds", [])),
+                "minutes": round(seconds / 60, 1),
+            }
+        )
+    return pd.DataFrame(rows, columns=["experiment", "run", "overrides", "folds", "cv", "cv_folds", "minutes"])
