@@ -123,6 +123,15 @@ def cmd_bench_train(args) -> None:
     print(f"bound by the {row['bound_by']}; {len(frame)} rows in runs/bench-train/bench.csv")
 
 
+def cmd_download(args) -> None:
+    from kit.competitions import get_competition
+    from kit.kaggle.download import download_competition
+
+    slug = get_competition(args.competition).slug
+    out = download_competition(slug, Path(args.out) if args.out else None)
+    print(f"train on it: task train-fold fold=0 -- data.dir={out}")
+
+
 def cmd_runs(args) -> None:
     from kit.train.runs_table import run_rows
 
@@ -277,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
+    p = verbs.add_parser("download", help="fetch a competition's files from Kaggle into data/<slug>/")
+    p.add_argument("competition")
+    p.add_argument("--out", help="folder to unzip into (default: data/<slug>)")
+    p.set_defaults(func=cmd_download)
     p = verbs.add_parser("runs", help="one table of every run: overrides, finished folds, CV, time")
     p.set_defaults(func=cmd_runs)
     p = verbs.add_parser("stack", help="stack experiments' OOF with a LightGBM meta-model (fold by fold)")

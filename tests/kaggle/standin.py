@@ -27,6 +27,8 @@ class StandIn:
         self.kernel_states = ["QUEUED", "RUNNING", "COMPLETE"]  # answered in turn by GetKernelSessionStatus
         self.failure_message = ""
         self.outputs: dict[str, bytes] = {}  # output file name -> content, served under /output/
+        self.competition_files: dict[str, bytes] = {}  # competition slug -> its zip, served under /files/
+        self.rules_not_accepted: set[str] = set()
         self.log = '[{"stream_name": "stdout", "data": "trained"}]'
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -130,6 +132,18 @@ class StandIn:
                 if standin.fail.get(route, 0) > 0:
                     standin.fail[route] -= 1
                     return self._reply(503, {"code": 503, "message": "try again"})
+                if route == "competitions.CompetitionApiService/DownloadDataFiles":
+                    slug = json.loads(body or b"{}").get("competitionName", "")
+                    if slug in standin.rules_not_accepted:
+                        message = "You must accept this competition's rules before you'll be able to download files."
+                        return self._reply(403, {"code": 403, "message": message})
+                    if slug not in standin.competition_files:
+                        return self._reply(404, {"code": 404, "message": f"competition {slug} not found"})
+                    self.send_response(302)
+                    self.send_header("Location", f"{standin.url}/files/{slug}.zip")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 handler = standin.routes().get(route)
                 if handler is None:
                     return self._reply(404, {"code": 404, "message": f"no route {self.path}"})
@@ -140,6 +154,8 @@ class StandIn:
 
             def do_GET(self):
                 self._record()
+                if self.path.startswith("/files/"):
+                    return self._file(standin.competition_files.get(self.path.removeprefix("/files/")[:-4]))
                 name = self.path.removeprefix("/output/")
                 if name not in standin.outputs:
                     return self._reply(404)
@@ -148,6 +164,16 @@ class StandIn:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _file(self, data: bytes | None):
+                """A zip, honouring `Range: bytes=N-` (206) so an interrupted download can continue."""
+                if data is None:
+                    return self._reply(404)
+                start = int(self.headers.get("Range", "bytes=0-").removeprefix("bytes=").split("-")[0] or 0)
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:])
 
             def do_PUT(self):
                 body = self._record()
