@@ -142,6 +142,11 @@ def cmd_runs(args) -> None:
         print(f"no runs under {paths.runs_root()} yet (task train-fold fold=0)")
         return
     print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+    if args.plot:
+        from kit import paths
+        from kit.train.runs_table import plot_cv_against_lb
+
+        print(f"wrote {plot_cv_against_lb(frame, paths.runs_root() / 'cv_vs_lb.png')}")
 
 
 def cmd_oof(args) -> None:
@@ -170,18 +175,25 @@ def cmd_stack(args) -> None:
 
 
 def cmd_submit(args) -> None:
+    from kit.kaggle.ledger import record_submission
     from kit.kaggle.submit import describe, submit_csv
 
     submission = submit_csv(args.competition, Path(args.file), args.message, args.poll)
+    row = record_submission(args.competition, Path(args.file), args.message, submission)
     print(describe(submission))
-    print(f"status {submission.status.name}  public score {submission.public_score or '—'}")
+    print(f"status {submission.status.name}  public score {submission.public_score or '—'}  (run {row['run']})")
 
 
 def cmd_submissions(args) -> None:
+    from kit.kaggle.ledger import refresh
     from kit.kaggle.submit import describe, list_submissions
 
-    for submission in list_submissions(args.competition):
+    submissions = list_submissions(args.competition)
+    for submission in submissions:
         print(describe(submission))
+    changed = refresh(submissions)
+    if changed:
+        print(f"updated {changed} row(s) of submissions/ledger.csv with Kaggle's scores")
 
 
 def _inference_package(args, owner: str, **options):
@@ -290,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("competition")
     p.add_argument("--out", help="folder to unzip into (default: data/<slug>)")
     p.set_defaults(func=cmd_download)
-    p = verbs.add_parser("runs", help="one table of every run: overrides, finished folds, CV, time")
+    p = verbs.add_parser("runs", help="one table of every run: overrides, finished folds, CV, time, public score")
+    p.add_argument("--plot", action="store_true", help="also draw CV against public LB: runs/cv_vs_lb.png")
     p.set_defaults(func=cmd_runs)
     p = verbs.add_parser("stack", help="stack experiments' OOF with a LightGBM meta-model (fold by fold)")
     p.add_argument("competition")

@@ -10,6 +10,7 @@ import numpy as np
 from kit import paths
 from kit.competitions import get_competition
 from kit.io import write_text_atomic
+from kit.kaggle.ledger import record_written
 from kit.report.stack import write_report
 from kit.stack.inputs import load_bases
 from kit.stack.meta import stack
@@ -37,6 +38,7 @@ def run_stack(
     submission = training.write_submission(
         paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
     )
+    record_written(out, submission)
     write_report(out, scores, metric, training.metric_mode, result.importance, base_names, submission, pools)
     write_text_atomic(
         out / "scores.json",

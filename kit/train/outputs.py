@@ -13,6 +13,7 @@ from kit import paths
 from kit.config import load_config
 from kit.errors import KitError
 from kit.io import write_text_atomic
+from kit.kaggle.ledger import record_written
 from kit.train import checkpoint, distributed
 from kit.train.runner import build_model, config_differences, predict, prepare
 
@@ -97,4 +98,5 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
     training.save_predictions(test_predictions_path(cfg, training), ids, mean)
     path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
     training.write_submission(path, ids, mean)
+    record_written(root, path)
     return path, len(folds)

@@ -4,6 +4,7 @@ experiment's YAML, finished folds, CV (from the last `kit oof`) and training tim
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import yaml
@@ -11,6 +12,8 @@ import yaml
 from kit import paths
 from kit.config import load_experiment
 from kit.errors import KitError
+from kit.io import atomic_path
+from kit.kaggle.ledger import best_public
 from kit.train.runner import config_differences
 
 
@@ -48,6 +51,31 @@ def run_rows() -> pd.DataFrame:
                 "cv": cv.get("score"),
                 "cv_folds": len(cv.get("folds", [])),
                 "minutes": round(seconds / 60, 1),
+                "public_lb": best_public(run.name),
             }
         )
-    return pd.DataFrame(rows, columns=["experiment", "run", "overrides", "folds", "cv", "cv_folds", "minutes"])
+    columns = ["experiment", "run", "overrides", "folds", "cv", "cv_folds", "minutes", "public_lb"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def plot_cv_against_lb(frame: pd.DataFrame, out: Path) -> Path:
+    """CV against public leaderboard score for every run submitted: where the leaderboard stops following the CV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = frame.dropna(subset=["cv", "public_lb"])
+    if scored.empty:
+        raise KitError("no run has both a CV (task oof) and a public score (task submit, task submissions) yet")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(scored["cv"], scored["public_lb"])
+    for _, row in scored.iterrows():
+        ax.annotate(row["run"], (row["cv"], row["public_lb"]), fontsize=7)
+    ax.set_xlabel("CV")
+    ax.set_ylabel("public leaderboard")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return out

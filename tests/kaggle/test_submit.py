@@ -18,7 +18,7 @@ def mars_csv(tmp_path):
 def test_csv_submission_reaches_the_api_and_reports_its_score(standin, mars_csv, capsys):
     assert main(["submit", "mars", str(mars_csv), "-m", "dual unet", "--poll", "0"]) == 0
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == "status COMPLETE  public score 0.61234"
+    assert out.strip().splitlines()[-1] == "status COMPLETE  public score 0.61234  (run mars)"
     assert standin.uploads == {"token-1": mars_csv.read_bytes()}
     posts = [r for r in standin.requests if r["method"] == "POST"]
     assert [r["path"].rsplit("/", 1)[-1] for r in posts[:2]] == ["StartSubmissionUpload", "CreateSubmission"]
@@ -67,3 +67,22 @@ def test_missing_credentials_say_where_to_put_them(monkeypatch, tmp_path, mars_c
     assert main(["submit", "mars", str(mars_csv)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "~/.kaggle/kaggle.json" in err and "KAGGLE_USERNAME" in err
+
+
+def test_the_ledger_ties_a_submission_to_its_run_and_follows_kaggles_scores(standin, mars_csv, kit_home, capsys):
+    import pandas as pd
+
+    from kit.kaggle import ledger
+
+    ledger.record_written(kit_home / "runs" / "mars_dual_unet", mars_csv)  # as `kit predict` does
+    renamed = mars_csv.with_name("final_try.csv")
+    renamed.write_bytes(mars_csv.read_bytes())
+    assert main(["submit", "mars", str(renamed), "-m", "first", "--poll", "0"]) == 0
+    assert "(run mars_dual_unet)" in capsys.readouterr().out
+    rows = pd.read_csv(kit_home / "submissions" / "ledger.csv")
+    assert rows["run"].tolist() == ["mars_dual_unet"] and rows["sha256"].iloc[0] == ledger.sha256(mars_csv)
+    assert rows["public_score"].iloc[0] == 0.61234
+    standin.submissions[0].public_score = "0.65"  # Kaggle rescored it
+    assert main(["submissions", "mars"]) == 0
+    assert "updated 1 row(s)" in capsys.readouterr().out
+    assert ledger.best_public("mars_dual_unet") == 0.65

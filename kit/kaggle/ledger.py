@@ -1,0 +1,95 @@
+"""The submissions ledger (submissions/ledger.csv): every CSV submitted with the kit, the run that wrote it (found by
+the file's SHA-256, which `kit predict` and `kit stack` record in runs/<run>/submission.sha256) and Kaggle's scores,
+refreshed by `kit submissions`."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from kit import paths
+from kit.io import atomic_path, write_text_atomic
+
+COLUMNS = ["ref", "competition", "run", "file", "sha256", "message", "submitted", "status", "public_score"]
+
+
+def ledger_path() -> Path:
+    return paths.submissions_root() / "ledger.csv"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_written(run_dir: Path, submission: Path) -> None:
+    """Called where a run writes its submission: the hash that later ties an upload back to this run."""
+    write_text_atomic(Path(run_dir) / "submission.sha256", sha256(submission) + "\n")
+
+
+def run_of(digest: str) -> str | None:
+    for stamp in paths.runs_root().glob("*/submission.sha256"):
+        if stamp.read_text().strip() == digest:
+            return stamp.parent.name
+    return None
+
+
+def load() -> pd.DataFrame:
+    path = ledger_path()
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, dtype={"ref": "int64", "public_score": "string", "status": "string"})
+
+
+def save(frame: pd.DataFrame) -> None:
+    with atomic_path(ledger_path()) as tmp:
+        frame[COLUMNS].to_csv(tmp, index=False)
+
+
+def record_submission(competition: str, file: Path, message: str, submission) -> dict:
+    digest = sha256(file)
+    row = {
+        "ref": int(submission.ref),
+        "competition": competition,
+        "run": run_of(digest) or Path(file).stem,
+        "file": str(Path(file).absolute()),
+        "sha256": digest,
+        "message": message,
+        "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": submission.status.name,
+        "public_score": submission.public_score or "",
+    }
+    frame = load()
+    frame = pd.concat([frame[frame["ref"] != row["ref"]], pd.DataFrame([row])], ignore_index=True)
+    save(frame)
+    return row
+
+
+def refresh(submissions) -> int:
+    """Kaggle's current status and public score for every ledger row it lists; how many rows changed."""
+    frame = load()
+    changed = 0
+    by_ref = {int(s.ref): s for s in submissions}
+    for index, ref in frame["ref"].items():
+        found = by_ref.get(int(ref))
+        if found is None:
+            continue
+        status, score = found.status.name, found.public_score or ""
+        if (frame.at[index, "status"], str(frame.at[index, "public_score"] or "")) != (status, score):
+            frame.at[index, "status"], frame.at[index, "public_score"] = status, score
+            changed += 1
+    if changed:
+        save(frame)
+    return changed
+
+
+def best_public(run: str) -> float | None:
+    frame = load()
+    scores = pd.to_numeric(frame.loc[frame["run"] == run, "public_score"], errors="coerce").dropna()
+    return None if scores.empty else float(scores.iloc[-1])
