@@ -56,7 +56,7 @@ def cmd_validate(args) -> None:
     from kit.competitions import get_competition
 
     comp = get_competition(args.competition)
-    sample = _read_csv(args.sample) if args.sample else None
+    sample = _read_csv(args.sample) if args.sample else comp.known_sample()
     frame = _read_csv(args.file)
     problems = comp.validate(frame, sample)
     for problem in problems:

@@ -39,6 +39,15 @@ class Competition:
     def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         raise NotImplementedError
 
+    def downloaded_dir(self) -> Path:
+        """Where `kit download` puts the real data."""
+        return paths.data_root() / self.slug
+
+    def known_sample(self) -> pd.DataFrame | None:
+        """A sample submission of the real test set when it was downloaded: what `validate` and `submit` check a
+        file against when no --sample is given."""
+        return None
+
     def warnings(self, submission: pd.DataFrame) -> list[str]:
         """What is odd about a submission but scores the same on Kaggle (e.g. rows out of id order)."""
         return []

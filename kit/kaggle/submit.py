@@ -22,7 +22,7 @@ def validated(competition: str, path: Path) -> None:
     comp = get_competition(competition)
     if not path.exists():
         raise KitError(f"{path}: file not found")
-    problems = comp.validate(pd.read_csv(path))
+    problems = comp.validate(pd.read_csv(path), comp.known_sample())
     if problems:
         raise KitError(f"{path}: not submitted; " + "; ".join(problems))
 

@@ -86,3 +86,15 @@ def test_the_ledger_ties_a_submission_to_its_run_and_follows_kaggles_scores(stan
     assert main(["submissions", "mars"]) == 0
     assert "updated 1 row(s)" in capsys.readouterr().out
     assert ledger.best_public("mars_dual_unet") == 0.65
+
+
+def test_without_a_sample_a_file_is_checked_against_the_downloaded_test_set(standin, mars_csv, kit_home, capsys):
+    from kit.competitions import get_competition
+    from kit.competitions.mars import synth
+
+    comp = get_competition("mars")
+    synth.generate(comp.downloaded_dir(), train=20, test=4, aliens=2, seed=1)  # as `kit download mars` would leave
+    assert main(["validate", "mars", str(mars_csv)]) == 1  # 3 rows, the test set has 4
+    assert "3 rows, expected 4" in capsys.readouterr().out
+    assert main(["submit", "mars", str(mars_csv), "--poll", "0"]) == 2
+    assert "not submitted; 3 rows, expected 4" in capsys.readouterr().err and standin.requests == []

@@ -31,6 +31,11 @@ class MarsTerrain(Competition):
     def validate(self, sub: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
         return submission.validate_submission(sub, None if sample is None else len(sample))
 
+    def known_sample(self) -> pd.DataFrame | None:
+        if not (self.downloaded_dir() / layout.FILE).exists():
+            return None
+        return pd.DataFrame({"id": range(len(data.load(self.downloaded_dir()).test))})
+
     def warnings(self, sub: pd.DataFrame) -> list[str]:
         return submission.order_warnings(sub)
 

@@ -27,6 +27,10 @@ class RsnaLumbar(Competition):
         expected = sample["row_id"].astype(str) if sample is not None else None
         return submission.validate_submission(sub, expected)
 
+    def known_sample(self) -> pd.DataFrame | None:
+        path = self.downloaded_dir() / "sample_submission.csv"
+        return pd.read_csv(path) if path.exists() else None
+
     def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
         studies = [s.study_id for s in tables.load_studies(data_dir, "test")]
         return submission.row_ids(studies[:limit])
