@@ -81,11 +81,18 @@ def test_precision_by_compute_capability(fake_gpu, setting, capability, expected
         assert Precision.for_device(setting, torch.device("cuda", 0)).mode == expected
 
 
-def test_precision_on_the_cpu_and_bad_settings():
+def test_precision_on_the_cpu_and_bad_settings(monkeypatch):
+    from kit.train import precision
+
     cpu = torch.device("cpu")
     assert resolve("auto", cpu) == "fp32"
-    with pytest.raises(KitError, match="trainer.precision=fp16: mixed precision needs a CUDA GPU"):
+    with pytest.raises(KitError, match="trainer.precision=fp16: this cpu has no native fp16"):
         resolve("fp16", cpu)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve("bf16", cpu) == "bf16" and resolve("auto", cpu) == "fp32"  # bf16 on the CPU only on request
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(KitError, match="bf16 needs AVX512-BF16 or AMX"):
+        resolve("bf16", cpu)
     with pytest.raises(KitError, match="expected one of auto, bf16, fp16, fp32"):
         resolve("half", cpu)
 
