@@ -41,6 +41,15 @@ def workdir(tmp_path) -> Path:
     text.to_csv(tmp_path / "text.csv", index=False)
     (tmp_path / "broken.yaml").write_text("trainer: {epochs: [1, 2\n")
     (tmp_path / "folder.csv").mkdir()
+    images = np.random.default_rng(1).random((12, 2, 64, 128)).astype(np.float32)
+    images[:, 1] = np.random.default_rng(2).integers(0, 5, (12, 64, 128))
+    for name, broken in (("nan", images.copy()), ("trunc", images)):
+        (tmp_path / name).mkdir()
+        if name == "nan":
+            broken[3, 0, 5, 5] = np.nan
+        np.savez(tmp_path / name / "mars_for_students.npz", training_set=broken, test_set=images[:2, 0])
+    whole = (tmp_path / "trunc" / "mars_for_students.npz").read_bytes()
+    (tmp_path / "trunc" / "mars_for_students.npz").write_bytes(whole[: len(whole) // 2])
     return tmp_path
 
 
@@ -61,6 +70,11 @@ def workdir(tmp_path) -> Path:
         (["train-fold", "--exp", "no_such_experiment"], ["unknown experiment 'no_such_experiment'"]),
         (["train-fold", "--exp", "rsna_unet", "trainer.nonsense=1"], ["unknown key 'trainer.nonsense'"]),
         (["folds", "mars", "--k", "1"], ["--k 1"]),
+        (["train-fold", "--exp", "mars_dual_unet", "data.dir=trunc"], ["mars_for_students.npz: not a readable .npz"]),
+        (
+            ["train-fold", "--exp", "mars_dual_unet", "data.dir=nan"],
+            ["NaN or infinite pixels", "first [3]"],
+        ),
     ],
 )
 def test_bad_input_is_one_error_line(workdir, args, fragments):

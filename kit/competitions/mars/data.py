@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +37,17 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if missing:
                 raise DataError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(npz.files)}")
             train, test = npz["training_set"], npz["test_set"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz, truncated or not an npz ({exc})") from exc
     if train.ndim != 4 or train.shape[1:] != (2, HEIGHT, WIDTH):
         raise DataError(f"{path}: training_set has shape {train.shape}, expected (N, 2, {HEIGHT}, {WIDTH})")
     if test.ndim != 3 or test.shape[1:] != (HEIGHT, WIDTH):
         raise DataError(f"{path}: test_set has shape {test.shape}, expected (M, {HEIGHT}, {WIDTH})")
+    for name, images in (("training_set", train[:, 0]), ("test_set", test)):
+        broken = ~np.isfinite(images).all(axis=(1, 2))
+        if broken.any():
+            first = np.flatnonzero(broken)[:5].tolist()
+            raise DataError(f"{path}: {name} has NaN or infinite pixels in {int(broken.sum())} image(s), first {first}")
     masks = train[:, 1]
     bad = (masks != np.round(masks)) | (masks < 0) | (masks >= NUM_CLASSES)
     if bad.any():
