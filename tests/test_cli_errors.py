@@ -121,3 +121,45 @@ def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
     assert "rehearsal passed" in task_run("rehearse", "exp=rsna_resnet")
     task_run("predict", "exp=rsna_resnet")
     assert list((user / "submissions").rglob("rsna_resnet.csv"))
+
+
+def _break_rsna(copy: Path, how: str) -> None:
+    import shutil
+
+    study = sorted((copy / "train_images").iterdir())[0]
+    series = sorted(study.iterdir())[0]
+    if how == "missing series folder":
+        shutil.rmtree(series)
+    elif how == "truncated dicom":
+        dicom = sorted(series.iterdir())[0]
+        dicom.write_bytes(dicom.read_bytes()[:300])
+    elif how == "repeated study_id":
+        train = pd.read_csv(copy / "train.csv")
+        pd.concat([train, train.iloc[:1]]).to_csv(copy / "train.csv", index=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how, fragments",
+    [
+        ("missing series folder", ["series folder not found"]),
+        ("truncated dicom", ["unreadable DICOM"]),
+        ("repeated study_id", ["train.csv: row 10 repeats study_id"]),
+    ],
+)
+def test_broken_rsna_data_is_one_error_line(tmp_path, rsna_dir, how, fragments):
+    import shutil
+
+    shutil.copytree(rsna_dir, tmp_path / "comp")
+    _break_rsna(tmp_path / "comp", how)
+    args = ["train-fold", "--exp", "rsna_resnet", "data.dir=comp", "data.folds=2", "data.size=32", "data.slices=2"]
+    result = run_kit([*args, "trainer.epochs=1", "trainer.batch_size=2"], tmp_path)
+    assert_one_line_error(result, *fragments)
+
+
+@pytest.mark.parametrize(
+    "batch, fragments", [(64, ["trainer.batch_size=64", "lower the batch size"]), (1, ["BatchNorm needs at least 2"])]
+)
+def test_batch_sizes_that_cannot_train_are_refused(tmp_path, rsna_dir, batch, fragments):
+    args = ["train-fold", "--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", f"trainer.batch_size={batch}"]
+    assert_one_line_error(run_kit(args, tmp_path), *fragments)

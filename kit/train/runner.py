@@ -221,6 +221,17 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
     per_rank = max(1, trainer["batch_size"] // ctx.world_size)
     train_loader = make_loader(train_set, per_rank, trainer, ctx.device, sampler=sampler, drop_last=True)
     val_loader = make_loader(training.dataset(val_ids, "train"), trainer["batch_size"], trainer, ctx.device)
+    batch_norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if per_rank < 2 and any(isinstance(m, batch_norms) for m in model.modules()):
+        raise KitError(
+            f"trainer.batch_size={trainer['batch_size']}: BatchNorm needs at least 2 samples per batch and process; "
+            "use a larger batch (or model.norm=group where the model has it)"
+        )
+    if len(train_loader) == 0:
+        raise KitError(
+            f"trainer.batch_size={trainer['batch_size']}: fold {fold} has only {len(train_set)} training samples "
+            f"({ctx.world_size} process(es)), so an epoch would train on nothing; lower the batch size"
+        )
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
     steps_per_epoch = math.ceil(len(train_loader) / accumulate)

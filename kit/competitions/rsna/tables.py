@@ -82,12 +82,27 @@ def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 def read_labels(data_dir: Path) -> pd.DataFrame:
     """train.csv as a (studies × 25) frame of integer codes indexed by study_id."""
     path = Path(data_dir) / TRAIN_CSV
-    return parse_labels(read_csv_checked(path), path)
+    frame = read_csv_checked(path)
+    repeated = frame["study_id"].duplicated(keep="first")
+    if repeated.any():
+        row = int(np.flatnonzero(repeated.to_numpy())[0])
+        first = int(np.flatnonzero((frame["study_id"] == frame["study_id"].iloc[row]).to_numpy())[0])
+        raise DataError(
+            f"{path}: row {row + 2} repeats study_id {frame['study_id'].iloc[row]} (first on row {first + 2})"
+        )
+    return parse_labels(frame, path)
 
 
 def read_series_descriptions(data_dir: Path, split: str) -> pd.DataFrame:
     path = Path(data_dir) / SERIES_CSVS[split]
     frame = read_csv_checked(path)
+    repeated = frame.duplicated(["study_id", "series_id"])
+    if repeated.any():
+        row = int(np.flatnonzero(repeated.to_numpy())[0])
+        raise DataError(
+            f"{path}: row {row + 2} repeats study_id {frame['study_id'].iloc[row]}, series_id "
+            f"{frame['series_id'].iloc[row]}"
+        )
     unknown = ~frame["series_description"].isin(list(VIEWS))
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
