@@ -109,7 +109,7 @@ def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
     shutil.copy(repo / "Taskfile.yml", user)
     env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    overrides = ["--", f"data.dir={rsna_dir}", "data.folds=2", "trainer.epochs=1"]
+    overrides = ["--", f"data.dir={rsna_dir}", "data.folds=2", "trainer.epochs=1", "trainer.batch_size=2"]
 
     def task_run(*args):
         result = subprocess.run([task, *args], cwd=user, env=env, capture_output=True, text=True, timeout=900)
