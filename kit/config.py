@@ -107,6 +107,25 @@ def check_config(cfg: dict, fold: int | None = None) -> dict:
     return cfg
 
 
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        name, va, vb = f"{prefix}{key}", a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, f"{name}.")
+        elif va != vb:
+            out.append(name)
+    return out
+
+
+def lookup(cfg: dict, dotted: str):
+    """The value at a dotted key (None where a section or key is missing)."""
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
 def load_config(path: Path) -> dict:
     """A run's resolved config (config.yaml beside its checkpoints)."""
     try:

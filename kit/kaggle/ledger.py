@@ -89,7 +89,7 @@ def refresh(submissions) -> int:
     return changed
 
 
-def best_public(run: str) -> float | None:
+def latest_public(run: str) -> float | None:
     frame = load()
     scores = pd.to_numeric(frame.loc[frame["run"] == run, "public_score"], errors="coerce").dropna()
     return None if scores.empty else float(scores.iloc[-1])

@@ -20,7 +20,7 @@ from kit.io import atomic_path, write_text_atomic
 from kit.train.distributed import Context
 from kit.train.loaders import make_loader, to_device
 from kit.train.precision import Precision
-from kit.train.runner import accumulation_steps, build_model, memory_format, prepare, seed_everything
+from kit.train.runner import build_model, memory_format, prepare, seed_everything
 from kit.train.step import Stepper
 
 
@@ -62,7 +62,7 @@ def bench_train(cfg: dict, batches: int = 20, warmup: int = 3, overrides: tuple[
     forward = torch.compile(model) if trainer.get("compile") else model
     loss_fn = training.loss().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
-    stepper = Stepper(model, optimizer, None, precision, trainer["grad_clip"], accumulation_steps(trainer))
+    stepper = Stepper(model, optimizer, None, precision, trainer["grad_clip"], trainer.get("accumulate", 1))
     model.train()
 
     def train_step(batch) -> None:

@@ -8,15 +8,12 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
-from kit.errors import KitError
 
-
-def worker_count(setting, device: torch.device) -> int:
-    """trainer.num_workers: a count, or null for the default (CUDA: the CPU count less one, at most 8; CPU: 0)."""
-    if setting is None or setting == "auto":
+def worker_count(setting: int | None, device: torch.device) -> int:
+    """trainer.num_workers (checked by check_config): a count, or null for the default (CUDA: the CPU count less one,
+    at most 8; CPU: 0)."""
+    if setting is None:
         return min(8, max(0, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
-    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 0:
-        raise KitError(f"trainer.num_workers={setting!r}: expected a count >= 0, or null for the default")
     return setting
 
 

@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from kit import paths
-from kit.config import load_config
+from kit.config import config_differences, load_config
 from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.kaggle.ledger import record_written
 from kit.train import checkpoint, distributed
-from kit.train.runner import build_model, config_differences, predict, prepare
+from kit.train.runner import build_model, predict, prepare
 
 
 def finished_folds(cfg: dict, oof_file: str) -> list[Path]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from kernels import _dispatch as dispatch
 from kit import paths
 from kit.competitions import get_competition
-from kit.config import check_config, dump_config
+from kit.config import check_config, config_differences, dump_config, lookup
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
 from kit.models.registry import create_model
@@ -37,13 +37,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def accumulation_steps(trainer: dict) -> int:
-    steps = trainer.get("accumulate", 1)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise KitError(f"trainer.accumulate={steps!r}: expected a whole number of batches >= 1")
-    return steps
 
 
 def fold_dir(cfg: dict, fold: int) -> Path:
@@ -108,32 +101,11 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved configs."""
-    keys = sorted(set(a) | set(b), key=str)
-    out = []
-    for key in keys:
-        name = f"{prefix}{key}"
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, f"{name}.")
-        elif va != vb:
-            out.append(name)
-    return out
-
-
 def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> None:
     changed = [k for k in config_differences(saved, cfg) if k != "fold"]
     if changed and not force:
-        details = ", ".join(f"{k} ({_lookup(saved, k)!r} -> {_lookup(cfg, k)!r})" for k in changed[:6])
+        details = ", ".join(f"{k} ({lookup(saved, k)!r} -> {lookup(cfg, k)!r})" for k in changed[:6])
         raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway")
-
-
-def _lookup(cfg: dict, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def remove_orphaned_writes(folder: Path) -> None:
@@ -154,10 +126,6 @@ def prepare(cfg: dict, ctx: distributed.Context):
     return comp, comp.training(cfg, data_dir), folds
 
 
-def autocast(cfg: dict, device: torch.device):
-    return Precision.for_device(cfg["trainer"].get("precision", "auto"), device).autocast()
-
-
 def memory_format(cfg: dict):
     return torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
 
@@ -172,9 +140,10 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     """Logits over a loader, in its order, and the mean loss where targets are known."""
     model.eval()
     ids, logits, total, count = [], [], 0.0, 0
+    precision = Precision.for_device(cfg["trainer"].get("precision", "auto"), device)
     for batch in loader:
         image = to_device(batch["image"], device, memory_format(cfg))
-        with autocast(cfg, device):
+        with precision.autocast():
             out = model(image)
         if loss_fn is not None:
             total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
@@ -204,7 +173,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     precision = Precision.for_device(trainer.get("precision", "auto"), ctx.device)
-    accumulate = accumulation_steps(trainer)
+    accumulate = trainer.get("accumulate", 1)
     if ctx.is_main:
         print(f"{precision.describe()}; {dispatch.describe(ctx.device)}", flush=True)
     model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))

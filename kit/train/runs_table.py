@@ -10,17 +10,10 @@ import pandas as pd
 import yaml
 
 from kit import paths
-from kit.config import load_experiment
+from kit.config import config_differences, load_experiment, lookup
 from kit.errors import KitError
 from kit.io import atomic_path
-from kit.kaggle.ledger import best_public
-from kit.train.runner import config_differences
-
-
-def _lookup(cfg: dict, dotted: str):
-    for part in dotted.split("."):
-        cfg = cfg.get(part) if isinstance(cfg, dict) else None
-    return cfg
+from kit.kaggle.ledger import latest_public
 
 
 def run_rows() -> pd.DataFrame:
@@ -46,12 +39,12 @@ def run_rows() -> pd.DataFrame:
             {
                 "experiment": experiment,
                 "run": run.name,
-                "overrides": " ".join(f"{k}={_lookup(cfg, k)}" for k in changed) or "-",
+                "overrides": " ".join(f"{k}={lookup(cfg, k)}" for k in changed) or "-",
                 "folds": f"{len(finished)}/{cfg.get('data', {}).get('folds', '?')}",
                 "cv": cv.get("score"),
                 "cv_folds": len(cv.get("folds", [])),
                 "minutes": round(seconds / 60, 1),
-                "public_lb": best_public(run.name),
+                "public_lb": latest_public(run.name),
             }
         )
     columns = ["experiment", "run", "overrides", "folds", "cv", "cv_folds", "minutes", "public_lb"]
