@@ -112,6 +112,8 @@ def cmd_train_all(args) -> None:
 def cmd_bench_train(args) -> None:
     from kit.train.bench import bench_train, record
 
+    if args.batches < 1:
+        raise KitError(f"--batches {args.batches}: time at least 1 batch")
     row = bench_train(_experiment(args), batches=args.batches, overrides=tuple(args.overrides))
     frame = record(row)
     print(

@@ -70,6 +70,8 @@ def workdir(tmp_path) -> Path:
         (["train-fold", "--exp", "no_such_experiment"], ["unknown experiment 'no_such_experiment'"]),
         (["train-fold", "--exp", "rsna_unet", "trainer.nonsense=1"], ["unknown key 'trainer.nonsense'"]),
         (["folds", "mars", "--k", "1"], ["--k 1"]),
+        (["bench-train", "--exp", "mars_dual_unet", "--batches", "0"], ["--batches 0"]),
+        (["download", "nosuchcomp"], ["unknown competition"]),
         (["train-fold", "--exp", "mars_dual_unet", "data.dir=trunc"], ["mars_for_students.npz: not a readable .npz"]),
         (
             ["train-fold", "--exp", "mars_dual_unet", "data.dir=nan"],
