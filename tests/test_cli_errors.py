@@ -165,3 +165,24 @@ def test_broken_rsna_data_is_one_error_line(tmp_path, rsna_dir, how, fragments):
 def test_batch_sizes_that_cannot_train_are_refused(tmp_path, rsna_dir, batch, fragments):
     args = ["train-fold", "--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", f"trainer.batch_size={batch}"]
     assert_one_line_error(run_kit(args, tmp_path), *fragments)
+
+
+@pytest.mark.slow
+def test_weights_of_another_model_and_an_unwritable_runs_folder(tmp_path, rsna_dir):
+    """A fold whose weights came from another encoder, given to --resume and to predict; `runs` that is a file."""
+    args = ["--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", "data.size=32", "data.slices=2"]
+    tiny = ["trainer.epochs=1", "trainer.batch_size=2"]
+    assert run_kit(["train-fold", *args, *tiny], tmp_path).returncode == 0
+    fold = tmp_path / "runs" / "rsna_resnet" / "fold0"
+
+    resumed = run_kit(["train-fold", *args, *tiny, "model.encoder=resnet34", "--resume", "--force"], tmp_path)
+    assert_one_line_error(resumed, "model_last.pt: its weights do not fit", "missing")
+
+    config = fold / "config.yaml"
+    config.write_text(config.read_text().replace("encoder: resnet18", "encoder: resnet34"))
+    assert_one_line_error(run_kit(["predict", *args], tmp_path), "fold0/model_best.pt: its weights do not fit")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "runs").write_text("not a folder")
+    assert_one_line_error(run_kit(["train-fold", *args, *tiny], elsewhere), "runs/rsna_resnet/fold0", "Not a directory")

@@ -86,7 +86,7 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
     total = None
     for fold in folds:
         model = build_model(cfg, training).to(device)
-        model.load_state_dict(checkpoint.load(fold / "model_best.pt")["model"])
+        checkpoint.load_weights(model, checkpoint.load(fold / "model_best.pt")["model"], fold / "model_best.pt")
         model = model.to(
             memory_format=torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
         )

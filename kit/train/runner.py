@@ -69,10 +69,10 @@ def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | 
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
-def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, scaler=None) -> dict:
+def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, scaler=None, source: Path | None = None) -> dict:
     """Load model_last.pt's weights, optimiser, schedule, weight average (started from the weights when the
     interrupted run kept none) and fp16 gradient scaler; returns the run's state (epoch, best, history)."""
-    model.load_state_dict(saved["model"])
+    checkpoint.load_weights(model, saved["model"], source or "model_last.pt")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     if ema is not None:
@@ -220,7 +220,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
     if resume and last.exists():
         saved = checkpoint.load(last)
         refuse_changed_config(saved.get("config", cfg), cfg, out, force)
-        state = restore(saved, model, optimizer, scheduler, ema, precision.scaler)
+        state = restore(saved, model, optimizer, scheduler, ema, precision.scaler, last)
         replaced = True
         if ctx.is_main:
             print(f"resuming {out} after epoch {state['epoch']}")
