@@ -29,8 +29,10 @@ def load_weights(module: torch.nn.Module, state: dict, source: Path | str) -> No
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise KitError(f"{source}: its weights do not fit the model this config builds ({mismatch(module, state)}); "
-                       "was it trained with another model section?") from exc
+        raise KitError(
+            f"{source}: its weights do not fit the model this config builds ({mismatch(module, state)}); "
+            "was it trained with another model section?"
+        ) from exc
 
 
 def mismatch(module: torch.nn.Module, state: dict) -> str:
@@ -38,6 +40,9 @@ def mismatch(module: torch.nn.Module, state: dict) -> str:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    parts = [f"{len(keys)} {what}, e.g. {keys[0]}" for what, keys in
-             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if keys]
+    parts = [
+        f"{len(keys)} {what}, e.g. {keys[0]}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if keys
+    ]
     return "; ".join(parts) or "no key differs"

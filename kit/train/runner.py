@@ -69,7 +69,9 @@ def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | 
     return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
-def restore(saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, scaler=None, source: Path | None = None) -> dict:
+def restore(
+    saved: dict, model, optimizer, scheduler, ema: ModelEmaV3 | None, scaler=None, source: Path | None = None
+) -> dict:
     """Load model_last.pt's weights, optimiser, schedule, weight average (started from the weights when the
     interrupted run kept none) and fp16 gradient scaler; returns the run's state (epoch, best, history)."""
     checkpoint.load_weights(model, saved["model"], source or "model_last.pt")
