@@ -72,6 +72,11 @@ def workdir(tmp_path) -> Path:
         (["folds", "mars", "--k", "1"], ["--k 1"]),
         (["bench-train", "--exp", "mars_dual_unet", "--batches", "0"], ["--batches 0"]),
         (["download", "nosuchcomp"], ["unknown competition"]),
+        (["validate", "rsna", "short.csv", "--sample", "short.csv"], ["sample: no 'row_id' column"]),
+        (
+            ["train-fold", "--exp", "mars_smp_unet", "model.encoder=resnet_18"],
+            ["not a segmentation-models", "resnet18"],
+        ),
         (["train-fold", "--exp", "mars_dual_unet", "data.dir=trunc"], ["mars_for_students.npz: not a readable .npz"]),
         (
             ["train-fold", "--exp", "mars_dual_unet", "data.dir=nan"],

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from kit.errors import KitError, UnknownNameError
+from kit.models import encoders
 from kit.models.blocks import add_decoder_se
 from kit.models.registry import register_model
 
@@ -57,7 +58,7 @@ class UNetClassifier(nn.Module):
     ):
         super().__init__()
         self.unet = smp.Unet(
-            encoder_name=encoder,
+            encoder_name=encoders.check_smp(encoder),
             encoder_weights=None,
             in_channels=in_channels,
             classes=1,
@@ -146,6 +147,6 @@ def resnet_classifier(
 ) -> nn.Module:
     """ResNet classifier: a timm ResNet (residual blocks, adaptive pooling, linear classifier)."""
     model = timm.create_model(
-        encoder, pretrained=False, in_chans=in_channels, num_classes=num_outputs, drop_rate=dropout
+        encoders.check_timm(encoder), pretrained=False, in_chans=in_channels, num_classes=num_outputs, drop_rate=dropout
     )
     return with_norm(model, norm)

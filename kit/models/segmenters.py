@@ -9,6 +9,7 @@ from torch import nn
 
 from kernels.se import SqueezeExcite
 from kit.errors import UnknownNameError
+from kit.models import encoders
 from kit.models.blocks import (
     AttentionGate,
     CellularAutomata,
@@ -119,9 +120,10 @@ def unet(in_channels: int, num_outputs: int, **kwargs) -> nn.Module:
 def smp_segmenter(in_channels: int, num_outputs: int, arch: str = "Unet", encoder: str = "resnet18",
                   decoder_se_reduction: int | None = None, **kwargs) -> nn.Module:  # fmt: skip
     """Any smp architecture and encoder by name (no pretrained weights: offline)."""
+    encoders.check_smp(encoder)
     try:
-        model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
-                                 classes=num_outputs, **kwargs)  # fmt: skip
+        model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None,
+                                 in_channels=in_channels, classes=num_outputs, **kwargs)  # fmt: skip
     except KeyError as exc:
         raise UnknownNameError(f"smp: {exc.args[0]}") from exc
     if decoder_se_reduction:

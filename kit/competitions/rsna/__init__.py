@@ -9,6 +9,7 @@ import pandas as pd
 
 from kit.competitions.base import Competition
 from kit.data.folds import load_or_make_folds
+from kit.errors import KitError
 
 from . import layout, metric, submission, synth, tables
 
@@ -24,6 +25,8 @@ class RsnaLumbar(Competition):
         return metric.score_parts(solution, sub, "row_id", any_severe_scalar=1.0)
 
     def validate(self, sub: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
+        if sample is not None and "row_id" not in sample.columns:
+            raise KitError(f"sample: no 'row_id' column (columns: {', '.join(map(str, sample.columns))})")
         expected = sample["row_id"].astype(str) if sample is not None else None
         return submission.validate_submission(sub, expected)
 
