@@ -30,7 +30,10 @@ def cmd_synth(args) -> None:
 
     comp = get_competition(args.competition)
     out = Path(args.out) if args.out else comp.synth_dir()
-    path = comp.synth(out, studies=args.studies, test_studies=args.test_studies, seed=args.seed, force=args.force)
+    for option in ("train", "test"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise KitError(f"--{option} {getattr(args, option)}: give at least 1 sample")
+    path = comp.synth(out, train=args.train, test=args.test, seed=args.seed, force=args.force)
     print(f"wrote synthetic {comp.slug} to {path}")
 
 
@@ -47,9 +50,9 @@ def cmd_score(args) -> None:
     comp = get_competition(args.competition)
     parts = comp.score(_read_csv(args.solution), _read_csv(args.submission))
     for name, value in parts.items():
-        if name != "score":
+        if name != comp.metric_name:
             print(f"{name:<18} {value:.6f}")
-    print(f"score {parts['score']:.6f}")
+    print(f"{comp.metric_name} {parts[comp.metric_name]:.6f}")
 
 
 def cmd_validate(args) -> None:
@@ -92,19 +95,19 @@ def cmd_train_fold(args) -> None:
 
     summary = train_fold(_experiment(args), args.fold, resume=args.resume, force=args.force)
     if summary["rank"] == 0:
-        baseline = summary["prior_baseline_score"]
+        metric = summary["metric"]
+        baseline = summary[f"prior_baseline_{metric}"]
         print(f"fold {args.fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
         print(f"{summary['samples_per_s']:.1f} samples/s, {summary['ratio_to_baseline']:.2f}x the baseline")
-        print(f"score {summary['score']:.4f}")
+        print(f"{metric} {summary[metric]:.4f}")
 
 
 def cmd_train_all(args) -> None:
     from kit.train.runner import train_fold
 
     cfg = _experiment(args)
-    scores = [
-        train_fold(cfg, fold, resume=args.resume, force=args.force)["score"] for fold in range(cfg["data"]["folds"])
-    ]
+    summaries = [train_fold(cfg, fold, resume=args.resume, force=args.force) for fold in range(cfg["data"]["folds"])]
+    scores = [s[s["metric"]] for s in summaries]
     print("fold scores: " + ", ".join(f"{s:.4f}" for s in scores))
     cmd_oof(args)
 
@@ -156,7 +159,7 @@ def cmd_oof(args) -> None:
 
     path, scores, n_folds = merge_oof(_experiment(args))
     print(f"{path}: {n_folds} fold(s) merged")
-    print(f"CV score {scores['score']:.4f}")
+    print(f"CV {scores['metric']} {scores[scores['metric']]:.4f}")
 
 
 def cmd_predict(args) -> None:
@@ -242,7 +245,7 @@ def cmd_rehearse(args) -> None:
     from kit.kaggle.rehearse import rehearse_or_fail
 
     package = _inference_package(args, args.owner or "rehearsal")
-    rehearse_or_fail(package, package.competition, test_studies=args.test_studies)
+    rehearse_or_fail(package, package.competition, test_samples=args.test_samples)
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
 
 
@@ -253,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("synth", help="write a synthetic competition in the exact Kaggle layout")
     p.add_argument("competition")
     p.add_argument("--out", help="output folder (default: data/<competition>-synth)")
-    p.add_argument("--studies", type=int, default=80, help="rsna: training studies")
-    p.add_argument("--test-studies", type=int, default=3, help="rsna: test studies")
+    p.add_argument("--train", type=int, help="labelled samples (studies, images); default: the competition's")
+    p.add_argument("--test", type=int, help="unlabelled test samples; default: the competition's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.set_defaults(func=cmd_synth)
@@ -285,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, func, help_text in (
         ("train-fold", cmd_train_fold, "train fold(s) of an experiment: runs/<exp>/fold<k>/"),
         ("train-all", cmd_train_all, "train every fold, then merge the OOF"),
-        ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/oof.csv and print the CV metric"),
+        ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
         ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
     ):
@@ -355,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp", default="rsna_unet")
     p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/)")
     p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
-    p.add_argument("--test-studies", type=int, default=8, help="test studies in the simulated tree")
+    p.add_argument("--test-samples", type=int, default=8, help="test samples (studies, images) in the simulated tree")
     p.set_defaults(func=cmd_rehearse)
     return parser
 

@@ -1,17 +1,27 @@
-"""What every competition module provides to the generic runner, stacker and CLI."""
+"""What every competition provides to the generic runner, stacker and CLI: its data on disk, its official metric and
+submission format, its folds, and the FoldTraining class that experiments build from a config."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
 from kit import paths
+from kit.competitions.parts import FoldTraining
+from kit.data.folds import load_or_make_folds
 
 
-class Competition:
-    name: str
-    slug: str
+class Competition(ABC):
+    name: ClassVar[str]  # the kit's name: `kit score NAME`, `competition: NAME` in an experiment
+    slug: ClassVar[str]  # Kaggle's: data/<slug>/, submissions/<slug>/
+    id_column: ClassVar[str]  # the submission's row id
+    training_class: ClassVar[type[FoldTraining]]
+    synth_sizes: ClassVar[dict[str, int]]  # default train and test sample counts of the synthetic data
+
+    # Data on disk
 
     def synth_dir(self) -> Path:
         return paths.data_root() / f"{self.name}-synth"
@@ -26,22 +36,54 @@ class Competition:
     def data_dir(self, data_dir: str | Path | None) -> Path:
         return Path(data_dir) if data_dir else self.default_data_dir()
 
-    def folds_path(self, data_dir: Path) -> Path:
-        return paths.folds_root() / f"{Path(data_dir).resolve().name}.csv"
-
-    def synth(self, out: Path, **kwargs) -> Path:
-        raise NotImplementedError
-
-    def score(self, solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, float]:
-        """Named parts of the metric, with the official score under 'score'."""
-        raise NotImplementedError
-
-    def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
-        raise NotImplementedError
-
     def downloaded_dir(self) -> Path:
         """Where `kit download` puts the real data."""
         return paths.data_root() / self.slug
+
+    def synth(self, out: Path, train: int | None = None, test: int | None = None, seed: int = 0,
+              force: bool = False) -> Path:  # fmt: skip
+        """A synthetic competition in the exact layout, with `train` labelled and `test` unlabelled samples
+        (None: synth_sizes); an existing folder is replaced only with `force`."""
+        return self.generate(
+            Path(out), train or self.synth_sizes["train"], test or self.synth_sizes["test"], seed, force
+        )
+
+    @abstractmethod
+    def generate(self, out: Path, train: int, test: int, seed: int, force: bool) -> Path:
+        """Write the synthetic competition (see synth)."""
+
+    # Folds: one split per dataset, stratified by strata(), grouped by groups()
+
+    def folds_path(self, data_dir: Path) -> Path:
+        return paths.folds_root() / f"{Path(data_dir).resolve().name}.csv"
+
+    @abstractmethod
+    def strata(self, data_dir: Path) -> pd.Series:
+        """Training sample id -> the stratum the folds balance (a class, a count of rare labels...)."""
+
+    def groups(self, data_dir: Path, ids: list) -> list:
+        """Per id, the group that must stay in one fold (a patient, a duplicate group); default: the sample."""
+        return list(ids)
+
+    def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
+        strata = self.strata(data_dir)
+        ids = strata.index.tolist()
+        groups = self.groups(data_dir, ids)
+        return load_or_make_folds(self.folds_path(data_dir), ids, strata.to_numpy(), groups, n_splits, seed)
+
+    # Submissions
+
+    @abstractmethod
+    def score(self, solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, float]:
+        """Named parts of the official metric, the metric itself under training_class.metric_name."""
+
+    @abstractmethod
+    def validate(self, submission: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
+        """Every problem that would make Kaggle refuse or misread the file (against `sample`'s row ids if given)."""
+
+    @abstractmethod
+    def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
+        """The submission's row ids for every test sample found under data_dir (the first `limit` samples)."""
 
     def known_sample(self) -> pd.DataFrame | None:
         """A sample submission of the real test set when it was downloaded: what `validate` and `submit` check a
@@ -52,13 +94,11 @@ class Competition:
         """What is odd about a submission but scores the same on Kaggle (e.g. rows out of id order)."""
         return []
 
-    def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
-        """The submission's row ids for every test sample found under data_dir (the first `limit` samples)."""
-        raise NotImplementedError
+    # Training
 
-    def training(self, cfg: dict, data_dir: Path):
-        """The competition's side of fold training: datasets, loss, metric, prior baseline, OOF and submission."""
-        raise NotImplementedError
+    @property
+    def metric_name(self) -> str:
+        return self.training_class.metric_name
 
-    def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
-        raise NotImplementedError
+    def training(self, cfg: dict, data_dir: Path) -> FoldTraining:
+        return self.training_class(cfg, data_dir)

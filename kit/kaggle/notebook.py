@@ -71,7 +71,8 @@ from kit.train.runner import train_fold
 cfg = apply_overrides(load_experiment({exp!r}), [f"data.dir={{ROOT / 'input' / {slug!r}}}", *{overrides!r}])
 summary = train_fold(cfg, fold={fold})
 shutil.rmtree(WORK / "cache", ignore_errors=True)  # preprocessed studies: large, and rebuilt anywhere
-print({{k: summary[k] for k in ("best_epoch", "score", "prior_baseline_score")}})
+metric = summary["metric"]
+print({{k: summary[k] for k in ("best_epoch", metric, f"prior_baseline_{{metric}}")}})
 """
 
 
@@ -90,7 +91,7 @@ def training_notebook(exp: str, fold: int, slug: str, code_dataset: str, overrid
     ])  # fmt: skip
 
 
-def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: str, oof_file: str = "oof.csv"):
+def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: str, *, oof_file: str):
     """Datasets are given by their slug (the folder name under /kaggle/input)."""
     cells = [
         new_markdown_cell(f"# {exp}: inference for `{slug}`\n\nBuilt by the kit; runs offline."),
@@ -101,8 +102,8 @@ def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: 
     return _notebook(cells)
 
 
-def stack_inference_notebook(stack: str, exps: list[str], slug: str, code_dataset: str, weights_dataset: str,
-                             oof_file: str = "oof.csv"):  # fmt: skip
+def stack_inference_notebook(stack: str, exps: list[str], slug: str, code_dataset: str, weights_dataset: str, *,
+                             oof_file: str):  # fmt: skip
     """The weights dataset holds each base experiment's folds under <exp>/ and the stack's meta-models under stack/."""
     cells = [
         new_markdown_cell(f"# {stack}: stacked inference for `{slug}`\n\nBase experiments: {', '.join(exps)}. "

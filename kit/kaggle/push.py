@@ -101,7 +101,8 @@ def inference_package(package: Package, title: str, weights: Path, notebook, gpu
     weights_slug = datasets.read_metadata(weights)["slug"]
     meta = kernel_metadata(package.owner, package.kernel, f"{title} inference", comp.slug,
                            [f"{package.owner}/{CODE_SLUG}", f"{package.owner}/{weights_slug}"], gpu=gpu)  # fmt: skip
-    write_notebook(fresh(package.notebook), notebook(comp.slug, CODE_SLUG, weights_slug), meta)
+    notebook = notebook(comp.slug, CODE_SLUG, weights_slug, oof_file=comp.training_class.oof_file)
+    write_notebook(fresh(package.notebook), notebook, meta)
     return package
 
 

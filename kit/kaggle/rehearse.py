@@ -81,11 +81,11 @@ def kernel_spec(python: Path, scratch: Path, env: dict[str, str]):
         yield KERNEL_NAME
 
 
-TRAIN_STUDIES = 10  # enough for the 5 folds a default config makes when it reads the competition
+TRAIN_SAMPLES = 10  # enough for the 5 folds a default config makes when it reads the competition
 
 
-def simulated_tree(root: Path, package: Package, competition: str, test_studies: int, visible: int, seed: int):
-    """root/input/<competition slug> (synthetic, `test_studies` test studies, the sample listing `visible`),
+def simulated_tree(root: Path, package: Package, competition: str, test_samples: int, visible: int, seed: int):
+    """root/input/<competition slug> (synthetic, `test_samples` test samples, the sample listing `visible`),
     root/input/<code>, root/input/<weights>, root/working. Returns the expected submission row ids."""
     comp = get_competition(competition)
     inputs = root / "input"
@@ -93,11 +93,12 @@ def simulated_tree(root: Path, package: Package, competition: str, test_studies:
     (root / "working").mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = comp.synth(inputs / comp.slug, studies=TRAIN_STUDIES, test_studies=test_studies, seed=seed, force=False)
+        data = comp.synth(inputs / comp.slug, train=TRAIN_SAMPLES, test=test_samples, seed=seed, force=False)
     expected = comp.test_row_ids(data)
-    sample = pd.read_csv(data / "sample_submission.csv")
-    visible_rows = sample["row_id"].isin(comp.test_row_ids(data, limit=visible))
-    sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)  # smaller than the test set run on
+    if (data / "sample_submission.csv").exists():  # smaller than the test set run on, as on Kaggle
+        sample = pd.read_csv(data / "sample_submission.csv")
+        visible_rows = sample[comp.id_column].astype(str).isin(comp.test_row_ids(data, limit=visible))
+        sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)
     (inputs / CODE_SLUG).symlink_to(package.code.absolute())
     (inputs / datasets.read_metadata(package.weights)["slug"]).symlink_to(package.weights.absolute())
     return expected
@@ -110,8 +111,9 @@ def check_submission(path: Path, competition: str, expected: list[str]) -> list[
     frame = pd.read_csv(path)
     problems = []
     if len(frame) != len(expected):
-        problems.append(f"{len(frame)} rows, expected {len(expected)} (one per row id of every test study)")
-    problems += get_competition(competition).validate(frame, pd.DataFrame({"row_id": expected}))
+        problems.append(f"{len(frame)} rows, expected {len(expected)} (one per row id of every test sample)")
+    comp = get_competition(competition)
+    problems += comp.validate(frame, pd.DataFrame({comp.id_column: expected}))
     return problems
 
 
@@ -125,15 +127,15 @@ def installed_from_wheels(python: Path) -> list[str]:
     return []
 
 
-def rehearse(package: Package, competition: str, test_studies: int = 8, visible: int = 3, seed: int = 11,
+def rehearse(package: Package, competition: str, test_samples: int = 8, visible: int = 3, seed: int = 11,
              timeout: int = 1800, echo=print) -> list[str]:  # fmt: skip
     """Run package.notebook/notebook.ipynb offline against a simulated tree; the problems found (none: ready)."""
     notebook = nbformat.read(package.notebook / "notebook.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="kit-rehearsal-") as scratch:
         scratch = Path(scratch)
         root = scratch / "kaggle"
-        expected = simulated_tree(root, package, competition, test_studies, visible, seed)
-        echo(f"simulated tree {root}: {test_studies} test studies ({visible} in the visible sample)")
+        expected = simulated_tree(root, package, competition, test_samples, visible, seed)
+        echo(f"simulated tree {root}: {test_samples} test samples ({visible} in the visible sample)")
         python = fresh_environment(scratch / "venv", simulated_image(scratch / "image"))
         echo(f"fresh environment {python.parent.parent} (the kit only from the code dataset's wheels)")
         try:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kit import paths
+from kit.competitions.parts import stacking
 from kit.config import load_experiment
 from kit.errors import KitError
 from kit.train import distributed
@@ -42,6 +43,7 @@ def load_bases(competition: str, names: list[str]):
         raise KitError(f"experiment(s) {', '.join(wrong)} are not of competition {competition!r}")
     prepared = [prepare(cfg, distributed.Context()) for cfg in cfgs]
     _, training, folds = prepared[0]
+    stacking(training, competition)
     differing = [cfg["name"] for cfg, (_, _, f) in zip(cfgs, prepared, strict=True) if not same_folds(f, folds)]
     if differing:
         raise KitError(

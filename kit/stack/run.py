@@ -34,7 +34,7 @@ def run_stack(
     out.mkdir(parents=True, exist_ok=True)
     result.model.save(out)
     training.save_predictions(out / training.oof_file, train_ids, result.oof)
-    training.save_predictions(out / training.oof_file.replace("oof", "test_pred"), test_ids, result.test)
+    training.save_predictions(out / training.test_file(), test_ids, result.test)
     submission = training.write_submission(
         paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
     )

@@ -46,11 +46,12 @@ def fold_config(folds: list[Path]) -> dict:
 
 def test_predictions_path(cfg: dict, training) -> Path:
     """runs/<exp>/test_pred.* : the fold-averaged test probabilities, in the OOF's format (for stacking)."""
-    return paths.runs_root() / cfg["name"] / training.oof_file.replace("oof", "test_pred")
+    return paths.runs_root() / cfg["name"] / training.test_file()
 
 
 def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
-    """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric."""
+    """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric's parts
+    (the official one named under 'metric')."""
     _, training, _ = prepare(cfg, distributed.Context())
     folds = finished_folds(cfg, training.oof_file)
     fold_config(folds)
@@ -62,7 +63,7 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     training.save_predictions(path, ids, probs)
     cv = {"metric": training.metric_name, "folds": [f.name for f in folds], **scores}
     write_text_atomic(path.parent / "cv.json", json.dumps(cv, indent=1))
-    return path, scores, len(folds)
+    return path, {"metric": training.metric_name, **scores}, len(folds)
 
 
 def predict_test(cfg: dict) -> tuple[Path, int]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from kernels import _dispatch as dispatch
 from kit import paths
 from kit.competitions import get_competition
+from kit.competitions.parts import FoldReport
 from kit.config import check_config, config_differences, dump_config, lookup
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
@@ -285,7 +286,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 state.update(best=scores[metric], best_epoch=epoch, stale=0)
                 checkpoint.save(out / "model_best.pt", {"model": evaluated.state_dict(), "config": cfg, "epoch": epoch})
                 training.save_predictions(out / training.oof_file, ids, probs)
-                training.report_fold(out, ids, probs)
+                if isinstance(training, FoldReport):
+                    training.report_fold(out, ids, probs)
             else:
                 state["stale"] += 1
             state["epoch"] = epoch
@@ -318,6 +320,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
     tracker.close()
     summary = {
         "fold": fold,
+        "metric": metric,
         "best_epoch": state["best_epoch"],
         metric: state["best"],
         f"prior_baseline_{metric}": baseline[metric],

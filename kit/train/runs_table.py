@@ -41,7 +41,7 @@ def run_rows() -> pd.DataFrame:
                 "run": run.name,
                 "overrides": " ".join(f"{k}={lookup(cfg, k)}" for k in changed) or "-",
                 "folds": f"{len(finished)}/{cfg.get('data', {}).get('folds', '?')}",
-                "cv": cv.get("score"),
+                "cv": cv.get(cv.get("metric", "")),
                 "cv_folds": len(cv.get("folds", [])),
                 "minutes": round(seconds / 60, 1),
                 "public_lb": latest_public(run.name),

@@ -6,7 +6,7 @@ from kit.kaggle.notebook import inference_notebook, kernel_metadata
 
 def test_inference_notebook_is_valid_and_offline():
     notebook = inference_notebook("rsna_unet", "rsna-2024-lumbar-spine-degenerative-classification", "kit-code",
-                                  "rsna-unet-weights")  # fmt: skip
+                                  "rsna-unet-weights", oof_file="oof.csv")  # fmt: skip
     nbformat.validate(notebook)
     source = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert "--no-index" in source and "kit-code" in source and "rsna-unet-weights" in source
@@ -43,7 +43,7 @@ def test_notebook_predicts_a_simulated_kaggle_tree(tmp_path, kit_home, rsna_dir,
     (root / "input" / layout.SLUG).symlink_to(rsna_dir)
     weights_bundle(kit_home / "runs" / "rsna_resnet", root / "input" / "rsna-resnet-weights", owner="me")
 
-    notebook = inference_notebook("rsna_resnet", layout.SLUG, "kit-code", "rsna-resnet-weights")
+    notebook = inference_notebook("rsna_resnet", layout.SLUG, "kit-code", "rsna-resnet-weights", oof_file="oof.csv")
     namespace = {"ROOT": root, "WEIGHTS": root / "input" / "rsna-resnet-weights", "WORK": root / "working"}
     exec("import os, shutil, subprocess, sys\nfrom pathlib import Path", namespace)
     for cell in notebook.cells[2:]:

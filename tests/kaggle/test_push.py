@@ -179,11 +179,11 @@ def test_check_submission_catches_the_classic_failures(tmp_path, rsna_dir):
 def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
     package = build_inference("rsna_resnet", "tester", wheels=wheels)
     lines = []
-    assert rehearse(package, "rsna", test_studies=5, visible=2, echo=lines.append) == []
+    assert rehearse(package, "rsna", test_samples=5, visible=2, echo=lines.append) == []
     assert lines[-1] == "submission.csv: 125 rows, valid"
 
     (package.code / next(w.name for w in wheels if w.name.startswith("monai-"))).unlink()
-    problems = rehearse(package, "rsna", test_studies=5, visible=2, echo=lambda _: None)
+    problems = rehearse(package, "rsna", test_samples=5, visible=2, echo=lambda _: None)
     assert len(problems) == 1 and "No module named 'monai'" in problems[0]
     assert "predict_test" in problems[0], "the failing cell's source is shown"
 
@@ -202,7 +202,7 @@ def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheel
     assert {"rsna_resnet/fold2/model_best.pt", "tiny_dropout/fold0/config.yaml", "stack/stack_model.json",
             "stack/meta_fold2.txt"} <= files  # fmt: skip
     lines = []
-    assert rehearse(package, "rsna", test_studies=5, visible=2, echo=lines.append) == []
+    assert rehearse(package, "rsna", test_samples=5, visible=2, echo=lines.append) == []
     assert lines[-1] == "submission.csv: 125 rows, valid"
     with pytest.raises(KitError, match="no saved stack"):
         build_stack_inference("nothing-here", "tester", wheels=wheels)

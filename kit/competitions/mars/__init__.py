@@ -6,20 +6,26 @@ from pathlib import Path
 
 import pandas as pd
 
+from kit.competitions import register_competition
 from kit.competitions.base import Competition
-from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
 
 from . import data, layout, metric, submission, synth
 from .layout import BIG_ROCK
+from .training import MarsTraining
 
 
+@register_competition
 class MarsTerrain(Competition):
     name = "mars"
     slug = layout.SLUG
+    id_column = "id"
+    training_class = MarsTraining
+    synth_sizes = {"train": 600, "test": 200}
 
-    def synth(self, out: Path, seed: int = 0, force: bool = False, **_) -> Path:
-        return synth.generate(out, seed=seed, force=force)
+    def generate(self, out: Path, train: int, test: int, seed: int, force: bool) -> Path:
+        aliens = round(train * 24 / 600)  # planted outliers: 4% of the training images
+        return synth.generate(out, train=train, test=test, aliens=aliens, seed=seed, force=force)
 
     def score(self, solution: pd.DataFrame, sub: pd.DataFrame) -> dict[str, float]:
         for frame, what in ((solution, "solution"), (sub, "submission")):
@@ -34,24 +40,15 @@ class MarsTerrain(Competition):
     def known_sample(self) -> pd.DataFrame | None:
         if not (self.downloaded_dir() / layout.FILE).exists():
             return None
-        return pd.DataFrame({"id": range(len(data.load(self.downloaded_dir()).test))})
+        return pd.DataFrame({self.id_column: range(len(data.load(self.downloaded_dir()).test))})
 
     def warnings(self, sub: pd.DataFrame) -> list[str]:
         return submission.order_warnings(sub)
 
-    def training(self, cfg: dict, data_dir: Path):
-        from .training import MarsTraining
+    def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
+        return [str(i) for i in range(len(data.load(data_dir).test))][:limit]
 
-        return MarsTraining(cfg, data_dir)
-
-    def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
-        """Image -> fold over the kept training images, stratified by whether an image holds big rock."""
+    def strata(self, data_dir: Path) -> pd.Series:
+        """Whether a kept training image holds big rock."""
         loaded = data.load(data_dir)
-        strata = (loaded.masks == BIG_ROCK).any(axis=(1, 2)).astype(int)
-        ids = loaded.ids.tolist()
-        return load_or_make_folds(self.folds_path(data_dir), ids, strata, ids, n_splits, seed)
-
-
-COMPETITION = MarsTerrain()
-
-__all__ = ["COMPETITION"]
+        return pd.Series((loaded.masks == BIG_ROCK).any(axis=(1, 2)).astype(int), index=loaded.ids.tolist())

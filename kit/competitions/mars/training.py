@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
-from kit.competitions.training_base import FoldTraining
+from kit.competitions.parts import FoldReport, FoldTraining, Stacking
 from kit.errors import DataError
 from kit.io import atomic_path
 from kit.report.masks import plot_masks
@@ -87,7 +87,7 @@ class FocalDice(nn.Module):
 LOSSES = {"focal_dice": FocalDice}
 
 
-class MarsTraining(FoldTraining):
+class MarsTraining(FoldTraining, FoldReport, Stacking):
     losses = LOSSES
     metric_name = "score"
     metric_mode = "max"

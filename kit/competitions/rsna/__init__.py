@@ -7,27 +7,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.competitions import register_competition
 from kit.competitions.base import Competition
-from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
 
 from . import layout, metric, submission, synth, tables
+from .training import RsnaTraining
 
 
+@register_competition
 class RsnaLumbar(Competition):
     name = "rsna"
     slug = layout.SLUG
+    id_column = "row_id"
+    training_class = RsnaTraining
+    synth_sizes = {"train": 80, "test": 3}
 
-    def synth(self, out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0, force: bool = False) -> Path:
-        return synth.generate(out, studies=studies, test_studies=test_studies, seed=seed, force=force)
+    def generate(self, out: Path, train: int, test: int, seed: int, force: bool) -> Path:
+        return synth.generate(out, studies=train, test_studies=test, seed=seed, force=force)
 
     def score(self, solution: pd.DataFrame, sub: pd.DataFrame) -> dict[str, float]:
-        return metric.score_parts(solution, sub, "row_id", any_severe_scalar=1.0)
+        return metric.score_parts(solution, sub, self.id_column, any_severe_scalar=1.0)
 
     def validate(self, sub: pd.DataFrame, sample: pd.DataFrame | None = None) -> list[str]:
-        if sample is not None and "row_id" not in sample.columns:
-            raise KitError(f"sample: no 'row_id' column (columns: {', '.join(map(str, sample.columns))})")
-        expected = sample["row_id"].astype(str) if sample is not None else None
+        if sample is not None and self.id_column not in sample.columns:
+            raise KitError(f"sample: no {self.id_column!r} column (columns: {', '.join(map(str, sample.columns))})")
+        expected = sample[self.id_column].astype(str) if sample is not None else None
         return submission.validate_submission(sub, expected)
 
     def known_sample(self) -> pd.DataFrame | None:
@@ -38,17 +43,7 @@ class RsnaLumbar(Competition):
         studies = [s.study_id for s in tables.load_studies(data_dir, "test")]
         return submission.row_ids(studies[:limit])
 
-    def training(self, cfg: dict, data_dir: Path):
-        from .training import RsnaTraining
-
-        return RsnaTraining(cfg, data_dir)
-
-    def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
-        """Study -> fold, stratified by how many severe labels a study has (0, 1, 2+), grouped by study."""
+    def strata(self, data_dir: Path) -> pd.Series:
+        """How many severe labels a study has (0, 1, 2+)."""
         labels = tables.read_labels(data_dir)
-        strata = np.minimum((labels.to_numpy() == 2).sum(axis=1), 2)
-        ids = labels.index.tolist()
-        return load_or_make_folds(self.folds_path(data_dir), ids, strata, ids, n_splits, seed)
-
-
-COMPETITION = RsnaLumbar()
+        return pd.Series(np.minimum((labels.to_numpy() == 2).sum(axis=1), 2), index=labels.index)

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
 from kit import paths
-from kit.competitions.training_base import FoldTraining
+from kit.competitions.parts import FoldTraining, Stacking
 from kit.data.cache import cached_dataset
 from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
@@ -171,7 +171,7 @@ def heatmap_spec(cfg: dict) -> dict | None:
     }
 
 
-class RsnaTraining(FoldTraining):
+class RsnaTraining(FoldTraining, Stacking):
     """The competition's side of fold training, built from an experiment config."""
 
     losses = LOSSES

@@ -1,3 +1,5 @@
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +7,7 @@ import pytest
 from kit.competitions import get_competition
 from kit.competitions.mars import submission
 from kit.config import apply_overrides, load_experiment
+from kit.kaggle.push import build_inference
 from kit.train.outputs import merge_oof, predict_test
 from kit.train.runner import train_fold
 
@@ -43,6 +46,13 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
     frame = pd.read_csv(sub_path)
     assert n == 1 and submission.validate_submission(frame, expected_rows=12) == []
     assert sub_path.parent.name == get_competition("mars").slug
+
+    fake_wheel = kit_home / "kaggle_kit-0-py3-none-any.whl"
+    with zipfile.ZipFile(fake_wheel, "w") as wheel:
+        wheel.writestr("kit/__init__.py", "")
+    package = build_inference("mars_dual_unet", "tester", wheels=[fake_wheel])
+    notebook = (package.notebook / "notebook.ipynb").read_text()
+    assert "oof.npz" in notebook and "oof.csv" not in notebook, "the notebook marks folds with Mars's own OOF file"
 
 
 def test_big_rock_images_are_oversampled_in_training_only(tiny_mars, mars_dir):

@@ -93,21 +93,17 @@ def test_coordinates_point_at_the_structure_that_encodes_the_label(rsna_dir):
 
 def test_synth_cli_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "comp"
-    assert main(["synth", "rsna", "--out", str(out), "--studies", "2", "--test-studies", "1"]) == 0
+    assert main(["synth", "rsna", "--out", str(out), "--train", "2", "--test", "1"]) == 0
     marker = out / "train.csv"
     before = marker.read_bytes()
-    assert main(["synth", "rsna", "--out", str(out), "--studies", "2", "--seed", "5"]) == 2
+    assert main(["synth", "rsna", "--out", str(out), "--train", "2", "--seed", "5"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert marker.read_bytes() == before
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_same_seed_same_labels(tmp_path, seed):
-    a = main(
-        ["synth", "rsna", "--out", str(tmp_path / "a"), "--studies", "2", "--test-studies", "1", "--seed", str(seed)]
-    )
-    b = main(
-        ["synth", "rsna", "--out", str(tmp_path / "b"), "--studies", "2", "--test-studies", "1", "--seed", str(seed)]
-    )
+    a = main(["synth", "rsna", "--out", str(tmp_path / "a"), "--train", "2", "--test", "1", "--seed", str(seed)])
+    b = main(["synth", "rsna", "--out", str(tmp_path / "b"), "--train", "2", "--test", "1", "--seed", str(seed)])
     assert a == b == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a/train.csv"), pd.read_csv(tmp_path / "b/train.csv"))

@@ -1,0 +1,127 @@
+"""The competition's side of fold training, split into small parts that the generic runner, merge, predict and
+stack steps use: data, objective and formats are required; stacking and reporting are optional."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from kit.errors import KitError, UnknownNameError
+
+
+class SampleData(ABC):
+    """Which samples there are and how they become tensors."""
+
+    cfg: dict
+    in_channels: int
+    num_outputs: int
+
+    @abstractmethod
+    def ids(self, split: str) -> list:
+        """Sample ids of 'train' (labelled) or 'test'."""
+
+    @abstractmethod
+    def dataset(self, ids: list, split: str, augment_seed: int | None = None) -> torch.utils.data.Dataset:
+        """Items {'image', 'target', 'id'}; the train split's targets are known, the test split's are not."""
+
+
+class Objective(ABC):
+    """What a fold minimises and what it is ranked by."""
+
+    metric_name: ClassVar[str]  # the key of evaluate()'s official figure
+    metric_mode: ClassVar[str]  # "min" or "max"
+    losses: ClassVar[dict[str, type[nn.Module]]]
+
+    def loss(self) -> nn.Module:
+        """The loss named by cfg['loss']['name'] in self.losses, built with the section's other keys."""
+        return self.loss_from(dict(self.cfg["loss"]))
+
+    def loss_from(self, spec: dict) -> nn.Module:
+        spec = dict(spec)
+        name = spec.pop("name")
+        if name not in self.losses:
+            raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(self.losses))}")
+        return self.losses[name](**spec)
+
+    @abstractmethod
+    def probabilities(self, logits: torch.Tensor) -> np.ndarray: ...
+
+    @abstractmethod
+    def evaluate(self, ids: list, probs: np.ndarray) -> dict[str, float]:
+        """Named parts of the metric, the official one under metric_name."""
+
+    @abstractmethod
+    def prior(self, ids: list) -> np.ndarray:
+        """One sample's prediction of the prior-frequency baseline fitted on `ids`."""
+
+
+class PredictionFormat(ABC):
+    """How predictions are stored (OOF per fold, test predictions) and submitted."""
+
+    oof_file: ClassVar[str]  # e.g. oof.csv; test predictions go to the same name with test_pred for oof
+
+    @classmethod
+    def test_file(cls) -> str:
+        return cls.oof_file.replace("oof", "test_pred")
+
+    @abstractmethod
+    def save_predictions(self, path: Path, ids: list, probs: np.ndarray) -> Path: ...
+
+    @abstractmethod
+    def load_predictions(self, path: Path) -> tuple[list, np.ndarray]: ...
+
+    @abstractmethod
+    def write_submission(self, path: Path, ids: list, probs: np.ndarray) -> Path: ...
+
+
+class FoldTraining(SampleData, Objective, PredictionFormat):
+    """Built per experiment config: cls(cfg, data_dir)."""
+
+    @abstractmethod
+    def __init__(self, cfg: dict, data_dir: Path): ...
+
+
+class FoldReport(ABC):
+    """Optional: pictures a person would rather look at, drawn when a fold's validation improves."""
+
+    @abstractmethod
+    def report_fold(self, out: Path, ids: list, probs: np.ndarray) -> None: ...
+
+
+class Stacking(ABC):
+    """Optional: each sample's predictions as `rows_per_sample` rows of meta-features (RSNA: one per condition×level;
+    Mars: one per pixel), with a target per row (-1 where unknown) and optional row weights."""
+
+    rows_per_sample: int
+    meta_classes: int
+    meta_params: ClassVar[dict] = {}
+    meta_inner_cv: ClassVar[bool] = False  # choose the meta-model's number of trees by inner CV on its training rows
+
+    @abstractmethod
+    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def meta_targets(self, ids: list) -> np.ndarray: ...
+
+    def meta_weights(self, targets: np.ndarray) -> np.ndarray | None:
+        return None
+
+    @abstractmethod
+    def to_meta(self, probs: np.ndarray) -> np.ndarray:
+        """Predictions (samples, ...) as rows (samples · rows_per_sample, meta_classes), the rows of meta_features."""
+
+    @abstractmethod
+    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
+        """Row probabilities (n_samples · rows_per_sample, meta_classes) back to the predictions' shape."""
+
+
+def stacking(training: FoldTraining, competition: str) -> Stacking:
+    if not isinstance(training, Stacking):
+        raise KitError(f"competition {competition} does not support stacking (its training has no Stacking part)")
+    return training
