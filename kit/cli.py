@@ -165,8 +165,12 @@ def cmd_oof(args) -> None:
 def cmd_predict(args) -> None:
     from kit.train.outputs import predict_test
 
-    path, n_folds = predict_test(_experiment(args))
+    path, n_folds, scores = predict_test(_experiment(args))
     print(f"{path}: test predictions averaged over {n_folds} fold(s)")
+    if scores:
+        print(
+            "labelled test split (runs/<exp>/test_scores.json): " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+        )
 
 
 def cmd_stack(args) -> None:

@@ -1,14 +1,20 @@
-"""Registry of competitions: `@register_competition` on a Competition class; every sub-package registers its own."""
+"""Registry of competitions: `@register_competition` on a Competition class; every sub-package registers its own.
+A family (`@register_family`) also makes competitions from the `dataset:` section of experiment YAMLs."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
+from collections.abc import Callable
+
+import yaml
+
 from kit.competitions.base import Competition
-from kit.errors import UnknownNameError
+from kit.errors import KitError, UnknownNameError
 
 COMPETITIONS: dict[str, Competition] = {}
+FAMILIES: dict[str, Callable[[str, dict], type[Competition]]] = {}
 
 
 def register_competition(cls: type[Competition]) -> type[Competition]:
@@ -30,10 +36,57 @@ def register_competition(cls: type[Competition]) -> type[Competition]:
     return cls
 
 
+def register_family(name: str):
+    """`declare(competition name, dataset section) -> registered Competition class` for datasets of one family."""
+
+    def wrap(declare):
+        FAMILIES[name] = declare
+        return declare
+
+    return wrap
+
+
+def declare_competition(name: str, spec: dict, source: str = "") -> Competition:
+    """The competition a `dataset:` section declares (the same section declared twice is one competition)."""
+    if not isinstance(spec, dict) or spec.get("family") not in FAMILIES:
+        _discover()
+    where = f"{source}: " if source else ""
+    if not isinstance(spec, dict) or spec.get("family") not in FAMILIES:
+        family = spec.get("family") if isinstance(spec, dict) else spec
+        raise KitError(f"{where}dataset.family={family!r}; valid: {', '.join(sorted(FAMILIES))}")
+    existing = COMPETITIONS.get(name)
+    if existing is not None:
+        if getattr(existing, "spec", None) != spec:
+            raise KitError(f"{where}competition {name!r} is already declared with another dataset section")
+        return existing
+    FAMILIES[spec["family"]](name, spec)
+    return COMPETITIONS[name]
+
+
+def competition_of(cfg: dict) -> Competition:
+    """An experiment's competition, declaring it first when the experiment carries its dataset section."""
+    if "dataset" in cfg:
+        return declare_competition(cfg["competition"], cfg["dataset"], cfg.get("experiment", ""))
+    return get_competition(cfg["competition"])
+
+
+_discovered = False
+
+
 def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
     for module in pkgutil.iter_modules(__path__):
         if module.ispkg:
             importlib.import_module(f"{__name__}.{module.name}")
+    from kit.config import EXPERIMENTS
+
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        if isinstance(cfg, dict) and "dataset" in cfg:
+            declare_competition(cfg["competition"], cfg["dataset"], str(path))
 
 
 def get_competition(name: str) -> Competition:
@@ -48,4 +101,12 @@ def competition_names() -> list[str]:
     return sorted(COMPETITIONS)
 
 
-__all__ = ["Competition", "register_competition", "get_competition", "competition_names"]
+__all__ = [
+    "Competition",
+    "register_competition",
+    "register_family",
+    "get_competition",
+    "competition_names",
+    "competition_of",
+    "declare_competition",
+]

@@ -60,6 +60,10 @@ class Objective(ABC):
     def prior(self, ids: list) -> np.ndarray:
         """One sample's prediction of the prior-frequency baseline fitted on `ids`."""
 
+    def test_labelled(self) -> bool:
+        """Whether the test split's labels are known (an official labelled test split), so predict scores it."""
+        return False
+
 
 class PredictionFormat(ABC):
     """How predictions are stored (OOF per fold, test predictions) and submitted."""

@@ -42,7 +42,8 @@ def load_or_make_folds(
                 f"asked for n_splits={n_splits}, seed={seed}. Every experiment must share one split: "
                 "use the file's settings, or delete it to make a new split"
             )
-        folds = pd.read_csv(path, index_col="id")["fold"]
+        as_text = len(ids) > 0 and isinstance(list(ids)[0], str)  # paths, or array indices kept as text
+        folds = pd.read_csv(path, index_col="id", dtype={"id": str} if as_text else None)["fold"]
         missing = pd.Index(ids).difference(folds.index)
         if len(missing):
             raise KitError(

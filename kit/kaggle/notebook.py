@@ -41,7 +41,7 @@ from kit.train.outputs import predict_test
 
 trained = load_experiment(str(sorted(runs.glob("fold*"))[0] / "config.yaml"))  # the resolved training config
 cfg = apply_overrides(trained, [f"data.dir={{ROOT / 'input' / {slug!r}}}"])
-path, folds = predict_test(cfg)
+path, folds, _ = predict_test(cfg)
 shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 
 from kit import paths
-from kit.competitions import get_competition
+from kit.competitions import competition_of, get_competition
 from kit.config import load_experiment
 from kit.errors import KitError
 from kit.kaggle import datasets, kernels
@@ -110,7 +110,7 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
                    ) -> Package:  # fmt: skip
     """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold."""
     cfg = load_experiment(exp)
-    comp = get_competition(cfg["competition"])
+    comp = competition_of(cfg)
     root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
     package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 
 import torch
@@ -18,7 +20,10 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def create_model(name: str, in_channels: int, num_outputs: int, **kwargs) -> nn.Module:
-    from kit.models import classifiers, segmenters  # noqa: F401  (registers the builders)
+    import kit.models
+
+    for module in pkgutil.iter_modules(kit.models.__path__):  # each module registers its builders
+        importlib.import_module(f"kit.models.{module.name}")
 
     if name not in MODELS:
         raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")

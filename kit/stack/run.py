@@ -19,8 +19,8 @@ from kit.stack.meta import stack
 def run_stack(
     competition: str, names: list[str], name: str | None = None, seed: int = 0, max_rows: int = 200_000
 ) -> tuple[Path, dict]:
-    comp = get_competition(competition)
     training, folds, train_ids, test_ids, bases = load_bases(competition, names)
+    comp = get_competition(competition)
     result = stack(training, folds, bases, seed=seed, max_rows=max_rows)
     base_names = [b.name for b in bases]
     metric = training.metric_name

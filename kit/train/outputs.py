@@ -66,7 +66,7 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     return path, {"metric": training.metric_name, **scores}, len(folds)
 
 
-def predict_test(cfg: dict) -> tuple[Path, int]:
+def predict_test(cfg: dict) -> tuple[Path, int, dict[str, float] | None]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
     validated submission."""
     root = paths.runs_root() / cfg["name"]
@@ -83,6 +83,10 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
     folds = finished_folds(cfg, training.oof_file)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = training.ids("test")
+    if not ids:
+        raise KitError(
+            f"{cfg['data']['dir'] or 'the data'}: no test split to predict; the CV of `task oof` is the figure"
+        )
     loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])
     total = None
     for fold in folds:
@@ -97,7 +101,11 @@ def predict_test(cfg: dict) -> tuple[Path, int]:
         total = probs if total is None else total + probs
     mean = total / len(folds)
     training.save_predictions(test_predictions_path(cfg, training), ids, mean)
+    scores = training.evaluate(ids, mean) if training.test_labelled() else None
+    if scores:
+        record = {"metric": training.metric_name, "folds": [f.name for f in folds], **scores}
+        write_text_atomic(root / "test_scores.json", json.dumps(record, indent=1))
     path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
     training.write_submission(path, ids, mean)
     record_written(root, path)
-    return path, len(folds)
+    return path, len(folds), scores

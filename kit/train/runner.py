@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from kernels import _dispatch as dispatch
 from kit import paths
-from kit.competitions import get_competition
+from kit.competitions import competition_of
 from kit.competitions.parts import FoldReport
 from kit.config import check_config, config_differences, dump_config, lookup
 from kit.errors import KitError
@@ -119,7 +119,7 @@ def remove_orphaned_writes(folder: Path) -> None:
 
 def prepare(cfg: dict, ctx: distributed.Context):
     """Data folder, folds and the competition's training object; rank 0 generates and caches first."""
-    comp = get_competition(cfg["competition"])
+    comp = competition_of(cfg)
     if ctx.is_main:
         data_dir = comp.data_dir(cfg["data"]["dir"])
         comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])

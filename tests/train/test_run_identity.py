@@ -90,7 +90,7 @@ def test_folds_trained_with_different_configs_are_not_merged(tiny_cfg, kit_home)
 
 def test_predict_uses_the_folds_own_config(tiny_cfg, kit_home, capsys):
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "data.size=48"]), fold=0)
-    path, n = predict_test(tiny_cfg)  # the command line says size 32: the fold was trained at 48
+    path, n, _ = predict_test(tiny_cfg)  # the command line says size 32: the fold was trained at 48
     assert n == 1 and path.exists()
     assert "the command line's differs in data.size" in capsys.readouterr().out
 

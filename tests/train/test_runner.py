@@ -121,7 +121,7 @@ def test_fold_outputs_and_oof_honesty(tiny_cfg, kit_home, rsna_dir):
     assert n == 1 and len(merged) == len(oof)  # folds never trained are absent, not zero
     assert scores["score"] == pytest.approx(saved["score"], abs=1e-9)
 
-    sub_path, n = predict_test(tiny_cfg)
+    sub_path, n, _ = predict_test(tiny_cfg)
     sub = pd.read_csv(sub_path)
     sample = pd.read_csv(rsna_dir / "sample_submission.csv")
     assert sorted(sub.row_id) == sorted(sample.row_id)

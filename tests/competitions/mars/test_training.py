@@ -42,7 +42,7 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
     assert n_folds == 1 and scores["score"] == pytest.approx(summary["score"], abs=1e-3)
     assert path.name == "oof.npz"
 
-    sub_path, n = predict_test(tiny_mars)
+    sub_path, n, _ = predict_test(tiny_mars)
     frame = pd.read_csv(sub_path)
     assert n == 1 and submission.validate_submission(frame, expected_rows=12) == []
     assert sub_path.parent.name == get_competition("mars").slug

@@ -1,0 +1,226 @@
+"""What fold training needs from a single-label image dataset: images as tensors, cross-entropy (label smoothing,
+class-balanced weights) or the fused focal loss, the dataset's ranking metric, OOF and test predictions as CSV."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotated, RandZoomd
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from kernels.focal import focal_loss
+from kit.competitions.parts import FoldReport, FoldTraining, Stacking
+from kit.errors import DataError, KitError
+from kit.io import atomic_path
+from kit.report.confusion import plot_confusion
+
+from .layouts import Samples, Split, load_image, read_layout
+from .metrics import classification_scores
+
+MEAN_STD = {1: ([0.5], [0.25]), 3: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])}  # ImageNet's for colour
+
+
+class Images(Dataset):
+    """{'image': (C, S, S) float32 normalised, 'target': class index (-1 unknown), 'id': sample id}."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None):
+        self.images, self.labels, self.ids, self.augment = images, labels, ids, augment
+        mean, std = MEAN_STD[channels]
+        self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255.0
+        if self.augment is not None:
+            image = torch.as_tensor(np.asarray(self.augment({"image": image})["image"]), dtype=torch.float32)
+        return {"image": (image - self.mean) / self.std, "target": int(self.labels[index]), "id": self.ids[index]}
+
+
+def augmentation(seed: int) -> Compose:
+    augment = Compose(
+        [
+            RandFlipd("image", prob=0.5, spatial_axis=1),
+            RandRotated("image", range_x=0.26, prob=0.3, padding_mode="reflection"),
+            RandZoomd("image", prob=0.3, min_zoom=0.9, max_zoom=1.15),
+            RandGaussianNoised("image", prob=0.2, std=0.02),
+        ]
+    )
+    augment.set_random_state(seed=seed)
+    return augment
+
+
+class CrossEntropy(nn.Module):
+    def __init__(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing)
+
+
+class Focal(nn.Module):
+    """The fused multi-class focal loss (kernels.focal) on (N, C) logits."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss(logits.float()[..., None, None], target[:, None, None], self.gamma, self.weight)
+
+
+LOSSES = {"ce": CrossEntropy, "focal": Focal}
+
+
+class ImageTraining(FoldTraining, FoldReport, Stacking):
+    """Sample ids: 0..n_train-1 the labelled samples, then the test split's, so one id never names two images."""
+
+    spec: ClassVar[dict]
+    losses = LOSSES
+    metric_mode = "max"
+    oof_file = "oof.csv"
+    rows_per_sample = 1
+    meta_params = {"learning_rate": 0.05, "n_estimators": 200, "num_leaves": 15, "min_child_samples": 20}
+    meta_inner_cv = True
+
+    def __init__(self, cfg: dict, data_dir: Path):
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+        self.samples: Samples = read_layout(self.data_dir, self.spec)
+        self.classes = self.samples.classes
+        self.num_outputs = self.meta_classes = len(self.classes)
+        self.in_channels = int(self.spec.get("channels", 3))
+        self.size = int(cfg["data"]["size"])
+        self.n_train = len(self.samples.train.keys)
+        self.keys = self.samples.train.keys + self.samples.test.keys
+        test_labels = self.samples.test.labels
+        unknown = np.full(len(self.samples.test.keys), -1, dtype=np.int64)
+        self.labels = np.concatenate([self.samples.train.labels, unknown if test_labels is None else test_labels])
+        self._test_labelled = test_labels is not None and len(test_labels) > 0
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        """Every sample at data.size × data.size, (n, S, S, C) uint8, decoded once."""
+        return np.concatenate([self._decode(self.samples.train, "train"), self._decode(self.samples.test, "test")])
+
+    def _decode(self, split: Split, name: str) -> np.ndarray:
+        shape = (0, self.size, self.size, self.in_channels)
+        if split.arrays is not None:
+            arrays = split.arrays if split.arrays.ndim == 4 else split.arrays[..., None]
+            if arrays.shape[1:] == shape[1:]:
+                return arrays
+            return (
+                np.stack([_resize(a, self.size, self.in_channels) for a in arrays])
+                if len(arrays)
+                else np.empty(shape, np.uint8)
+            )
+        if not split.files:
+            return np.empty(shape, np.uint8)
+        files = tqdm(split.files, desc=f"decoding {name} images", leave=False, disable=len(split.files) < 2000)
+        return np.stack([load_image(p, self.size, self.in_channels) for p in files])
+
+    def ids(self, split: str) -> list[int]:
+        return list(range(self.n_train)) if split == "train" else list(range(self.n_train, len(self.keys)))
+
+    def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Images:
+        augment = augmentation(augment_seed) if augment_seed is not None else None
+        return Images(self.images[ids], self.labels[ids], ids, self.in_channels, augment)
+
+    def loss(self) -> nn.Module:
+        spec = dict(self.cfg["loss"])
+        if spec.pop("class_weights", None) == "balanced":
+            counts = np.bincount(self.samples.train.labels, minlength=len(self.classes)).astype(np.float64)
+            spec["weight"] = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        return self.loss_from(spec)
+
+    def test_labelled(self) -> bool:
+        return self._test_labelled
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> np.ndarray:
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+    def evaluate(self, ids: list[int], probs: np.ndarray) -> dict[str, float]:
+        labels = self.labels[np.asarray(ids, dtype=np.int64)]
+        if (labels < 0).any():
+            raise KitError("evaluate: some samples have no label (the test split of this dataset is unlabelled)")
+        return classification_scores(labels, probs)
+
+    def prior(self, ids: list[int]) -> np.ndarray:
+        counts = np.bincount(self.labels[ids], minlength=len(self.classes)) + 1.0
+        return counts / counts.sum()
+
+    def save_predictions(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        """id (path relative to data.dir, or array index), label (true class name; labelled samples only), then one
+        probability column per class."""
+        frame = pd.DataFrame({"id": [self.keys[i] for i in ids]})
+        if all(i < self.n_train for i in ids):
+            frame["label"] = [self.classes[k] for k in self.labels[ids]]
+        frame[list(self.classes)] = np.asarray(probs, dtype=np.float64)
+        with atomic_path(Path(path)) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        return Path(path)
+
+    def load_predictions(self, path: Path) -> tuple[list[int], np.ndarray]:
+        frame = pd.read_csv(path, dtype={"id": str})
+        missing = [c for c in ["id", *self.classes] if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: no column(s) {', '.join(missing)}")
+        train = "label" in frame.columns
+        lookup = {key: (i if train else self.n_train + i) for i, key in
+                  enumerate(self.samples.train.keys if train else self.samples.test.keys)}  # fmt: skip
+        unknown = [k for k in frame["id"] if k not in lookup]
+        if unknown:
+            raise DataError(f"{path}: id {unknown[0]!r} is no sample of {self.data_dir} ({len(unknown)} such)")
+        return [lookup[k] for k in frame["id"]], frame[list(self.classes)].to_numpy(np.float32)
+
+    def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        if not ids:
+            raise KitError(
+                f"{self.data_dir}: this dataset has no test split to submit; its CV (task oof) is the figure"
+            )
+        frame = pd.DataFrame({"id": [self.keys[i] for i in ids]})
+        frame["label"] = [self.classes[k] for k in np.asarray(probs).argmax(axis=1)]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(path)) as tmp:
+            frame.to_csv(tmp, index=False)
+        return Path(path)
+
+    def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
+        plot_confusion(out / "confusion.png", self.labels[ids], np.asarray(probs).argmax(axis=1), self.classes)
+
+    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
+        columns = {}
+        for name, probs in zip(model_names, probs_by_model, strict=True):
+            for c, cls in enumerate(self.classes):
+                columns[f"{name}__{cls}"] = np.asarray(probs, dtype=np.float32)[:, c]
+        return pd.DataFrame(columns)
+
+    def meta_targets(self, ids: list[int]) -> np.ndarray:
+        return self.labels[ids]
+
+    def to_meta(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(probs)
+
+    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
+        return row_probs.reshape(n_samples, len(self.classes))
+
+
+def _resize(image: np.ndarray, size: int, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    picture = picture.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(picture, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array

@@ -1,0 +1,29 @@
+"""The confusion matrix of a fold's validation predictions, as a picture (rows: true class, columns: predicted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from kit.io import atomic_path  # noqa: E402
+
+
+def plot_confusion(path: Path, labels: np.ndarray, predicted: np.ndarray, classes: list[str]) -> Path:
+    size = min(4 + 0.35 * len(classes), 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        labels, predicted, labels=list(range(len(classes))), display_labels=classes, ax=ax, colorbar=False,
+        include_values=len(classes) <= 20, xticks_rotation="vertical",
+    )  # fmt: skip
+    ax.set_title(f"accuracy {np.mean(labels == predicted):.3f} over {len(labels)} images")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,110 @@
+"""Layout readers and their synthetic writers: exact layouts, mixed formats and colour modes, one-line errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kit.competitions import get_competition
+from kit.competitions.imageclass import layouts, synth
+from kit.errors import KitError
+
+REAL = Path(__file__).parents[4] / "shared" / "data" / "pneumoniamnist"
+
+
+def folders_spec(**extra):
+    return {"family": "image_classification", "layout": "folders", "classes": None, "channels": 3, **extra}
+
+
+def test_npz_medmnist_and_an2dl_arrays(tmp_path):
+    spec = {"layout": "npz", "file": "x.npz", "arrays": "medmnist", "classes": ["a", "b", "c"], "channels": 1}
+    synth.generate(tmp_path / "m", spec, train=16, test=6, seed=0)
+    samples = layouts.read_layout(tmp_path / "m", spec)
+    assert len(samples.train.keys) == 16 + 2 and samples.test.labels is not None and len(samples.test.keys) == 6
+    assert samples.train.arrays.shape == (18, 28, 28) and set(samples.train.labels) == {0, 1, 2}
+
+    spec = {"layout": "npz", "classes": list("abcdefgh"), "channels": 3, "synth_size": 96}
+    synth.generate(tmp_path / "b", spec, train=20, test=0, seed=0)
+    with np.load(tmp_path / "b" / "training_set.npz") as saved:
+        assert saved["images"].shape == (20, 96, 96, 3) and saved["labels"].shape == (20, 1)
+    samples = layouts.read_layout(tmp_path / "b", spec)
+    assert samples.train.keys[:3] == ["0", "1", "2"] and samples.test.keys == []
+
+
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        ({"images": np.zeros((4, 8, 8, 3), np.uint8), "labels": np.array([0, 1, 9, 1])}, "row 2 has label 9"),
+        ({"images": np.zeros((4, 8, 8, 3), np.uint8), "labels": np.zeros(3, int)}, "4 images but 3 labels"),
+        ({"images": np.zeros((4, 8, 8, 5), np.uint8), "labels": np.zeros(4, int)}, "expected (N, H, W) or"),
+        ({"pictures": np.zeros((4, 8, 8), np.uint8)}, "arrays ['pictures']; expected images and labels"),
+        ({"images": np.zeros((4, 8, 8), np.float32), "labels": np.zeros(4, int)}, "dtype float32"),
+    ],
+)
+def test_npz_keys_shapes_and_labels_that_are_off(tmp_path, arrays, fragment):
+    np.savez(tmp_path / "training_set.npz", **arrays)
+    with pytest.raises(KitError, match="training_set.npz") as caught:
+        layouts.read_layout(tmp_path, {"layout": "npz", "classes": ["a", "b"]})
+    assert fragment in str(caught.value)
+
+
+def test_folders_read_mixed_formats_and_colour_modes(tmp_path):
+    spec = folders_spec(synth_classes=["cat", "dog"])
+    synth.generate(tmp_path / "tree", spec, train=12, test=0, seed=0)
+    suffixes = {p.suffix for p in (tmp_path / "tree").rglob("*.*")}
+    assert suffixes == {".png", ".jpg", ".jpeg"}
+    modes = {Image.open(p).mode for p in (tmp_path / "tree").rglob("*.*")}
+    assert {"RGB", "RGBA", "L"} <= modes
+    samples = layouts.read_layout(tmp_path / "tree", spec)
+    assert samples.classes == ["cat", "dog"] and samples.train.keys[0].startswith("cat/")
+    for path in samples.train.files:
+        assert layouts.load_image(path, 32, 3).shape == (32, 32, 3)
+        assert layouts.load_image(path, 32, 1).shape == (32, 32, 1)
+
+
+def test_folders_with_train_and_unlabelled_test(tmp_path):
+    for name in ("train/a/1.png", "train/b/2.png", "test/x.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 12)).save(tmp_path / name)
+    samples = layouts.read_layout(tmp_path, folders_spec())
+    assert samples.classes == ["a", "b"] and samples.train.keys == ["train/a/1.png", "train/b/2.png"]
+    assert samples.test.keys == ["test/x.png"] and samples.test.labels is None
+
+
+def test_an_empty_class_folder_and_an_unreadable_image_name_the_file(tmp_path):
+    (tmp_path / "a").mkdir()
+    Image.new("L", (9, 9)).save(tmp_path / "a" / "ok.png")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(KitError, match=r"/b: class folder holds no images"):
+        layouts.read_layout(tmp_path, folders_spec())
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(KitError, match=r"broken.jpg: unreadable image"):
+        layouts.load_image(tmp_path / "b" / "broken.jpg", 16, 3)
+    with pytest.raises(KitError, match=r"folder\(s\) b are not among the classes"):
+        layouts.read_layout(tmp_path, folders_spec(classes=["a"]))
+
+
+def test_tinyimagenet_layout_with_grayscale_jpegs(tmp_path):
+    spec = {"layout": "tinyimagenet", "synth_classes": 4}
+    synth.generate(tmp_path / "tin", spec, train=40, test=12, seed=0)
+    root = tmp_path / "tin"
+    assert (root / "wnids.txt").exists() and (root / "words.txt").exists() and (root / "test" / "images").is_dir()
+    samples = layouts.read_layout(root, spec)
+    assert len(samples.classes) == 4 and len(samples.train.keys) == 40 and len(samples.test.keys) == 12
+    assert samples.train.keys[0].split("/")[:3] == ["train", samples.classes[0], "images"]
+    modes = {Image.open(p).mode for p in samples.train.files + samples.test.files}
+    assert modes == {"RGB", "L"}, "some pictures are grayscale, as in the real data"
+    assert all(layouts.load_image(p, 64, 3).shape == (64, 64, 3) for p in samples.train.files)
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\t0\t0\t1\t1\n")
+    with pytest.raises(KitError, match=r"val_annotations.txt: row 1 .* names no wnid"):
+        layouts.read_layout(root, spec)
+
+
+@pytest.mark.skipif(not REAL.exists(), reason=f"real PneumoniaMNIST not found at {REAL}")
+def test_real_pneumoniamnist_reads_with_its_official_splits():
+    comp = get_competition("pneumoniamnist")
+    samples = layouts.read_layout(REAL, comp.spec)
+    assert len(samples.train.keys) == 3882 + 524 and len(samples.test.keys) == 624
+    assert np.bincount(samples.train.labels).tolist() == [388 + 135, 3494 + 389]
+    assert np.bincount(samples.test.labels).tolist() == [234, 390]

@@ -1,0 +1,108 @@
+"""The family trained as a user runs it: `kit` in a fresh process, the default KIT_HOME, relative paths."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from kit.competitions.imageclass.metrics import classification_scores
+from tests.test_cli_errors import assert_one_line_error, run_kit
+
+TINY = ["trainer.epochs=2", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
+
+
+def test_metrics_on_a_hand_worked_case():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    probs = np.eye(3)[[0, 0, 1, 1, 1, 1]] * 0.8 + 0.2 / 3
+    scores = classification_scores(labels, probs)
+    assert scores["accuracy"] == pytest.approx(4 / 6)
+    assert scores["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 2 * 0.5 * 1 / 1.5, 0.0]  # per class: precision, recall
+    assert scores["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+@pytest.mark.slow
+def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
+    trained = run_kit(["train-fold", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.strip().splitlines()[-1].startswith("auc ")
+    fold = tmp_path / "runs" / "pneumonia_resnet18" / "fold0"
+    assert (fold / "confusion.png").stat().st_size > 1000
+    oof = pd.read_csv(fold / "oof.csv", dtype={"id": str})
+    assert list(oof.columns) == ["id", "label", "normal", "pneumonia"]
+    assert set(oof["label"]) == {"normal", "pneumonia"}
+    assert np.allclose(oof[["normal", "pneumonia"]].sum(axis=1), 1.0, atol=1e-4)
+    folds = pd.read_csv(tmp_path / "folds" / "pneumoniamnist-synth.csv", dtype={"id": str})
+    assert sorted(oof["id"]) == sorted(folds.loc[folds["fold"] == 0, "id"])
+
+    merged = run_kit(["oof", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+    assert merged.returncode == 0 and "CV auc" in merged.stdout, merged.stderr
+    predicted = run_kit(["predict", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert "labelled test split" in predicted.stdout and "accuracy" in predicted.stdout
+    test_pred = pd.read_csv(tmp_path / "runs" / "pneumonia_resnet18" / "test_pred.csv")
+    assert list(test_pred.columns) == ["id", "normal", "pneumonia"] and len(test_pred) == 60
+    submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
+    frame = pd.read_csv(submission)
+    assert list(frame.columns) == ["id", "label"] and set(frame["label"]) <= {"normal", "pneumonia"}
+    assert run_kit(["validate", "pneumoniamnist", str(submission)], tmp_path).returncode == 0
+    scores = json.loads((tmp_path / "runs" / "pneumonia_resnet18" / "test_scores.json").read_text())
+    assert scores["metric"] == "auc" and 0.5 < scores["auc"] <= 1.0, "the synthetic classes are learnable"
+
+
+@pytest.mark.slow
+def test_a_new_dataset_is_one_yaml(tmp_path):
+    """A user's class-per-folder tree and one YAML declaring it: trains, scores and validates by the YAML's name."""
+    rng = np.random.default_rng(0)
+    for k in range(36):
+        label = ["dark", "light"][k % 2]
+        (tmp_path / "mine" / label).mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 90, (20, 24)) + (150 if label == "light" else 0)
+        Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "mine" / label / f"{k}.png")
+    cfg = yaml.safe_load(open("kit/experiments/imagefolder_resnet18.yaml"))
+    cfg["competition"] = "my_shades"
+    cfg["dataset"] = {"family": "image_classification", "layout": "folders", "classes": None, "channels": 1,
+                      "metric": "balanced_accuracy"}  # fmt: skip
+    cfg["data"]["dir"] = "mine"
+    (tmp_path / "shades.yaml").write_text(yaml.safe_dump(cfg))
+
+    trained = run_kit(["train-fold", "--exp", "shades.yaml", *TINY], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.strip().splitlines()[-1].startswith("balanced_accuracy ")
+    oof = pd.read_csv(tmp_path / "runs" / "shades" / "fold0" / "oof.csv")
+    assert list(oof.columns) == ["id", "label", "dark", "light"] and oof["id"].str.match(r"(dark|light)/\d+\.png").all()
+    solution = oof[["id", "label"]]
+    solution.to_csv(tmp_path / "solution.csv", index=False)
+    guess = solution.assign(label=np.where(oof["dark"] > oof["light"], "dark", "light"))
+    guess.sample(frac=1, random_state=0).to_csv(tmp_path / "guess.csv", index=False)
+    scored = run_kit(["score", "my_shades", "solution.csv", "guess.csv"], tmp_path)
+    assert "Traceback" not in scored.stderr
+    assert_one_line_error(scored, "unknown competition 'my_shades'")  # declared by a YAML outside kit/experiments
+
+    no_test = run_kit(["predict", "--exp", "shades.yaml"], tmp_path)
+    assert_one_line_error(no_test, "no test split")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "how, fragment",
+    [
+        ("empty class", "class folder holds no images"),
+        ("unreadable", "unreadable image"),
+        ("no tree", "folder not found"),
+    ],
+)
+def test_broken_trees_are_one_error_line(tmp_path, how, fragment):
+    for k in range(12):
+        (tmp_path / "tree" / f"c{k % 3}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (20 * k, 0, 0)).save(tmp_path / "tree" / f"c{k % 3}" / f"{k}.png")
+    if how == "empty class":
+        (tmp_path / "tree" / "c9").mkdir()
+    if how == "unreadable":
+        (tmp_path / "tree" / "c1" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    data = "tree" if how != "no tree" else "nowhere"
+    result = run_kit(["train-fold", "--exp", "imagefolder_resnet18", f"data.dir={data}", *TINY], tmp_path)
+    assert_one_line_error(result, fragment)
