@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-
 from collections.abc import Callable
 
 import yaml

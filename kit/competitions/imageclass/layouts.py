@@ -106,7 +106,10 @@ def read_npz(data_dir: Path, spec: dict) -> Samples:
     if {"train_images", "train_labels", "test_images", "test_labels"} <= set(arrays):
         parts = [p for p in ("train", "val") if f"{p}_images" in arrays]
         labels = [_check_labels(arrays[f"{p}_labels"], len(classes), f"{path}: {p}_labels") for p in parts]
-        images = [_check_images(arrays[f"{p}_images"], len(y), f"{path}: {p}_images") for p, y in zip(parts, labels)]
+        images = [
+            _check_images(arrays[f"{p}_images"], len(y), f"{path}: {p}_images")
+            for p, y in zip(parts, labels, strict=True)
+        ]
         test_labels = _check_labels(arrays["test_labels"], len(classes), f"{path}: test_labels")
         test_images = _check_images(arrays["test_images"], len(test_labels), f"{path}: test_images")
         train = np.concatenate(images)

@@ -9,6 +9,7 @@ import yaml
 from PIL import Image
 
 from kit.competitions.imageclass.metrics import classification_scores
+from kit.config import load_experiment
 from tests.test_cli_errors import assert_one_line_error, run_kit
 
 TINY = ["trainer.epochs=2", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
@@ -62,7 +63,7 @@ def test_a_new_dataset_is_one_yaml(tmp_path):
         (tmp_path / "mine" / label).mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 90, (20, 24)) + (150 if label == "light" else 0)
         Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "mine" / label / f"{k}.png")
-    cfg = yaml.safe_load(open("kit/experiments/imagefolder_resnet18.yaml"))
+    cfg = load_experiment("imagefolder_resnet18")
     cfg["competition"] = "my_shades"
     cfg["dataset"] = {"family": "image_classification", "layout": "folders", "classes": None, "channels": 1,
                       "metric": "balanced_accuracy"}  # fmt: skip
