@@ -96,3 +96,17 @@ def timm_classifier(in_channels: int, num_outputs: int, encoder: str = "resnet18
     if not head:
         return backbone
     return BackboneWithHead(backbone, DenseHead(backbone.num_features, num_outputs, **head))
+
+
+@register_model
+def simple_cnn(in_channels: int, num_outputs: int, widths=(32, 64, 128, 256), dropout: float = 0.3) -> nn.Module:
+    """A CNN from scratch: per width two 3×3 conv-BN-ReLU and a 2×2 max-pool, then global pooling and a linear head."""
+    layers, cin = [], in_channels
+    for width in widths:
+        for _ in range(2):
+            layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            cin = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_outputs)
+    )

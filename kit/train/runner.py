@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from timm.data import Mixup
 from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
@@ -28,8 +29,10 @@ from kit.io import atomic_path, write_text_atomic
 from kit.models.registry import create_model
 from kit.report.progress import plot_progress
 from kit.train import checkpoint, distributed
+from kit.train.finetune import param_groups, set_trainable
 from kit.train.loaders import make_loader, to_device
 from kit.train.precision import Precision
+from kit.train.schedules import epoch_end, make_schedule
 from kit.train.step import Stepper
 from kit.train.tracking import FoldTracker
 
@@ -47,16 +50,6 @@ def fold_dir(cfg: dict, fold: int) -> Path:
 def build_model(cfg: dict, training) -> torch.nn.Module:
     spec = {k: v for k, v in cfg["model"].items() if k != "name"}
     return create_model(cfg["model"]["name"], training.in_channels, training.num_outputs, **spec)
-
-
-def warmup_cosine(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | None:
@@ -138,6 +131,23 @@ def logits_of(out) -> torch.Tensor:
     return out["logits"] if isinstance(out, dict) else out
 
 
+def mixup(trainer: dict, classes: int) -> Mixup | None:
+    """timm's Mixup/CutMix on single-label batches: soft targets, on which the loss's own label smoothing applies."""
+    if not trainer.get("mixup"):
+        return None
+    if trainer["batch_size"] % 2:
+        raise KitError(f"trainer.mixup needs an even trainer.batch_size (got {trainer['batch_size']})")
+    return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=float(trainer["mixup"]), num_classes=classes,
+                 label_smoothing=0.0)  # fmt: skip
+
+
+def flip_average(out, flipped):
+    """Test-time augmentation: the mean of the logits of an image and of its horizontal flip (flipped back where
+    the output is a map)."""
+    out, flipped = logits_of(out), logits_of(flipped)
+    return (out + (flipped.flip(-1) if flipped.ndim == 4 else flipped)) / 2
+
+
 @torch.no_grad()
 def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tuple[list[int], torch.Tensor, float]:
     """Logits over a loader, in its order, and the mean loss where targets are known."""
@@ -148,6 +158,8 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
         image = to_device(batch["image"], device, memory_format(cfg))
         with precision.autocast():
             out = model(image)
+            if cfg["trainer"].get("tta"):
+                out = flip_average(out, model(image.flip(-1)))
         if loss_fn is not None:
             total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
             count += len(image)
@@ -205,11 +217,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             f"({ctx.world_size} process(es)), so an epoch would train on nothing; lower the batch size"
         )
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
-    steps_per_epoch = math.ceil(len(train_loader) / accumulate)
-    scheduler = warmup_cosine(
-        optimizer, trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch
-    )
+    optimizer = torch.optim.AdamW(param_groups(model, trainer), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
+    scheduler = make_schedule(optimizer, trainer, math.ceil(len(train_loader) / accumulate))
     state = {"epoch": -1, "best": math.inf, "best_epoch": -1, "stale": 0, "history": []}
     sign = 1.0 if training.metric_mode == "min" else -1.0
     prior = training.prior(train_ids)
@@ -228,6 +237,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         if ctx.is_main:
             print(f"resuming {out} after epoch {state['epoch']}")
 
+    mixing = mixup(trainer, training.num_outputs)
     stepper = Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema)
 
     metric = training.metric_name
@@ -239,6 +249,9 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         if train_set.augment is not None:
             train_set.augment.set_random_state(seed=trainer["seed"] + 1000 * epoch + ctx.rank)
         wrapped.train()
+        trains = set_trainable(model, trainer, epoch)
+        if trains and ctx.is_main:
+            print(f"fold {fold} {trains}", flush=True)
         started, running, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(train_loader, desc=f"fold {fold} epoch {epoch}", leave=False, disable=not ctx.is_main)
         optimizer.zero_grad(set_to_none=True)
@@ -246,9 +259,12 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             image = to_device(batch["image"], ctx.device, memory_format(cfg))
             stepping = (index + 1) % accumulate == 0 or index + 1 == len(train_loader)
             syncing = nullcontext() if stepping or ctx.world_size == 1 else wrapped.no_sync()
+            target = to_device(batch["target"], ctx.device)
+            if mixing is not None:
+                image, target = mixing(image, target)
             with syncing:
                 with precision.autocast():
-                    loss = loss_fn(forward(image), to_device(batch["target"], ctx.device))
+                    loss = loss_fn(forward(image), target)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise KitError(
@@ -282,6 +298,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 (out / "summary.json").unlink(missing_ok=True)  # from here on the fold holds this run, unfinished
                 dump_config({**cfg, "fold": fold}, out / "config.yaml")
                 replaced = True
+            epoch_end(scheduler, improved)
             if improved:
                 state.update(best=scores[metric], best_epoch=epoch, stale=0)
                 checkpoint.save(out / "model_best.pt", {"model": evaluated.state_dict(), "config": cfg, "epoch": epoch})
@@ -315,6 +332,8 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 flush=True,
             )
         state = _broadcast(state, ctx)
+        if not ctx.is_main:
+            epoch_end(scheduler, state["stale"] == 0)
 
     tracker.pictures(max(state["epoch"], 0))
     tracker.close()

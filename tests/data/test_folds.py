@@ -4,7 +4,7 @@ import pytest
 
 from kit.competitions import get_competition
 from kit.data.folds import load_or_make_folds, split_folds
-from kit.errors import KitError, UnknownNameError
+from kit.errors import KitError
 
 
 def test_split_is_grouped_stratified_and_seeded():
@@ -43,10 +43,3 @@ def test_rsna_folds_cover_every_study(rsna_dir, kit_home):
     assert sorted(folds.index) == sorted(labels.study_id)
     assert set(folds) == set(range(4))
     assert comp.folds_path(rsna_dir).is_relative_to(kit_home)
-
-
-def test_unknown_competition_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="valid: mars, rsna"):
-        get_competition("nope")
-    with pytest.raises(KeyError):
-        get_competition("nope")

@@ -1,0 +1,69 @@
+"""Fine-tuning as the seeds do it: the head alone for trainer.freeze_epochs epochs, then the last
+trainer.unfreeze_stages stages of the backbone (null: all), with the backbone at trainer.backbone_lr × the learning
+rate. Stages come from timm's own grouping of a backbone (`group_matcher`), input to output."""
+
+from __future__ import annotations
+
+from timm.models import group_parameters
+from torch import nn
+
+from kit.errors import KitError
+
+
+def stages(model: nn.Module) -> tuple[list[list[nn.Parameter]], list[nn.Parameter]]:
+    """(backbone stages from input to output, head parameters)."""
+    backbone, head = (model.backbone, list(model.head.parameters())) if hasattr(model, "backbone") else (model, None)
+    if not hasattr(backbone, "group_matcher"):
+        raise KitError(
+            "trainer.freeze_epochs, unfreeze_stages and backbone_lr need a timm backbone (model.name=timm_classifier)"
+        )
+    named = dict(backbone.named_parameters())
+    groups = [
+        [named[n] for n in names] for names in group_parameters(backbone, backbone.group_matcher(coarse=True)).values()
+    ]
+    if head is None:
+        *groups, head = groups  # timm's last group holds its classifier
+    return groups, head
+
+
+def uses_finetuning(trainer: dict) -> bool:
+    return (
+        bool(trainer.get("freeze_epochs"))
+        or trainer.get("unfreeze_stages") is not None
+        or (trainer.get("backbone_lr", 1.0) != 1.0)
+    )
+
+
+def param_groups(model: nn.Module, trainer: dict) -> list[dict]:
+    if not uses_finetuning(trainer):
+        return [{"params": list(model.parameters())}]
+    backbone, head = stages(model)
+    flat = [p for stage in backbone for p in stage]
+    return [
+        {"params": flat, "lr": trainer["lr"] * float(trainer.get("backbone_lr", 1.0))},
+        {"params": head, "lr": trainer["lr"]},
+    ]
+
+
+def set_trainable(model: nn.Module, trainer: dict, epoch: int) -> str | None:
+    """Freeze or unfreeze for this epoch; a line saying what trains when that changes here (else None)."""
+    if not uses_finetuning(trainer):
+        return None
+    backbone, _ = stages(model)
+    frozen_epochs, unfrozen = int(trainer.get("freeze_epochs") or 0), trainer.get("unfreeze_stages")
+    after = len(backbone) if unfrozen is None else min(int(unfrozen), len(backbone))
+    trainable = 0 if epoch < frozen_epochs else after
+    for k, stage in enumerate(backbone):
+        for parameter in stage:
+            parameter.requires_grad_(k >= len(backbone) - trainable)
+    if epoch in (0, frozen_epochs):
+        return f"epoch {epoch}: the head and the last {trainable} of {len(backbone)} backbone stages train"
+    return None
+
+
+def frozen_fraction(model: nn.Module) -> float:
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad) / max(total, 1)
+
+
+__all__ = ["param_groups", "set_trainable", "stages", "frozen_fraction"]

@@ -1,0 +1,86 @@
+import math
+
+import pytest
+import torch
+
+from kit.errors import KitError
+from kit.models.registry import create_model
+from kit.train.finetune import frozen_fraction, param_groups, set_trainable, stages
+from kit.train.schedules import epoch_end, make_schedule
+
+TRAINER = {"lr": 0.01, "freeze_epochs": 2, "unfreeze_stages": 2, "backbone_lr": 0.1}
+
+
+@pytest.mark.parametrize("head", [None, {"hidden": [16], "se_reduction": 4}])
+def test_head_only_then_the_last_stages_at_a_lower_rate(head):
+    model = create_model("timm_classifier", 3, 5, encoder="resnet18", head=head)
+    backbone, head_params = stages(model)
+    groups = param_groups(model, TRAINER)
+    assert [g["lr"] for g in groups] == [pytest.approx(0.001), 0.01]
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
+
+    assert set_trainable(model, TRAINER, 0).startswith("epoch 0: the head and the last 0 of")
+    assert all(p.requires_grad for p in head_params)
+    assert not any(p.requires_grad for stage in backbone for p in stage)
+    assert set_trainable(model, TRAINER, 1) is None
+    assert "the last 2 of" in set_trainable(model, TRAINER, 2)
+    assert all(p.requires_grad for stage in backbone[-2:] for p in stage)
+    assert not any(p.requires_grad for stage in backbone[:-2] for p in stage)
+    assert 0.0 < frozen_fraction(model) < 1.0
+
+    x = torch.randn(2, 3, 32, 32)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
+    assert backbone[0][0].grad is None and backbone[-1][0].grad is not None
+
+
+def test_finetuning_needs_a_timm_backbone():
+    with pytest.raises(KitError, match="need a timm backbone"):
+        param_groups(create_model("simple_cnn", 3, 5), TRAINER)
+
+
+def lrs(schedule: str, epochs: int = 6, steps: int = 4, improving=lambda epoch: True, **extra) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trainer = {"schedule": schedule, "warmup_epochs": 1, "epochs": epochs, **extra}
+    scheduler = make_schedule(optimizer, trainer, steps)
+    seen = []
+    for epoch in range(epochs):
+        for _ in range(steps):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        epoch_end(scheduler, improving(epoch))
+    return seen
+
+
+def test_schedules_by_hand():
+    cosine = lrs("cosine")
+    assert cosine[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert cosine[4 + 10] == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 20)))
+    exponential = lrs("exponential", lr_decay=0.5)
+    assert exponential[4] == pytest.approx(1.0) and exponential[8] == pytest.approx(0.5)
+    assert exponential[10] == pytest.approx(0.5**1.5)
+    plateau = lrs("plateau", improving=lambda epoch: epoch < 2, lr_decay=0.1, plateau_patience=2)
+    assert plateau[4 * 3] == pytest.approx(1.0) and plateau[4 * 4] == pytest.approx(0.1), "two stale epochs: 2, 3"
+    with pytest.raises(KitError, match="trainer.schedule='step'"):
+        lrs("step")
+
+
+def test_the_plateau_state_survives_a_resume():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    trainer = {"schedule": "plateau", "warmup_epochs": 0, "epochs": 5, "plateau_patience": 1, "lr_decay": 0.5}
+    scheduler = make_schedule(optimizer, trainer, 1)
+    epoch_end(scheduler, False)
+    saved = scheduler.state_dict()
+    again = make_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), trainer, 1)
+    again.load_state_dict(saved)
+    assert again.lr_lambdas[0].scale == 0.5
+
+
+def test_flip_tta_averages_logits_and_flips_maps_back():
+    from kit.train.runner import flip_average
+
+    image = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3)
+    identity = lambda x: x  # noqa: E731 - a "segmenter" whose output map is its input
+    assert torch.equal(flip_average(identity(image), identity(image.flip(-1))), image)
+    logits, flipped = torch.tensor([[1.0, 3.0]]), torch.tensor([[3.0, 1.0]])
+    assert torch.equal(flip_average(logits, flipped), torch.tensor([[2.0, 2.0]]))
