@@ -52,15 +52,25 @@ def read_layout(data_dir: Path, spec: dict) -> Samples:
     return LAYOUTS[name](Path(data_dir), spec)
 
 
+def fit_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Any colour mode (grayscale, RGBA, palette) as (size, size, channels) uint8."""
+    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def fit_array(array: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """An (H, W, 1|3) uint8 array fitted by fit_image."""
+    return fit_image(Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array), size, channels)
+
+
 def load_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image of any format and colour mode (grayscale, RGBA, palette) as (size, size, channels) uint8."""
+    """One image file of any format, fitted by fit_image."""
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
+            return fit_image(image, size, channels)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from exc
-    return array[..., None] if array.ndim == 2 else array
 
 
 def _check_labels(labels: np.ndarray, n_classes: int, where: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.report.confusion import plot_confusion
 
-from .layouts import Samples, Split, load_image, read_layout
+from .layouts import Samples, Split, fit_array, load_image, read_layout
 from .metrics import classification_scores
 
 MEAN_STD = {1: ([0.5], [0.25]), 3: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])}  # ImageNet's for colour
@@ -115,20 +115,16 @@ class ImageTraining(FoldTraining, FoldReport, Stacking):
         return np.concatenate([self._decode(self.samples.train, "train"), self._decode(self.samples.test, "test")])
 
     def _decode(self, split: Split, name: str) -> np.ndarray:
-        shape = (0, self.size, self.size, self.in_channels)
+        empty = np.empty((0, self.size, self.size, self.in_channels), np.uint8)
         if split.arrays is not None:
             arrays = split.arrays if split.arrays.ndim == 4 else split.arrays[..., None]
-            if arrays.shape[1:] == shape[1:]:
+            if arrays.shape[1:] == empty.shape[1:]:
                 return arrays
-            return (
-                np.stack([_resize(a, self.size, self.in_channels) for a in arrays])
-                if len(arrays)
-                else np.empty(shape, np.uint8)
-            )
-        if not split.files:
-            return np.empty(shape, np.uint8)
-        files = tqdm(split.files, desc=f"decoding {name} images", leave=False, disable=len(split.files) < 2000)
-        return np.stack([load_image(p, self.size, self.in_channels) for p in files])
+            fitted = [fit_array(a, self.size, self.in_channels) for a in arrays]
+        else:
+            files = tqdm(split.files, desc=f"decoding {name} images", leave=False, disable=len(split.files) < 2000)
+            fitted = [load_image(p, self.size, self.in_channels) for p in files]
+        return np.stack(fitted) if fitted else empty
 
     def ids(self, split: str) -> list[int]:
         return list(range(self.n_train)) if split == "train" else list(range(self.n_train, len(self.keys)))
@@ -215,12 +211,3 @@ class ImageTraining(FoldTraining, FoldReport, Stacking):
 
     def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
         return row_probs.reshape(n_samples, len(self.classes))
-
-
-def _resize(image: np.ndarray, size: int, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    picture = picture.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(picture, dtype=np.uint8)
-    return array[..., None] if array.ndim == 2 else array

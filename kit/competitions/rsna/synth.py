@@ -273,7 +273,7 @@ def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0,
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force to replace it")
     if studies < 2:
-        raise KitError(f"--studies must be at least 2, got {studies}")
+        raise KitError(f"--train must be at least 2 studies, got {studies}")
     rng = np.random.default_rng(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
