@@ -110,6 +110,12 @@ def check_config(cfg: dict, fold: int | None = None) -> dict:
     for (section, key), (expected, ok) in CHECKS.items():
         if key in cfg[section] and not ok(cfg[section][key]):
             raise KitError(f"config: {section}.{key}={cfg[section][key]!r}; expected {expected}")
+    trainer = cfg["trainer"]
+    if 1 < trainer.get("epochs", 1) <= trainer.get("warmup_epochs", 0):  # a 1-epoch smoke run may warm up throughout
+        raise KitError(
+            f"config: trainer.warmup_epochs={trainer['warmup_epochs']} is not below trainer.epochs="
+            f"{trainer.get('epochs')}; the learning rate would never leave its warm-up"
+        )
     if fold is not None:
         folds = cfg["data"].get("folds", 5)
         if not _is_int(fold) or not 0 <= fold < folds:

@@ -65,6 +65,10 @@ def workdir(tmp_path) -> Path:
         (["train-fold", "--exp", "rsna_unet", "trainer.batch_size=0"], ["trainer.batch_size=0"]),
         (["train-fold", "--exp", "rsna_unet", "data.slices=0"], ["data.slices=0"]),
         (["train-fold", "--exp", "rsna_unet", "trainer.precision=half"], ["trainer.precision='half'"]),
+        (
+            ["train-fold", "--exp", "bloodcells_mobilenetv3", "trainer.epochs=4", "trainer.warmup_epochs=4"],
+            ["trainer.warmup_epochs=4 is not below trainer.epochs=4"],
+        ),
         (["train-fold", "--exp", "rsna_unet", "trainer.epochs=[1"], ["not valid YAML"]),
         (["train-fold", "--exp", "broken.yaml"], ["broken.yaml: not valid YAML"]),
         (["train-fold", "--exp", "no_such_experiment"], ["unknown experiment 'no_such_experiment'"]),
