@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from kit.competitions import register_competition, register_family
 from kit.competitions.base import Competition
 from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
+from kit.io import write_text_atomic
 
-from . import layouts, metrics, synth
+from . import duplicates, layouts, metrics, synth
 from .training import ImageTraining
 
 
@@ -28,16 +30,21 @@ class ImageClassification(Competition):
         return synth.generate(out, self.spec, train, test, seed, force)
 
     def strata(self, data_dir: Path) -> pd.Series:
-        """The class of every labelled sample, keyed by its id (path or array index)."""
-        split = layouts.read_layout(data_dir, self.spec).train
+        """The class of every labelled sample kept by dataset.clean, keyed by its id (path or array index)."""
+        split = duplicates.read_clean(data_dir, self.spec)[0].train
         return pd.Series(split.labels, index=split.keys)
 
     def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
-        """Stratified by class; the folds file names samples by path (or array index), the runner by position."""
-        strata = self.strata(data_dir)
-        keys = strata.index.tolist()
-        folds = load_or_make_folds(self.folds_path(data_dir), keys, strata.to_numpy(), keys, n_splits, seed)
-        return pd.Series(folds.to_numpy(), index=range(len(keys)), name="fold")
+        """Stratified by class, a near-duplicate group in one fold; the folds file names samples by path (or array
+        index), the runner by position. A cleaned dataset's report lies beside the folds file."""
+        samples, report = duplicates.read_clean(data_dir, self.spec)
+        split = samples.train
+        groups = split.keys if split.groups is None else [f"group{g}" for g in split.groups]
+        path = self.folds_path(data_dir)
+        folds = load_or_make_folds(path, split.keys, split.labels, groups, n_splits, seed)
+        if report is not None:
+            write_text_atomic(path.with_suffix(".cleaning.json"), json.dumps(report, indent=1))
+        return pd.Series(folds.to_numpy(), index=range(len(split.keys)), name="fold")
 
     def score(self, solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, float]:
         """Aligned by id. With a probability column per class the AUC is scored too; from labels alone it is not."""
@@ -90,7 +97,7 @@ class ImageClassification(Competition):
 
 
 FIELDS = {"family", "layout", "slug", "classes", "metric", "channels", "file", "arrays", "synth_size",
-          "synth_classes"}  # fmt: skip
+          "synth_classes", "clean"}  # fmt: skip
 
 
 @register_family("image_classification")
@@ -102,6 +109,7 @@ def declare(name: str, spec: dict) -> type[ImageClassification]:
     if spec.get("layout") not in layouts.LAYOUTS:
         raise KitError(f"dataset {name}: layout {spec.get('layout')!r}; valid: {', '.join(sorted(layouts.LAYOUTS))}")
     metric = metrics.check_metric(spec.get("metric", "accuracy"))
+    duplicates.check_clean(spec.get("clean"))
     if spec.get("layout") == "npz" and not spec.get("classes"):
         raise KitError(f"dataset {name}: an npz layout needs its class names (dataset.classes, by label index)")
     title = "".join(part.title() for part in name.split("_"))

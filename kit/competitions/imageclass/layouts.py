@@ -25,6 +25,17 @@ class Split:
     labels: np.ndarray | None  # class index per key; None: unlabelled
     arrays: np.ndarray | None = None  # (n, H, W[, C]) uint8 for array layouts
     files: list[Path] = field(default_factory=list)  # one image file per key otherwise
+    groups: np.ndarray | None = None  # near-duplicate group per key (dataset.clean); each group goes to one fold
+
+    def subset(self, keep: np.ndarray, groups: np.ndarray) -> Split:
+        index = np.flatnonzero(keep)
+        return Split(
+            [self.keys[i] for i in index],
+            None if self.labels is None else self.labels[index],
+            None if self.arrays is None else self.arrays[index],
+            [self.files[i] for i in index] if self.files else [],
+            groups[index],
+        )
 
 
 @dataclass

@@ -77,9 +77,30 @@ def write_npz(out: Path, spec: dict, train: int, test: int, rng: np.random.Gener
                        test_labels=yte)  # fmt: skip
     else:
         images, labels = arrays(train)
+        if spec.get("clean"):
+            images, labels = _contaminate(rng, images, labels, n_classes, spec["clean"])
         content = {"images": images, "labels": labels}
     with atomic_path(out / name) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **content)
+
+
+def _contaminate(rng, images: np.ndarray, labels: np.ndarray, n_classes: int, clean: dict):
+    """AN2DL's traps, in proportion: two non-class pictures pasted in (about 13% of samples, each copy slightly
+    noisy, labels at random) and a few real samples repeated exactly, label and all."""
+    n = len(images)
+    copies = max(int(clean.get("contaminant_copies", 20)), round(0.065 * n))
+    pasted = []
+    for seed in (1, 2):  # smooth blobs, nothing like a class's stripes
+        coarse = Image.fromarray((np.random.default_rng(seed).random((5, 5)) * 255).astype(np.uint8))
+        picture = np.asarray(coarse.resize(images.shape[1:3][::-1], Image.Resampling.BICUBIC), dtype=np.int64)
+        base = np.repeat(picture[..., None], images.shape[3], axis=-1) if images.ndim == 4 else picture
+        noise = rng.integers(-3, 4, (copies, *images.shape[1:]))
+        pasted.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    repeats = rng.choice(n, max(2, n // 50), replace=False)
+    images = np.concatenate([images, *pasted, images[repeats]])
+    labels = np.concatenate([labels, rng.integers(0, n_classes, (2 * copies, 1)), labels[repeats]])
+    order = rng.permutation(len(images))
+    return images[order], labels[order]
 
 
 @register_writer("folders")

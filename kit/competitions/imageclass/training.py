@@ -22,7 +22,8 @@ from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.report.confusion import plot_confusion
 
-from .layouts import Samples, Split, fit_array, load_image, read_layout
+from .duplicates import read_clean
+from .layouts import Samples, Split, fit_array, load_image
 from .metrics import classification_scores
 
 MEAN_STD = {1: ([0.5], [0.25]), 3: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])}  # ImageNet's for colour
@@ -97,7 +98,7 @@ class ImageTraining(FoldTraining, FoldReport, Stacking):
 
     def __init__(self, cfg: dict, data_dir: Path):
         self.cfg, self.data_dir = cfg, Path(data_dir)
-        self.samples: Samples = read_layout(self.data_dir, self.spec)
+        self.samples: Samples = read_clean(self.data_dir, self.spec)[0]
         self.classes = self.samples.classes
         self.num_outputs = self.meta_classes = len(self.classes)
         self.in_channels = int(self.spec.get("channels", 3))
