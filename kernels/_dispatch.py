@@ -3,6 +3,7 @@ TRITON_INTERPRET=1), unless KIT_DISABLE_TRITON=1; else the plain PyTorch referen
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -47,8 +48,23 @@ def describe(device: torch.device) -> str:
     return f"{device.type}: fused ops take the PyTorch reference"
 
 
+_reference_only = False
+
+
+@contextlib.contextmanager
+def reference_math():
+    """Inside, every fused op takes the PyTorch reference: an export (torch.export, ONNX) then holds plain aten ops,
+    neither Triton nor the kit's custom ops, so it loads where the kit is not installed."""
+    global _reference_only
+    before, _reference_only = _reference_only, True
+    try:
+        yield
+    finally:
+        _reference_only = before
+
+
 def use_triton(tensor: torch.Tensor) -> bool:
-    if triton_disabled():
+    if triton_disabled() or _reference_only:
         return False
     if tensor.is_cuda:
         return _cuda_decision(tensor.device.index, False)[0]

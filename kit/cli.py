@@ -173,6 +173,18 @@ def cmd_predict(args) -> None:
         )
 
 
+def cmd_package_codabench(args) -> None:
+    from kit.competitions.imageclass.codabench import package
+
+    path, found = package(_experiment(args))
+    print(f"{path}: {found['zip_mb']:.1f} MB, model.py + model.pt2 ({found['classes']} classes)")
+    print(
+        f"rehearsal without the kit: ({found['images']},) {found['dtype']} labels in range, equal to the kit's "
+        f"predictions (probabilities within {found['max_prob_diff']:.1e}); load {found['load_s']:.1f} s, "
+        f"{found['s_per_1000']:.2f} s per 1,000 images"
+    )
+
+
 def cmd_stack(args) -> None:
     from kit.stack.run import run_stack
 
@@ -295,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
         ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
+        ("package-codabench", cmd_package_codabench, "zip model.py + weights for Codabench, then rehearse it"),
     ):
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")

@@ -15,7 +15,7 @@ from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.kaggle.ledger import record_written
 from kit.train import checkpoint, distributed
-from kit.train.runner import build_model, predict, prepare
+from kit.train.runner import build_model, memory_format, predict, prepare
 
 
 def finished_folds(cfg: dict, oof_file: str) -> list[Path]:
@@ -66,6 +66,26 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     return path, {"metric": training.metric_name, **scores}, len(folds)
 
 
+def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
+    """A fold's best weights in the config's model, in eval mode and the run's memory format."""
+    model = build_model(cfg, training).to(device)
+    checkpoint.load_weights(model, checkpoint.load(fold / "model_best.pt")["model"], fold / "model_best.pt")
+    return model.to(memory_format=memory_format(cfg)).eval()
+
+
+def fold_average(cfg: dict, training, folds: list[Path], dataset, ids: list[int]) -> np.ndarray:
+    """The probabilities of every fold's best model over a dataset (with the config's TTA), averaged."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loader = DataLoader(dataset, cfg["trainer"]["batch_size"])
+    total = None
+    for fold in folds:
+        order, logits, _ = predict(best_model(cfg, training, fold, device), loader, cfg, device)
+        assert order == list(ids), "the loader keeps the dataset's order"
+        probs = training.probabilities(logits)
+        total = probs if total is None else total + probs
+    return total / len(folds)
+
+
 def predict_test(cfg: dict) -> tuple[Path, int, dict[str, float] | None]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
     validated submission."""
@@ -81,25 +101,12 @@ def predict_test(cfg: dict) -> tuple[Path, int, dict[str, float] | None]:
     cfg = trained
     comp, training, _ = prepare(cfg, distributed.Context())
     folds = finished_folds(cfg, training.oof_file)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = training.ids("test")
     if not ids:
         raise KitError(
             f"{cfg['data']['dir'] or 'the data'}: no test split to predict; the CV of `task oof` is the figure"
         )
-    loader = DataLoader(training.dataset(ids, "test"), cfg["trainer"]["batch_size"])
-    total = None
-    for fold in folds:
-        model = build_model(cfg, training).to(device)
-        checkpoint.load_weights(model, checkpoint.load(fold / "model_best.pt")["model"], fold / "model_best.pt")
-        model = model.to(
-            memory_format=torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
-        )
-        order, logits, _ = predict(model, loader, cfg, device)
-        assert order == ids, "the test loader keeps the study order"
-        probs = training.probabilities(logits)
-        total = probs if total is None else total + probs
-    mean = total / len(folds)
+    mean = fold_average(cfg, training, folds, training.dataset(ids, "test"), ids)
     training.save_predictions(test_predictions_path(cfg, training), ids, mean)
     scores = training.evaluate(ids, mean) if training.test_labelled() else None
     if scores:

@@ -141,3 +141,20 @@ def test_benchmark_refuses_without_a_gpu_and_formats_its_tables(tmp_path):
     assert ratios["triton_vs_eager"] == 3.0 and ratios["triton_vs_compile"] == 1.5
     table = bench.markdown_table(frame).splitlines()
     assert table[0].startswith("| op | shape") and len(table) == 5 and "3.000" in table[3]
+
+
+def test_an_export_under_reference_math_holds_no_custom_op():
+    from kernels._dispatch import reference_math
+
+    block = SqueezeExcite(8, 4).eval()
+    x = torch.randn(2, 8, 5, 5)
+
+    def kit_ops(program) -> set[str]:
+        return {str(n.target) for n in program.graph.nodes if str(n.target).startswith("kit.")}
+
+    assert kit_ops(torch.export.export(block, (x,))) == {"kit.se_forward.default"}  # interpreter: the Triton path
+    with reference_math():
+        program = torch.export.export(block, (x,))
+    assert kit_ops(program) == set()
+    weights = (block.fc1.weight, block.fc1.bias, block.fc2.weight, block.fc2.bias)
+    assert torch.allclose(program.module()(x), squeeze_excite_reference(x, *weights), atol=1e-6)
