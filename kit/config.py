@@ -93,6 +93,10 @@ CHECKS = {
     ("trainer", "lr_decay"): ("a factor in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1),
     ("trainer", "plateau_patience"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("trainer", "tta"): ("true or false", lambda v: isinstance(v, bool)),
+    ("trainer", "randaugment"): (
+        "a timm RandAugment string (e.g. rand-m9-n2-mstd0.5), or null",
+        lambda v: v is None or (isinstance(v, str) and v.startswith("rand")),
+    ),
     ("trainer", "mixup"): ("a probability in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
     ("data", "folds"): ("a whole number >= 2", lambda v: _is_int(v) and v >= 2),
     ("data", "fold_seed"): ("a whole number", _is_int),

@@ -66,6 +66,10 @@ def workdir(tmp_path) -> Path:
         (["train-fold", "--exp", "rsna_unet", "data.slices=0"], ["data.slices=0"]),
         (["train-fold", "--exp", "rsna_unet", "trainer.precision=half"], ["trainer.precision='half'"]),
         (
+            ["train-fold", "--exp", "bloodcells_mobilenetv3", "trainer.randaugment=strong"],
+            ["trainer.randaugment='strong'"],
+        ),
+        (
             ["train-fold", "--exp", "bloodcells_mobilenetv3", "trainer.epochs=4", "trainer.warmup_epochs=4"],
             ["trainer.warmup_epochs=4 is not below trainer.epochs=4"],
         ),

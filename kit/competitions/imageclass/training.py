@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotated, RandZoomd
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
@@ -32,8 +33,9 @@ MEAN_STD = {1: ([0.5], [0.25]), 3: ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 class Images(Dataset):
     """{'image': (C, S, S) float32 normalised, 'target': class index (-1 unknown), 'id': sample id}."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None):
-        self.images, self.labels, self.ids, self.augment = images, labels, ids, augment
+    def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None,
+                 randaugment=None):  # fmt: skip
+        self.images, self.labels, self.ids, self.augment, self.randaugment = images, labels, ids, augment, randaugment
         mean, std = MEAN_STD[channels]
         self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
 
@@ -41,7 +43,11 @@ class Images(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
-        image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255.0
+        array = self.images[index]
+        if self.randaugment is not None:
+            picture = self.randaugment(Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array))
+            array = np.array(picture, dtype=np.uint8).reshape(array.shape)
+        image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
         if self.augment is not None:
             image = torch.as_tensor(np.asarray(self.augment({"image": image})["image"]), dtype=torch.float32)
         return {"image": (image - self.mean) / self.std, "target": int(self.labels[index]), "id": self.ids[index]}
@@ -58,6 +64,22 @@ def augmentation(seed: int) -> Compose:
     )
     augment.set_random_state(seed=seed)
     return augment
+
+
+def randaugment(spec: str | None, channels: int):
+    """timm's RandAugment on the uint8 picture (before the MONAI transforms); spec as timm writes it, e.g.
+    rand-m9-n2-mstd0.5 (magnitude 9, 2 ops per image, magnitude noise 0.5)."""
+    if not spec:
+        return None
+    from timm.data.auto_augment import rand_augment_transform
+
+    fill = 128 if channels == 1 else tuple(round(255 * m) for m in MEAN_STD[3][0])
+    try:
+        return rand_augment_transform(spec, {"img_mean": fill})
+    except (AssertionError, ValueError, KeyError, IndexError) as exc:
+        raise KitError(
+            f"trainer.randaugment={spec!r}: not a timm RandAugment string (e.g. rand-m9-n2-mstd0.5)"
+        ) from exc
 
 
 class CrossEntropy(nn.Module):
@@ -132,7 +154,8 @@ class ImageTraining(FoldTraining, FoldReport, Stacking):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Images:
         augment = augmentation(augment_seed) if augment_seed is not None else None
-        return Images(self.images[ids], self.labels[ids], ids, self.in_channels, augment)
+        extra = randaugment(self.cfg["trainer"].get("randaugment"), self.in_channels) if augment else None
+        return Images(self.images[ids], self.labels[ids], ids, self.in_channels, augment, extra)
 
     def loss(self) -> nn.Module:
         spec = dict(self.cfg["loss"])

@@ -1,6 +1,7 @@
 """The family trained as a user runs it: `kit` in a fresh process, the default KIT_HOME, relative paths."""
 
 import json
+import random
 
 import numpy as np
 import pandas as pd
@@ -107,3 +108,19 @@ def test_broken_trees_are_one_error_line(tmp_path, how, fragment):
     data = "tree" if how != "no tree" else "nowhere"
     result = run_kit(["train-fold", "--exp", "imagefolder_resnet18", f"data.dir={data}", *TINY], tmp_path)
     assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_randaugment_changes_training_images_and_keeps_their_shape(channels):
+    from kit.competitions.imageclass.training import Images, randaugment
+    from kit.errors import KitError
+
+    random.seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, channels), dtype=np.uint8)
+    labels, ids = np.zeros(6, int), list(range(6))
+    plain = Images(images, labels, ids, channels)
+    augmented = Images(images, labels, ids, channels, None, randaugment("rand-m15-n3", channels))
+    changed = [not np.allclose(plain[i]["image"], augmented[i]["image"]) for i in ids]
+    assert sum(changed) >= 4 and augmented[0]["image"].shape == (channels, 32, 32)
+    with pytest.raises(KitError, match="trainer.randaugment='rand-x9'"):
+        randaugment("rand-x9", channels)
