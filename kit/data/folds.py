@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,11 @@ def split_folds(ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits
 
 
 def load_or_make_folds(
-    path: Path, ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits: int = 5, seed: int = 42
-) -> pd.Series:
-    """The folds file at `path` (made on first use) as a Series id -> fold; it must cover every id given."""
+    path: Path, ids: Sequence, strata: Sequence[int] | None, groups: Sequence | None, n_splits: int = 5,
+    seed: int = 42, splitter: Callable = split_folds,
+) -> pd.Series:  # fmt: skip
+    """The folds file at `path` (made on first use by `splitter(ids, strata, groups, n_splits, seed)`) as a Series
+    id -> fold; it must cover every id given."""
     path = Path(path)
     meta_path = path.with_suffix(".json")
     if path.exists():
@@ -50,9 +52,7 @@ def load_or_make_folds(
                 f"{path} has no fold for {len(missing)} id(s), e.g. {missing[:3].tolist()}; the data changed"
             )
         return folds.loc[list(ids)]
-    folds = pd.Series(
-        split_folds(ids, strata, groups, n_splits, seed), index=pd.Index(list(ids), name="id"), name="fold"
-    )
+    folds = pd.Series(splitter(ids, strata, groups, n_splits, seed), index=pd.Index(list(ids), name="id"), name="fold")
     with atomic_path(path) as tmp:
         folds.to_csv(tmp)
     write_text_atomic(meta_path, json.dumps({"n_splits": n_splits, "seed": seed, "n": len(folds)}, indent=1))
