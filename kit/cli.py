@@ -185,6 +185,14 @@ def cmd_package_codabench(args) -> None:
     )
 
 
+def cmd_compare(args) -> None:
+    from kit.report.compare import compare
+
+    frame, out = compare(args.experiments)
+    print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}")
+
+
 def cmd_stack(args) -> None:
     from kit.stack.run import run_stack
 
@@ -320,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
+    p = verbs.add_parser("compare", help="experiments' fold metrics, mean, spread and CV side by side, and a plot")
+    p.add_argument("experiments", nargs="+", help="run names under runs/ (experiment names, or their name= override)")
+    p.set_defaults(func=cmd_compare)
     p = verbs.add_parser("download", help="fetch a competition's files from Kaggle into data/<slug>/")
     p.add_argument("competition")
     p.add_argument("--out", help="folder to unzip into (default: data/<slug>)")
