@@ -185,6 +185,13 @@ def cmd_package_codabench(args) -> None:
     )
 
 
+def cmd_explain(args) -> None:
+    from kit.report.explain import explain_fold
+
+    written = explain_fold(_experiment(args), args.fold)
+    print(f"{len(written)} picture(s) in {written[0].parent}")
+
+
 def cmd_compare(args) -> None:
     from kit.report.compare import compare
 
@@ -315,11 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
         ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
+        ("explain", cmd_explain, "where a fold's model looks (Grad-CAM, attention maps): runs/<exp>/fold<k>/explain/"),
         ("package-codabench", cmd_package_codabench, "zip model.py + weights for Codabench, then rehearse it"),
     ):
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
-        if verb == "train-fold":
+        if verb in ("train-fold", "explain"):
             p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")

@@ -98,6 +98,14 @@ class FoldReport(ABC):
     def report_fold(self, out: Path, ids: list, probs: np.ndarray) -> None: ...
 
 
+class Explaining(ABC):
+    """Optional: pictures of where a fold's model looks, for `kit explain` (under runs/<exp>/fold<k>/explain/)."""
+
+    @abstractmethod
+    def explain(self, model: nn.Module, out: Path, ids: list, probs: np.ndarray) -> list[Path]:
+        """Draw from validation samples `ids` and the fold's OOF `probs` of them; return the files written."""
+
+
 class Stacking(ABC):
     """Optional: each sample's predictions as `rows_per_sample` rows of meta-features (RSNA: one per condition×level;
     Mars: one per pixel), with a target per row (-1 where unknown) and optional row weights."""

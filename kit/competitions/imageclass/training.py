@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kernels.focal import focal_loss
-from kit.competitions.parts import FoldReport, FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.report.confusion import plot_confusion
@@ -107,7 +107,7 @@ class Focal(nn.Module):
 LOSSES = {"ce": CrossEntropy, "focal": Focal}
 
 
-class ImageTraining(FoldTraining, FoldReport, Stacking):
+class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
     """Sample ids: 0..n_train-1 the labelled samples, then the test split's, so one id never names two images."""
 
     spec: ClassVar[dict]
@@ -219,6 +219,35 @@ class ImageTraining(FoldTraining, FoldReport, Stacking):
 
     def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
         plot_confusion(out / "confusion.png", self.labels[ids], np.asarray(probs).argmax(axis=1), self.classes)
+
+    def explain(self, model: nn.Module, out: Path, ids: list[int], probs: np.ndarray, per_class: int = 2,
+                max_classes: int = 12) -> list[Path]:  # fmt: skip
+        """One PNG per class (the first max_classes): Grad-CAM of the predicted class on its most confident correct
+        and wrong validation images."""
+        from kit.report.gradcam import grad_cams, overlay
+        from kit.report.panels import save_panels
+
+        ids, probs = np.asarray(ids), np.asarray(probs)
+        labels, predicted, confidence = self.labels[ids], probs.argmax(axis=1), probs.max(axis=1)
+        written = []
+        for c, name in enumerate(self.classes[:max_classes]):
+            chosen = []
+            for right in (True, False):
+                rows = np.flatnonzero((labels == c) & ((predicted == c) == right))
+                chosen += [(r, right) for r in rows[np.argsort(-confidence[rows])][:per_class]]
+            if not chosen:
+                continue
+            picked = [int(ids[r]) for r, _ in chosen]
+            batch = torch.stack([self.dataset(picked, "valid")[k]["image"] for k in range(len(picked))])
+            cams = grad_cams(model, batch, [int(predicted[r]) for r, _ in chosen])
+            panels = [
+                (overlay(self.images[i], cam), f"{'right' if right else 'WRONG'}: {self.classes[predicted[r]]} "
+                 f"{confidence[r]:.2f}")
+                for i, cam, (r, right) in zip(picked, cams, chosen, strict=True)
+            ]  # fmt: skip
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+            written.append(save_panels(out / f"gradcam_{c:03d}_{safe}.png", panels, f"true class {name}"))
+        return written
 
     def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
         columns = {}

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
 from kit import paths
-from kit.competitions.parts import FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldTraining, Stacking
 from kit.data.cache import cached_dataset
 from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
@@ -171,7 +171,7 @@ def heatmap_spec(cfg: dict) -> dict | None:
     }
 
 
-class RsnaTraining(FoldTraining, Stacking):
+class RsnaTraining(FoldTraining, Explaining, Stacking):
     """The competition's side of fold training, built from an experiment config."""
 
     losses = LOSSES
@@ -260,6 +260,46 @@ class RsnaTraining(FoldTraining, Stacking):
 
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         return submission.write_submission(path, submission.submission_frame(ids, probs), submission.row_ids(ids))
+
+    def explain(self, model: nn.Module, out: Path, ids: list[int], probs: np.ndarray, studies: int = 3) -> list[Path]:
+        """Per validation study (those with the most severe labels first): each condition × level's attention map
+        (or landmark heatmap) over the middle slice of the condition's view, with the predicted severity."""
+        from kit.report.panels import save_panels
+
+        order = sorted(range(len(ids)), key=lambda k: -int((self.labels[ids[k]] == 2).sum()))[:studies]
+        picked = [ids[k] for k in order]
+        dataset = self.dataset(picked, "train")
+        slices = self.size[VIEW_ORDER[0]][0]
+        written = []
+        for k, study in zip(order, picked, strict=True):
+            image = dataset[picked.index(study)]["image"]
+            with torch.no_grad():
+                output = model(image[None])
+            if not isinstance(output, dict) or "heatmap" not in output:
+                raise KitError("explain for RSNA draws the attention or heatmap maps: the model has neither "
+                               "(model.level_attention or model.heatmaps)")  # fmt: skip
+            maps = output["heatmap"][0].float()
+            maps = maps.flatten(1).softmax(dim=1).view_as(maps).numpy()
+            conditions = CONDITIONS if len(maps) == len(TARGETS) else CONDITIONS[:1]
+            panels = []
+            for c, condition in enumerate(conditions):
+                view = VIEW_ORDER.index(VIEW_OF_CONDITION[condition])
+                background = image[view * slices + slices // 2].numpy()
+                background = (background - background.min()) / max(float(np.ptp(background)), 1e-6)
+                for j, level in enumerate(LEVELS):
+                    heat = maps[c * len(LEVELS) + j]
+                    heat = heat / max(float(heat.max()), 1e-12)
+                    rgb = np.stack([background] * 3, axis=-1) * 0.65
+                    rgb[..., 0] = np.clip(rgb[..., 0] + heat, 0, 1)
+                    target = TARGETS.index(f"{condition}_{level}")
+                    severity = SEVERITY_COLUMNS[int(np.asarray(probs[k])[target].argmax())]
+                    truth = int(self.labels[study][target])
+                    truth = SEVERITY_COLUMNS[truth] if truth >= 0 else "unlabelled"
+                    panels.append(
+                        ((rgb * 255).astype(np.uint8), f"{condition[:14]} {level}\n{severity} (true {truth})")
+                    )
+            written.append(save_panels(out / f"attention_study{study}.png", panels, f"study {study}", len(LEVELS)))
+        return written
 
     rows_per_sample = len(TARGETS)
     meta_classes = NUM_CLASSES

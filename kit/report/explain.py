@@ -1,0 +1,31 @@
+"""`kit explain`: where a trained fold's best model looks, drawn on its own validation samples (OOF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kit.competitions.parts import Explaining
+from kit.config import load_config
+from kit.errors import KitError
+from kit.train import distributed
+from kit.train.outputs import best_model
+from kit.train.runner import fold_dir, prepare
+
+
+def explain_fold(cfg: dict, fold: int) -> list[Path]:
+    folder = fold_dir(cfg, fold)
+    if not (folder / "summary.json").exists():
+        raise KitError(f"{folder}: no finished fold (task train-fold exp={cfg['name']} fold={fold} first)")
+    trained = load_config(folder / "config.yaml")
+    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
+    comp, training, _ = prepare(trained, distributed.Context())
+    if not isinstance(training, Explaining):
+        raise KitError(f"competition {comp.name} draws no explanation pictures (its training has no Explaining part)")
+    ids, probs = training.load_predictions(folder / training.oof_file)
+    model = best_model(trained, training, folder, torch.device("cpu"))
+    written = training.explain(model, folder / "explain", ids, probs)
+    if not written:
+        raise KitError(f"{folder}: nothing to draw (no validation sample fits)")
+    return written

@@ -1,0 +1,46 @@
+"""Grad-CAM for any classifier (the grad-cam package), on the last layer whose output is still a feature map."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """The module that outputs the last (N, C, H, W) map with H, W > 1 in one forward pass: a timm stage, the seed
+    head's SE block, or a from-scratch CNN's last block, without naming layers per architecture."""
+    order: list[nn.Module] = []
+
+    def record(module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) > 1:
+            order.append(module)
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        raise ValueError(f"{type(model).__name__} has no layer with a spatial feature map for Grad-CAM")
+    return order[-1]
+
+
+def grad_cams(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:
+    """(n, H, W) class-activation maps in [0, 1] for the given output index per image."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    layer = last_feature_map_layer(model, images[:1])
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+
+
+def overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """An (H, W, 1|3) uint8 image with the map laid over it, as (H, W, 3) uint8."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    return show_cam_on_image(rgb.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=0.6)
