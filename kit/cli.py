@@ -192,6 +192,14 @@ def cmd_explain(args) -> None:
     print(f"{len(written)} picture(s) in {written[0].parent}")
 
 
+def cmd_tune(args) -> None:
+    from kit.train.tune import tune
+
+    table, best = tune(_experiment(args), args.trials, args.folds)
+    print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    print(f"best configuration: {best} (task train-fold exp={best} fold=0)")
+
+
 def cmd_compare(args) -> None:
     from kit.report.compare import compare
 
@@ -322,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
         ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
+        ("tune", cmd_tune, "Optuna search over the experiment's search: ranges: runs/<exp>/tune/"),
         ("explain", cmd_explain, "where a fold's model looks (Grad-CAM, attention maps): runs/<exp>/fold<k>/explain/"),
         ("package-codabench", cmd_package_codabench, "zip model.py + weights for Codabench, then rehearse it"),
     ):
@@ -332,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
             p.add_argument("--force", action="store_true", help="--resume even when the config changed")
+        if verb == "tune":
+            p.add_argument("--trials", type=int, default=20, help="trials in all (a resumed search counts done ones)")
+            p.add_argument("--folds", type=int, nargs="+", default=[0], help="folds each trial trains (mean)")
         if verb == "bench-train":
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")

@@ -168,16 +168,18 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     return ids, torch.cat(logits), total / max(count, 1)
 
 
-def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False) -> dict:
+def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:
+    """Train one fold; `epoch_hook(epoch, metric)` is told each validation's figure (a search prunes by raising)."""
     check_config(cfg, fold)
     ctx = distributed.setup()
     try:
-        return _train_fold(cfg, fold, resume, ctx, force)
+        return _train_fold(cfg, fold, resume, ctx, force, epoch_hook)
     finally:
         distributed.teardown(ctx)
 
 
-def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, force: bool = False) -> dict:
+def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, force: bool = False,
+                epoch_hook=None) -> dict:  # fmt: skip
     trainer = cfg["trainer"]
     comp, training, folds = prepare(cfg, ctx)
     out = fold_dir(cfg, fold)
@@ -331,6 +333,12 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 f"{metric} {scores[metric]:.4f}  (best {state['best']:.4f} @ {state['best_epoch']})",
                 flush=True,
             )
+            if epoch_hook is not None:
+                try:
+                    epoch_hook(epoch, scores[metric])
+                except BaseException:
+                    tracker.close()
+                    raise
         state = _broadcast(state, ctx)
         if not ctx.is_main:
             epoch_end(scheduler, state["stale"] == 0)
