@@ -16,6 +16,7 @@ from kit.errors import KitError
 from kit.io import write_text_atomic
 
 from . import duplicates, layouts, metrics, synth
+from .reconstruction import reconstruction_class
 from .training import ImageTraining
 
 
@@ -91,6 +92,12 @@ class ImageClassification(Competition):
                     f"ids differ from the sample's: {len(expected - got)} missing, {len(got - expected)} extra"
                 )
         return problems
+
+    def training(self, cfg: dict, data_dir: Path):
+        """The dataset's classifier training, or its reconstruction training for model.name=autoencoder."""
+        if cfg["model"].get("name") == "autoencoder":
+            return reconstruction_class(self.training_class)(cfg, data_dir)
+        return self.training_class(cfg, data_dir)
 
     def test_row_ids(self, data_dir: Path, limit: int | None = None) -> list[str]:
         return layouts.read_layout(data_dir, self.spec).test.keys[:limit]

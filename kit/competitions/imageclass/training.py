@@ -34,8 +34,9 @@ class Images(Dataset):
     """{'image': (C, S, S) float32 normalised, 'target': class index (-1 unknown), 'id': sample id}."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None,
-                 randaugment=None):  # fmt: skip
+                 randaugment=None, reconstruct: bool = False):  # fmt: skip
         self.images, self.labels, self.ids, self.augment, self.randaugment = images, labels, ids, augment, randaugment
+        self.reconstruct = reconstruct  # the target is the normalised image itself (autoencoders)
         mean, std = MEAN_STD[channels]
         self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
 
@@ -50,7 +51,9 @@ class Images(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0
         if self.augment is not None:
             image = torch.as_tensor(np.asarray(self.augment({"image": image})["image"]), dtype=torch.float32)
-        return {"image": (image - self.mean) / self.std, "target": int(self.labels[index]), "id": self.ids[index]}
+        image = (image - self.mean) / self.std
+        target = image if self.reconstruct else int(self.labels[index])
+        return {"image": image, "target": target, "id": self.ids[index]}
 
 
 def augmentation(seed: int) -> Compose:
