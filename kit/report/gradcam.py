@@ -8,13 +8,15 @@ from torch import nn
 
 
 def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
-    """The module that outputs the last (N, C, H, W) map with H, W > 1 in one forward pass: a timm stage, the seed
-    head's SE block, or a from-scratch CNN's last block, without naming layers per architecture."""
+    """The module that outputs the last (N, C, H, W) map of at least 4×4 (else the last bigger than 1×1) in one
+    forward pass: a timm stage, the seed head's SE block, or a from-scratch CNN's last block, without naming layers
+    per architecture. A 2×2 map (ResNet's last stage at 64 px) would only say which quadrant."""
     order: list[nn.Module] = []
+    coarse: list[nn.Module] = []
 
     def record(module, _inputs, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) > 1:
-            order.append(module)
+            (order if min(output.shape[-2:]) >= 4 else coarse).append(module)
 
     handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
     try:
@@ -23,9 +25,9 @@ def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     finally:
         for handle in handles:
             handle.remove()
-    if not order:
+    if not order and not coarse:
         raise ValueError(f"{type(model).__name__} has no layer with a spatial feature map for Grad-CAM")
-    return order[-1]
+    return (order or coarse)[-1]
 
 
 def grad_cams(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:

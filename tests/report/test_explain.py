@@ -12,13 +12,14 @@ from tests.test_cli_errors import assert_one_line_error, run_kit
 
 
 def test_the_last_feature_map_layer_of_each_kind_of_classifier():
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 128, 128)
     resnet = timm_classifier(3, 4, "resnet18").eval()
-    assert last_feature_map_layer(resnet, x) is resnet.layer4
+    assert last_feature_map_layer(resnet, x) is resnet.layer4  # 4×4
+    assert last_feature_map_layer(resnet, x[..., :64, :64]) is resnet.layer3  # layer4 would be 2×2
     seed_head = timm_classifier(3, 4, "resnet18", head={"hidden": [8]}).eval()
     assert last_feature_map_layer(seed_head, x) is seed_head.head.se
     cnn = simple_cnn(3, 4).eval()
-    assert isinstance(last_feature_map_layer(cnn, x), nn.MaxPool2d)  # the last block's pooled map (4×4 here)
+    assert isinstance(last_feature_map_layer(cnn, x), nn.MaxPool2d)  # the last block's pooled map (8×8 here)
 
 
 class QuadrantModel(nn.Module):
