@@ -165,7 +165,7 @@ def cmd_oof(args) -> None:
 def cmd_predict(args) -> None:
     from kit.train.outputs import predict_test
 
-    path, n_folds, scores = predict_test(_experiment(args))
+    path, n_folds, scores = predict_test(_experiment(args), args.backend)
     print(f"{path}: test predictions averaged over {n_folds} fold(s)")
     if scores:
         print(
@@ -190,6 +190,17 @@ def cmd_explain(args) -> None:
 
     written = explain_fold(_experiment(args), args.fold)
     print(f"{len(written)} picture(s) in {written[0].parent}")
+
+
+def cmd_export(args) -> None:
+    from kit.export.onnx import export_fold
+
+    path, record = export_fold(_experiment(args), args.fold, args.opset)
+    worst = max(record["max_abs_difference"].values())
+    print(
+        f"{path}: outputs {', '.join(record['outputs'])}; ONNX Runtime vs PyTorch on {record['batch']} validation "
+        f"images: max |difference| {worst:.1e} (tolerance {record['tolerance']:.0e}); {record['export_s']} s"
+    )
 
 
 def cmd_tune(args) -> None:
@@ -330,13 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
         ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
+        ("export", cmd_export, "a fold's best model as ONNX, checked against PyTorch: runs/<exp>/fold<k>/model.onnx"),
         ("tune", cmd_tune, "Optuna search over the experiment's search: ranges: runs/<exp>/tune/"),
         ("explain", cmd_explain, "where a fold's model looks (Grad-CAM, attention maps): runs/<exp>/fold<k>/explain/"),
         ("package-codabench", cmd_package_codabench, "zip model.py + weights for Codabench, then rehearse it"),
     ):
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
-        if verb in ("train-fold", "explain"):
+        if verb == "predict":
+            p.add_argument("--backend", default="torch", help="torch, or onnxruntime (each fold's model.onnx)")
+        if verb == "export":
+            p.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
+        if verb in ("train-fold", "explain", "export"):
             p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")

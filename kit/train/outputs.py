@@ -66,6 +66,9 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
     return path, {"metric": training.metric_name, **scores}, len(folds)
 
 
+BACKENDS = ("torch", "onnxruntime")
+
+
 def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
     """A fold's best weights in the config's model, in eval mode and the run's memory format."""
     model = build_model(cfg, training).to(device)
@@ -73,20 +76,29 @@ def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.n
     return model.to(memory_format=memory_format(cfg)).eval()
 
 
-def fold_average(cfg: dict, training, folds: list[Path], dataset, ids: list[int]) -> np.ndarray:
-    """The probabilities of every fold's best model over a dataset (with the config's TTA), averaged."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def fold_average(cfg: dict, training, folds: list[Path], dataset, ids: list[int], backend: str = "torch") -> np.ndarray:
+    """The probabilities of every fold's best model over a dataset (with the config's TTA), averaged; backend
+    onnxruntime runs each fold's exported model.onnx instead."""
+    if backend not in BACKENDS:
+        raise KitError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    device = torch.device("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
     loader = DataLoader(dataset, cfg["trainer"]["batch_size"])
     total = None
     for fold in folds:
-        order, logits, _ = predict(best_model(cfg, training, fold, device), loader, cfg, device)
+        if backend == "onnxruntime":
+            from kit.export.onnx import MODEL_FILE, OnnxModel
+
+            model = OnnxModel(fold / MODEL_FILE)
+        else:
+            model = best_model(cfg, training, fold, device)
+        order, logits, _ = predict(model, loader, cfg, device)
         assert order == list(ids), "the loader keeps the dataset's order"
         probs = training.probabilities(logits)
         total = probs if total is None else total + probs
     return total / len(folds)
 
 
-def predict_test(cfg: dict) -> tuple[Path, int, dict[str, float] | None]:
+def predict_test(cfg: dict, backend: str = "torch") -> tuple[Path, int, dict[str, float] | None]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
     validated submission."""
     root = paths.runs_root() / cfg["name"]
@@ -106,7 +118,7 @@ def predict_test(cfg: dict) -> tuple[Path, int, dict[str, float] | None]:
         raise KitError(
             f"{cfg['data']['dir'] or 'the data'}: no test split to predict; the CV of `task oof` is the figure"
         )
-    mean = fold_average(cfg, training, folds, training.dataset(ids, "test"), ids)
+    mean = fold_average(cfg, training, folds, training.dataset(ids, "test"), ids, backend)
     training.save_predictions(test_predictions_path(cfg, training), ids, mean)
     scores = training.evaluate(ids, mean) if training.test_labelled() else None
     if scores:

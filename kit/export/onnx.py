@@ -1,0 +1,127 @@
+"""ONNX export of a trained fold (torch.onnx's dynamo exporter, dynamic batch, the fused ops as their reference math)
+with a parity check in onnxruntime on a real validation batch, and an onnxruntime stand-in for the PyTorch model at
+prediction time."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from kernels._dispatch import reference_math
+from kit.errors import KitError
+from kit.io import atomic_path, write_text_atomic
+
+TOLERANCE = 1e-4
+MODEL_FILE = "model.onnx"
+
+
+class Flat(nn.Module):
+    """The model's outputs as a tuple (a dict's values in key order), so every output gets a name in the graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model(x)
+        return tuple(out[k] for k in sorted(out)) if isinstance(out, dict) else (out,)
+
+
+def output_names(model: nn.Module, batch: torch.Tensor) -> list[str]:
+    with torch.no_grad():
+        out = model(batch[:1])
+    return sorted(out) if isinstance(out, dict) else ["output"]
+
+
+def export_model(model: nn.Module, batch: torch.Tensor, path: Path, opset: int = 18) -> list[str]:
+    """Write the model (eval mode, CPU) as ONNX with a dynamic batch axis; returns its output names."""
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    names = output_names(model, batch)
+    example = batch[:2] if len(batch) >= 2 else batch.repeat(2, 1, 1, 1)
+    try:
+        with reference_math(), torch.no_grad():
+            program = torch.onnx.export(
+                Flat(model).eval(), (example,), dynamo=True, opset_version=opset, input_names=["image"],
+                output_names=names, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
+            )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the model named
+        raise KitError(f"{type(model).__name__} cannot be exported to ONNX: {type(exc).__name__}: {exc}"[:600]) from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    return names
+
+
+def session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def parity(model: nn.Module, path: Path, batch: torch.Tensor, tolerance: float = TOLERANCE) -> dict[str, float]:
+    """Max |ONNX Runtime - PyTorch| per output on the batch; above `tolerance` anywhere is an error."""
+    names = output_names(model, batch)
+    with torch.no_grad():
+        expected = Flat(model.eval())(batch)
+    got = session(path).run(None, {"image": batch.contiguous().numpy()})
+    differences = {n: float(np.abs(g - e.float().numpy()).max()) for n, g, e in zip(names, got, expected, strict=True)}
+    worst = max(differences, key=differences.get)
+    if differences[worst] > tolerance:
+        raise KitError(
+            f"{path}: ONNX Runtime differs from PyTorch by {differences[worst]:.2e} on output {worst!r} "
+            f"(tolerance {tolerance:.0e}); the export is not used"
+        )
+    return differences
+
+
+class OnnxModel:
+    """Called like the PyTorch model by kit.train.runner.predict: a tensor in, a tensor (or dict) out."""
+
+    def __init__(self, path: Path):
+        if not Path(path).exists():
+            raise KitError(f"{path}: no ONNX model (task export exp=... fold=k first)")
+        self.session = session(path)
+        self.names = [o.name for o in self.session.get_outputs()]
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(self, x: torch.Tensor):
+        outputs = self.session.run(None, {"image": x.float().contiguous().cpu().numpy()})
+        tensors = {n: torch.from_numpy(o) for n, o in zip(self.names, outputs, strict=True)}
+        return tensors["output"] if self.names == ["output"] else tensors
+
+
+def export_fold(cfg: dict, fold: int, opset: int = 18) -> tuple[Path, dict]:
+    """runs/<exp>/fold<k>/model.onnx from the fold's best weights, checked against PyTorch on validation images."""
+    from kit.config import load_config
+    from kit.train import distributed
+    from kit.train.outputs import best_model
+    from kit.train.runner import fold_dir, prepare
+
+    folder = fold_dir(cfg, fold)
+    if not (folder / "model_best.pt").exists():
+        raise KitError(f"{folder / 'model_best.pt'}: missing (task train-fold exp={cfg['name']} fold={fold} first)")
+    trained = load_config(folder / "config.yaml")
+    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
+    _, training, folds = prepare(trained, distributed.Context())
+    model = best_model(trained, training, folder, torch.device("cpu")).to(memory_format=torch.contiguous_format)
+    val_ids = folds.index[folds == fold].tolist()[:8]
+    dataset = training.dataset(val_ids, "train")  # validation samples are labelled ones
+    batch = torch.stack([dataset[k]["image"] for k in range(len(val_ids))]).float()
+    started = time.perf_counter()
+    path = folder / MODEL_FILE
+    names = export_model(model, batch, path, opset)
+    differences = parity(model, path, batch)
+    record = {"outputs": names, "max_abs_difference": differences, "batch": len(batch), "opset": opset,
+              "export_s": round(time.perf_counter() - started, 1), "tolerance": TOLERANCE}  # fmt: skip
+    write_text_atomic(folder / "onnx_parity.json", json.dumps(record, indent=1))
+    return path, record

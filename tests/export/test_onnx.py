@@ -1,0 +1,102 @@
+"""Every registered model exports to ONNX (dynamic batch, the fused ops as reference math) and matches PyTorch in
+onnxruntime to 1e-4 on a real batch of its experiment's synthetic data; parity failures and unexportable models are
+one-line errors; predict's onnxruntime backend gives the PyTorch path's submission."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kit.competitions import competition_of
+from kit.config import apply_overrides, experiment_names, load_experiment
+from kit.errors import KitError
+from kit.export.onnx import export_model, parity
+from kit.models.registry import MODELS, create_model
+from kit.train.runner import build_model
+from tests.test_cli_errors import run_kit
+
+SMALL = {"rsna": ["data.size=32", "data.slices=2"], "mars": [], "family": ["data.size=32"]}
+
+
+def experiments_by_model() -> dict[str, str]:
+    """The first experiment (alphabetically) that uses each registered model."""
+    chosen = {}
+    for name in sorted(experiment_names()):
+        chosen.setdefault(load_experiment(name)["model"]["name"], name)
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx_home")
+
+
+def model_and_batch(experiment: str, home):
+    cfg = load_experiment(experiment)
+    kind = "rsna" if cfg["competition"] == "rsna" else "mars" if cfg["competition"] == "mars" else "family"
+    cfg = apply_overrides(cfg, SMALL[kind])
+    comp = competition_of(cfg)
+    sizes = {"rsna": (4, 2), "mars": (12, 4), "family": (12, 4)}[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = comp.synth(home / "data" / comp.name, *sizes, seed=0) if not (home / "data" / comp.name).exists() \
+            else home / "data" / comp.name  # fmt: skip
+        training = comp.training(cfg, data)
+        ids = training.ids("train")[:3]
+        dataset = training.dataset(ids, "train")
+        batch = torch.stack([dataset[k]["image"] for k in range(len(ids))]).float()
+    torch.manual_seed(0)
+    return build_model(cfg, training).eval(), batch
+
+
+@pytest.mark.slow
+def test_every_registered_model_exports_with_parity(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_HOME", str(home))
+    create_model("timm_classifier", 3, 2)  # imports every model module, filling the registry
+    chosen = experiments_by_model()
+    assert set(MODELS) - set(chosen) <= {"unet"}, "a registered model has no experiment to export it from"
+    cases = {name: model_and_batch(exp, home) for name, exp in chosen.items()}
+    mars_model, mars_batch = cases["dual_unet"]
+    cases["unet"] = (create_model("unet", mars_batch.shape[1], 5).eval(), mars_batch)
+    for name, (model, batch) in cases.items():
+        path = tmp_path / f"{name}.onnx"
+        outputs = export_model(model, batch, path)
+        differences = parity(model, path, batch)
+        assert set(differences) == set(outputs) and max(differences.values()) <= 1e-4, (name, differences)
+
+
+def test_a_parity_failure_is_an_error(tmp_path):
+    model = create_model("simple_cnn", 1, 3, widths=(4, 8)).eval()
+    batch = torch.randn(3, 1, 16, 16)
+    export_model(model, batch, tmp_path / "m.onnx")
+    assert max(parity(model, tmp_path / "m.onnx", batch).values()) < 1e-5
+    with torch.no_grad():
+        model[-1].bias.add_(0.01)  # the PyTorch model moves on; the exported file does not
+    with pytest.raises(KitError, match="ONNX Runtime differs from PyTorch by 1.0.e-02 on output 'output'"):
+        parity(model, tmp_path / "m.onnx", batch)
+
+
+@pytest.mark.slow
+def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(tmp_path):
+    tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
+    assert "missing" in run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path).stderr
+    assert run_kit(["train-fold", "--exp", "pneumonia_resnet18", *tiny], tmp_path).returncode == 0
+    assert "no ONNX model" in run_kit(["predict", "--exp", "pneumonia_resnet18", "--backend", "onnxruntime", *tiny],
+                                      tmp_path).stderr  # fmt: skip
+    exported = run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "runs" / "pneumonia_resnet18" / "fold0" / "model.onnx").exists()
+    submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
+    probs = {}
+    for backend in ("torch", "onnxruntime"):
+        predicted = run_kit(["predict", "--exp", "pneumonia_resnet18", "--backend", backend, *tiny], tmp_path)
+        assert predicted.returncode == 0, predicted.stderr
+        probs[backend] = pd.read_csv(tmp_path / "runs" / "pneumonia_resnet18" / "test_pred.csv")
+        probs[backend + "_labels"] = pd.read_csv(submission)["label"]
+    assert (
+        np.abs(probs["torch"][["normal", "pneumonia"]] - probs["onnxruntime"][["normal", "pneumonia"]]).max().max()
+        < 1e-4
+    )
+    assert (probs["torch_labels"] == probs["onnxruntime_labels"]).all()
