@@ -2,53 +2,29 @@
 onnxruntime to 1e-4 on a real batch of its experiment's synthetic data; parity failures and unexportable models are
 one-line errors; predict's onnxruntime backend gives the PyTorch path's submission."""
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from kit.competitions import competition_of
-from kit.config import apply_overrides, experiment_names, load_experiment
+from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
+from kit.export.bench import experiments_by_model, model_and_batch
 from kit.export.onnx import export_model, parity
 from kit.models.registry import MODELS, create_model
-from kit.train.runner import build_model
 from tests.test_cli_errors import run_kit
 
-SMALL = {"rsna": ["data.size=32", "data.slices=2"], "mars": [], "family": ["data.size=32"]}
+SMALL = {"rsna": ["data.size=32", "data.slices=2"], "mars": []}
 
 
-def experiments_by_model() -> dict[str, str]:
-    """The first experiment (alphabetically) that uses each registered model."""
-    chosen = {}
-    for name in sorted(experiment_names()):
-        chosen.setdefault(load_experiment(name)["model"]["name"], name)
-    return chosen
+def small(experiment: str) -> dict:
+    cfg = load_experiment(experiment)
+    return apply_overrides(cfg, SMALL.get(cfg["competition"], ["data.size=32"]))
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     return tmp_path_factory.mktemp("onnx_home")
-
-
-def model_and_batch(experiment: str, home):
-    cfg = load_experiment(experiment)
-    kind = "rsna" if cfg["competition"] == "rsna" else "mars" if cfg["competition"] == "mars" else "family"
-    cfg = apply_overrides(cfg, SMALL[kind])
-    comp = competition_of(cfg)
-    sizes = {"rsna": (4, 2), "mars": (12, 4), "family": (12, 4)}[kind]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = comp.synth(home / "data" / comp.name, *sizes, seed=0) if not (home / "data" / comp.name).exists() \
-            else home / "data" / comp.name  # fmt: skip
-        training = comp.training(cfg, data)
-        ids = training.ids("train")[:3]
-        dataset = training.dataset(ids, "train")
-        batch = torch.stack([dataset[k]["image"] for k in range(len(ids))]).float()
-    torch.manual_seed(0)
-    return build_model(cfg, training).eval(), batch
 
 
 @pytest.mark.slow
@@ -57,7 +33,7 @@ def test_every_registered_model_exports_with_parity(home, tmp_path, monkeypatch)
     create_model("timm_classifier", 3, 2)  # imports every model module, filling the registry
     chosen = experiments_by_model()
     assert set(MODELS) - set(chosen) <= {"unet"}, "a registered model has no experiment to export it from"
-    cases = {name: model_and_batch(exp, home) for name, exp in chosen.items()}
+    cases = {name: model_and_batch(small(exp), home / "data") for name, exp in chosen.items()}
     mars_model, mars_batch = cases["dual_unet"]
     cases["unet"] = (create_model("unet", mars_batch.shape[1], 5).eval(), mars_batch)
     for name, (model, batch) in cases.items():
