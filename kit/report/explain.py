@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from kit.competitions import competition_of
 from kit.competitions.parts import Explaining
 from kit.config import load_config
 from kit.errors import KitError
@@ -15,14 +16,16 @@ from kit.train.runner import fold_dir, prepare
 
 
 def explain_fold(cfg: dict, fold: int) -> list[Path]:
+    comp = competition_of(cfg)
+    training_class = comp.training_class
+    if not issubclass(training_class, Explaining):
+        raise KitError(f"competition {comp.name} draws no explanation pictures (its training has no Explaining part)")
     folder = fold_dir(cfg, fold)
     if not (folder / "summary.json").exists():
         raise KitError(f"{folder}: no finished fold (task train-fold exp={cfg['name']} fold={fold} first)")
     trained = load_config(folder / "config.yaml")
     trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
-    comp, training, _ = prepare(trained, distributed.Context())
-    if not isinstance(training, Explaining):
-        raise KitError(f"competition {comp.name} draws no explanation pictures (its training has no Explaining part)")
+    _, training, _ = prepare(trained, distributed.Context())
     ids, probs = training.load_predictions(folder / training.oof_file)
     model = best_model(trained, training, folder, torch.device("cpu"))
     written = training.explain(model, folder / "explain", ids, probs)

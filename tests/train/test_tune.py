@@ -12,7 +12,7 @@ import yaml
 from kit.config import load_experiment
 from tests.test_cli_errors import assert_one_line_error, run_kit
 
-TINY = ["trainer.epochs=3", "trainer.batch_size=32", "data.size=28", "data.folds=3"]
+TINY = ["trainer.epochs=2", "trainer.batch_size=32", "data.size=28", "data.folds=3"]
 
 
 def broken(tmp_path, search) -> str:
@@ -40,7 +40,7 @@ def test_a_bad_search_section_is_one_error_line(tmp_path, search, fragment):
 
 @pytest.mark.slow
 def test_a_killed_search_resumes_and_its_best_yaml_trains(tmp_path):
-    command = [sys.executable, "-m", "kit.cli", "tune", "--exp", "pneumonia_resnet18", "--trials", "4", *TINY]
+    command = [sys.executable, "-m", "kit.cli", "tune", "--exp", "pneumonia_resnet18", "--trials", "3", *TINY]
     tune_dir = tmp_path / "runs" / "pneumonia_resnet18" / "tune"
     search = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
@@ -50,13 +50,13 @@ def test_a_killed_search_resumes_and_its_best_yaml_trains(tmp_path):
     search.wait()
     time.sleep(5)  # past the heartbeat's grace period
 
-    resumed = run_kit(["tune", "--exp", "pneumonia_resnet18", "--trials", "4", *TINY], tmp_path)
+    resumed = run_kit(["tune", "--exp", "pneumonia_resnet18", "--trials", "3", *TINY], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     table = pd.read_csv(tune_dir / "trials.csv")
     assert table.loc[1, "state"] == "fail"
     retried = table[(table["trial"] > 1) & (table["trainer.lr"] == table.loc[1, "trainer.lr"])]
     assert len(retried) == 1, table  # the interrupted trial ran again with its parameters
-    assert table["state"].isin(["complete", "pruned"]).sum() == 4
+    assert table["state"].isin(["complete", "pruned"]).sum() == 3
     assert (tune_dir / "history.png").exists() and (tune_dir / "study.db").exists()
 
     best = next(tune_dir.glob("*_tuned.yaml"))
