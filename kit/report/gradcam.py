@@ -30,14 +30,36 @@ def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     return (order or coarse)[-1]
 
 
-def grad_cams(model: nn.Module, images: torch.Tensor, targets: list[int]) -> np.ndarray:
-    """(n, H, W) class-activation maps in [0, 1] for the given output index per image."""
+def bottleneck_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """A segmenter's widest-context map: the smallest feature map of at least 4×4, the last such in a forward pass
+    (the last one of any size would be the per-pixel output itself)."""
+    maps: list[tuple[int, int, nn.Module]] = []
+
+    def record(module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) >= 4:
+            maps.append((output.shape[-2] * output.shape[-1], -len(maps), module))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not maps:
+        raise ValueError(f"{type(model).__name__} has no feature map of at least 4×4 for Grad-CAM")
+    return min(maps, key=lambda item: (item[0], item[1]))[2]
+
+
+def grad_cams(model: nn.Module, images: torch.Tensor, targets: list, layer: nn.Module | None = None) -> np.ndarray:
+    """(n, H, W) class-activation maps in [0, 1]: per image an output index, or a grad-cam target object."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    layer = last_feature_map_layer(model, images[:1])
+    layer = layer or last_feature_map_layer(model, images[:1])
+    targets = [ClassifierOutputTarget(int(t)) if isinstance(t, int | np.integer) else t for t in targets]
     with GradCAM(model=model, target_layers=[layer]) as cam:
-        return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        return cam(input_tensor=images, targets=targets)
 
 
 def overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:

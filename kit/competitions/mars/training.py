@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
-from kit.competitions.parts import FoldReport, FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.errors import DataError
 from kit.io import atomic_path
 from kit.report.masks import plot_masks
@@ -87,7 +87,7 @@ class FocalDice(nn.Module):
 LOSSES = {"focal_dice": FocalDice}
 
 
-class MarsTraining(FoldTraining, FoldReport, Stacking):
+class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking):
     losses = LOSSES
     metric_name = "score"
     metric_mode = "max"
@@ -171,6 +171,34 @@ class MarsTraining(FoldTraining, FoldReport, Stacking):
                 for c, cls in enumerate(CLASSES):
                     columns[f"{name}__{cls}" + ("" if size == 1 else f"_mean{size}")] = pooled[:, c].reshape(-1)
         return pd.DataFrame(columns)
+
+    def explain(self, model: nn.Module, out: Path, ids: list[int], probs: np.ndarray, images: int = 3) -> list[Path]:
+        """Per validation image (most big rock first): the image, its true mask, and per terrain class the Grad-CAM
+        of that class's logits over the pixels predicted as it, on the model's bottleneck (widest context)."""
+        from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+        from kit.report.gradcam import bottleneck_layer, grad_cams, overlay
+        from kit.report.panels import save_panels
+
+        masks = self.masks(ids)
+        order = np.argsort(-(masks == BIG_ROCK).sum(axis=(1, 2)), kind="stable")[:images]
+        dataset = self.dataset([ids[k] for k in order], "train")
+        written = []
+        for row, k in enumerate(order):
+            image = dataset[row]["image"][None]
+            predicted = np.asarray(probs[k]).argmax(axis=0)
+            picture = (self.data.images[self.position[ids[k]]][..., None]).astype(np.uint8)
+            panels = [(picture[..., 0], f"image {ids[k]}"), (masks[k], "true mask (0-4)")]
+            layer = bottleneck_layer(model, image)
+            for c in range(1, NUM_CLASSES):
+                region = (predicted == c).astype(np.float32)
+                if not region.any():
+                    panels.append((picture[..., 0], f"{CLASSES[c]}: not predicted"))
+                    continue
+                cam = grad_cams(model, image, [SemanticSegmentationTarget(c, region)], layer)[0]
+                panels.append((overlay(picture, cam), f"{CLASSES[c]}: {int(region.sum())} px predicted"))
+            written.append(save_panels(out / f"gradcam_image{ids[k]}.png", panels, f"image {ids[k]}", columns=3))
+        return written
 
     def meta_targets(self, ids: list[int]) -> np.ndarray:
         return self.masks(ids).reshape(-1)
