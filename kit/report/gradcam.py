@@ -7,16 +7,13 @@ import torch
 from torch import nn
 
 
-def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
-    """The module that outputs the last (N, C, H, W) map of at least 4×4 (else the last bigger than 1×1) in one
-    forward pass: a timm stage, the seed head's SE block, or a from-scratch CNN's last block, without naming layers
-    per architecture. A 2×2 map (ResNet's last stage at 64 px) would only say which quadrant."""
-    order: list[nn.Module] = []
-    coarse: list[nn.Module] = []
+def feature_maps(model: nn.Module, sample: torch.Tensor) -> list[tuple[nn.Module, tuple[int, int]]]:
+    """Every module's (N, C, H, W) output with H, W > 1 in one forward pass, in the order the modules finished."""
+    found: list[tuple[nn.Module, tuple[int, int]]] = []
 
     def record(module, _inputs, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) > 1:
-            (order if min(output.shape[-2:]) >= 4 else coarse).append(module)
+            found.append((module, tuple(output.shape[-2:])))
 
     handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
     try:
@@ -25,30 +22,28 @@ def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     finally:
         for handle in handles:
             handle.remove()
-    if not order and not coarse:
+    if not found:
         raise ValueError(f"{type(model).__name__} has no layer with a spatial feature map for Grad-CAM")
-    return (order or coarse)[-1]
+    return found
+
+
+def last_feature_map_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """The module that outputs the last map of at least 4×4 (else the last bigger than 1×1): a timm stage, the seed
+    head's SE block, or a from-scratch CNN's last block, without naming layers per architecture. A 2×2 map (ResNet's
+    last stage at 64 px) would only say which quadrant."""
+    found = feature_maps(model, sample)
+    fine = [module for module, shape in found if min(shape) >= 4]
+    return (fine or [module for module, _ in found])[-1]
 
 
 def bottleneck_layer(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     """A segmenter's widest-context map: the smallest feature map of at least 4×4, the last such in a forward pass
     (the last one of any size would be the per-pixel output itself)."""
-    maps: list[tuple[int, int, nn.Module]] = []
-
-    def record(module, _inputs, output):
-        if isinstance(output, torch.Tensor) and output.ndim == 4 and min(output.shape[-2:]) >= 4:
-            maps.append((output.shape[-2] * output.shape[-1], -len(maps), module))
-
-    handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not maps:
+    found = [(shape[0] * shape[1], -k, module) for k, (module, shape) in enumerate(feature_maps(model, sample))
+             if min(shape) >= 4]  # fmt: skip
+    if not found:
         raise ValueError(f"{type(model).__name__} has no feature map of at least 4×4 for Grad-CAM")
-    return min(maps, key=lambda item: (item[0], item[1]))[2]
+    return min(found, key=lambda item: (item[0], item[1]))[2]
 
 
 def grad_cams(model: nn.Module, images: torch.Tensor, targets: list, layer: nn.Module | None = None) -> np.ndarray:
