@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from kernels.focal import sigmoid_focal_loss
 from kit.competitions.imageclass.layouts import load_image
 from kit.competitions.imageclass.training import MEAN_STD, augmentation
-from kit.competitions.parts import FoldReport, FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.errors import DataError, KitError
 from kit.io import atomic_path, write_text_atomic
 
@@ -85,7 +85,7 @@ class SigmoidFocal(nn.Module):
         return sigmoid_focal_loss(logits.float(), target.float(), self.alpha, self.gamma, reduction="mean")
 
 
-class ChestTraining(FoldTraining, FoldReport, Stacking):
+class ChestTraining(FoldTraining, FoldReport, Explaining, Stacking):
     """Sample ids: positions in train_val_list.txt, then test_list.txt's."""
 
     losses = {"bce": WeightedBCE, "focal": SigmoidFocal}
@@ -196,6 +196,35 @@ class ChestTraining(FoldTraining, FoldReport, Stacking):
         figure.savefig(out / "roc.png", dpi=90, bbox_inches="tight")
         plt.close(figure)
         write_text_atomic(out / "thresholds.json", json.dumps(thresholds, indent=1))
+
+    def explain(
+        self, model: nn.Module, out: Path, ids: list[int], probs: np.ndarray, per_finding: int = 2
+    ) -> list[Path]:
+        """One PNG per finding with positives in the fold: its Grad-CAM on the most confident true positives and
+        false positives (negatives scored highest)."""
+        from kit.report.gradcam import grad_cams, overlay
+        from kit.report.panels import save_panels
+
+        ids, probs = np.asarray(ids), np.asarray(probs)
+        labels = self.labels[ids]
+        written = []
+        for k, finding in enumerate(FINDINGS):
+            order = np.argsort(-probs[:, k], kind="stable")
+            chosen = [(r, True) for r in order if labels[r, k]][:per_finding]
+            chosen += [(r, False) for r in order if not labels[r, k]][:per_finding]
+            if not any(right for _, right in chosen):
+                continue
+            picked = [int(ids[r]) for r, _ in chosen]
+            dataset = self.dataset(picked, "train")
+            batch = torch.stack([dataset[j]["image"] for j in range(len(picked))])
+            cams = grad_cams(model, batch, [k] * len(picked))
+            panels = [
+                (overlay(load_image(self.files[i], self.size, 3), cam),
+                 f"{'positive' if right else 'NEGATIVE'} {self.names[i]} p={probs[r, k]:.2f}")
+                for i, cam, (r, right) in zip(picked, cams, chosen, strict=True)
+            ]  # fmt: skip
+            written.append(save_panels(out / f"gradcam_{k:02d}_{finding}.png", panels, finding))
+        return written
 
     def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
         """One row per image × finding: the finding, each model's probability of it and its mean over findings."""

@@ -139,6 +139,9 @@ def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp
         .apply(set)
         .pipe(lambda s: all(not (s[a] & s[b]) for a in s.index for b in s.index if a < b))
     )
+    explained = run_kit(["explain", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
+    assert explained.returncode == 0, explained.stderr
+    assert list((fold / "explain").glob("gradcam_*_*.png"))
     predicted = run_kit(["predict", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert "labelled test split" in predicted.stdout and "mean_auroc" in predicted.stdout
