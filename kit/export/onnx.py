@@ -50,7 +50,8 @@ def export_model(model: nn.Module, batch: torch.Tensor, path: Path, opset: int =
                 output_names=names, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
             )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the model named
-        raise KitError(f"{type(model).__name__} cannot be exported to ONNX: {type(exc).__name__}: {exc}"[:600]) from exc
+        reason = " ".join(str(exc).split())[:400]
+        raise KitError(f"{type(model).__name__} cannot be exported to ONNX: {type(exc).__name__}: {reason}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         program.save(str(tmp))

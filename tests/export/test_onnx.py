@@ -76,3 +76,15 @@ def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(tmp_path):
         < 1e-4
     )
     assert (probs["torch_labels"] == probs["onnxruntime_labels"]).all()
+
+
+class DataDependent(torch.nn.Module):
+    def forward(self, x):
+        return x * 2 if float(x.sum()) > 0 else x - 1  # a Python branch on the data: no static graph
+
+
+def test_a_model_that_cannot_be_exported_is_named_in_one_error(tmp_path):
+    with pytest.raises(KitError, match="DataDependent cannot be exported to ONNX") as caught:
+        export_model(DataDependent(), torch.randn(2, 1, 4, 4), tmp_path / "m.onnx")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "m.onnx").exists()
