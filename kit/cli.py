@@ -163,8 +163,10 @@ def cmd_oof(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from kit.train.outputs import predict_test
+    from kit.train.outputs import BACKENDS, predict_test
 
+    if args.backend not in BACKENDS:
+        raise KitError(f"--backend {args.backend}: expected one of {', '.join(BACKENDS)}")
     path, n_folds, scores = predict_test(_experiment(args), args.backend)
     print(f"{path}: test predictions averaged over {n_folds} fold(s)")
     if scores:

@@ -103,17 +103,11 @@ class OnnxModel:
 
 def export_fold(cfg: dict, fold: int, opset: int = 18) -> tuple[Path, dict]:
     """runs/<exp>/fold<k>/model.onnx from the fold's best weights, checked against PyTorch on validation images."""
-    from kit.config import load_config
-    from kit.train import distributed
-    from kit.train.outputs import best_model
-    from kit.train.runner import fold_dir, prepare
+    from kit.train.outputs import best_model, trained_fold
 
-    folder = fold_dir(cfg, fold)
-    if not (folder / "model_best.pt").exists():
-        raise KitError(f"{folder / 'model_best.pt'}: missing (task train-fold exp={cfg['name']} fold={fold} first)")
-    trained = load_config(folder / "config.yaml")
-    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
-    _, training, folds = prepare(trained, distributed.Context())
+    if opset < 17:
+        raise KitError(f"--opset {opset}: the exporter writes opset 17 or newer")
+    folder, trained, training, folds = trained_fold(cfg, fold)
     model = best_model(trained, training, folder, torch.device("cpu")).to(memory_format=torch.contiguous_format)
     val_ids = folds.index[folds == fold].tolist()[:8]
     dataset = training.dataset(val_ids, "train")  # validation samples are labelled ones

@@ -8,11 +8,8 @@ import torch
 
 from kit.competitions import competition_of
 from kit.competitions.parts import Explaining
-from kit.config import load_config
 from kit.errors import KitError
-from kit.train import distributed
-from kit.train.outputs import best_model
-from kit.train.runner import fold_dir, prepare
+from kit.train.outputs import best_model, trained_fold
 
 
 def explain_fold(cfg: dict, fold: int) -> list[Path]:
@@ -20,12 +17,7 @@ def explain_fold(cfg: dict, fold: int) -> list[Path]:
     training_class = comp.training_class
     if not issubclass(training_class, Explaining):
         raise KitError(f"competition {comp.name} draws no explanation pictures (its training has no Explaining part)")
-    folder = fold_dir(cfg, fold)
-    if not (folder / "summary.json").exists():
-        raise KitError(f"{folder}: no finished fold (task train-fold exp={cfg['name']} fold={fold} first)")
-    trained = load_config(folder / "config.yaml")
-    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
-    _, training, _ = prepare(trained, distributed.Context())
+    folder, trained, training, _ = trained_fold(cfg, fold)
     ids, probs = training.load_predictions(folder / training.oof_file)
     model = best_model(trained, training, folder, torch.device("cpu"))
     written = training.explain(model, folder / "explain", ids, probs)

@@ -69,6 +69,20 @@ def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
 BACKENDS = ("torch", "onnxruntime")
 
 
+def trained_fold(cfg: dict, fold: int):
+    """A finished fold's folder, its own resolved config (reading data from this command's data.dir), the training
+    object and the folds."""
+    from kit.train.runner import fold_dir
+
+    folder = fold_dir(cfg, fold)
+    if not (folder / "summary.json").exists() or not (folder / "model_best.pt").exists():
+        raise KitError(f"{folder}: no finished fold (task train-fold exp={cfg['name']} fold={fold} first)")
+    trained = load_config(folder / "config.yaml")
+    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
+    _, training, folds = prepare(trained, distributed.Context())
+    return folder, trained, training, folds
+
+
 def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
     """A fold's best weights in the config's model, in eval mode and the run's memory format."""
     model = build_model(cfg, training).to(device)

@@ -23,6 +23,7 @@ from torch.export import Dim
 
 from kernels._dispatch import reference_math
 from kit import paths
+from kit.competitions import competition_of
 from kit.errors import KitError
 from kit.io import atomic_path
 from kit.train import distributed
@@ -57,6 +58,8 @@ class Delivered(nn.Module):
 
 
 def _trained(cfg: dict) -> tuple[dict, str, ImageTraining, list[Path]]:
+    if not issubclass(competition_of(cfg).training_class, ImageTraining):
+        raise KitError(f"{cfg['name']}: Codabench packages are for the image-classification family only")
     root = paths.runs_root() / cfg["name"]
     done = sorted(p.parent for p in root.glob("fold*/summary.json"))
     if not done:
@@ -64,8 +67,6 @@ def _trained(cfg: dict) -> tuple[dict, str, ImageTraining, list[Path]]:
     trained = fold_config(done)
     trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
     comp, training, _ = prepare(trained, distributed.Context())
-    if not isinstance(training, ImageTraining):
-        raise KitError(f"{cfg['name']}: Codabench packages are for the image-classification family only")
     return trained, comp.slug, training, finished_folds(trained, training.oof_file)
 
 
