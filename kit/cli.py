@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.errors import KitError
+from kit.kaggle.code import PYTHONS
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -262,15 +264,36 @@ def _inference_package(args, owner: str, **options):
     return build_inference(args.exp, owner, **options)
 
 
+def _pythons(text: str) -> tuple[str, ...]:
+    pythons = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in pythons if not re.fullmatch(r"3\.\d+", v)]
+    if bad or not pythons:
+        raise KitError(f"--pythons {text}: expected CPython versions such as 3.10,3.11,3.12")
+    return pythons
+
+
+def _code_options(args) -> dict:
+    """What goes in the code dataset: the inference backend's packages, wheels for these CPythons."""
+    return {"backend": args.backend, "pythons": _pythons(args.pythons)}
+
+
+def cmd_kaggle_freeze(args) -> None:
+    from kit.competitions import get_competition
+    from kit.kaggle.freeze import kaggle_freeze
+    from kit.kaggle.push import owner_or_default
+
+    kaggle_freeze(owner_or_default(args.owner), get_competition(args.competition).slug, args.gpu, args.name)
+
+
 def cmd_push_notebook(args) -> None:
     from kit.kaggle.push import owner_or_default, publish_and_run
     from kit.kaggle.rehearse import rehearse_or_fail
     from kit.kaggle.submit import describe, submit_code
 
-    package = _inference_package(args, owner_or_default(args.owner), gpu=args.gpu)
+    package = _inference_package(args, owner_or_default(args.owner), gpu=args.gpu, **_code_options(args))
     print(f"built {package.root}/{{code,weights,notebook}}")
     if not args.skip_rehearsal:
-        rehearse_or_fail(package, package.competition)
+        rehearse_or_fail(package, package.competition, image=args.image)
     version = publish_and_run(package, args.message, wait=args.submit or not args.no_wait)
     if args.submit:
         submission = submit_code(package.competition, package.owner, package.kernel, version, args.message)
@@ -280,7 +303,8 @@ def cmd_push_notebook(args) -> None:
 def cmd_push_train(args) -> None:
     from kit.kaggle.push import build_training, owner_or_default, publish_and_run
 
-    package = build_training(args.exp, args.fold, owner_or_default(args.owner), args.overrides)
+    package = build_training(args.exp, args.fold, owner_or_default(args.owner), args.overrides,
+                             pythons=_pythons(args.pythons))  # fmt: skip
     publish_and_run(package, f"train {args.exp} fold {args.fold}", wait=not args.no_wait)
     print(f"then: task pull exp={args.exp} fold={args.fold}")
 
@@ -296,9 +320,15 @@ def cmd_pull(args) -> None:
 def cmd_rehearse(args) -> None:
     from kit.kaggle.rehearse import rehearse_or_fail
 
-    package = _inference_package(args, args.owner or "rehearsal")
-    rehearse_or_fail(package, package.competition, test_samples=args.test_samples)
+    package = _inference_package(args, args.owner or "rehearsal", **_code_options(args))
+    rehearse_or_fail(package, package.competition, test_samples=args.test_samples, image=args.image)
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
+
+
+def _package_arguments(p) -> None:
+    p.add_argument("--backend", default="torch", help="torch, or onnxruntime (ships each fold's model.onnx)")
+    p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
+    p.add_argument("--image", default="here", help="rehearse on: here (this machine's packages), old, or a profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--submit", action="store_true", help="when its run completes, submit its submission.csv")
     p.add_argument("--no-wait", action="store_true", help="return once pushed")
     p.add_argument("--skip-rehearsal", action="store_true", help="push without the local rehearsal first")
+    _package_arguments(p)
     p.add_argument("-m", "--message", default="pushed with the kit")
     p.set_defaults(func=cmd_push_notebook)
 
@@ -411,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--owner")
     p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     p.set_defaults(func=cmd_push_train)
 
@@ -425,7 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/)")
     p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
     p.add_argument("--test-samples", type=int, default=8, help="test samples (studies, images) in the simulated tree")
+    _package_arguments(p)
     p.set_defaults(func=cmd_rehearse)
+
+    p = verbs.add_parser("kaggle-freeze", help="record the Kaggle image's packages as a profile for --image")
+    p.add_argument("--competition", default="rsna", help="the competition the notebook is attached to")
+    p.add_argument("--owner")
+    p.add_argument("--gpu", action="store_true", help="run it on a GPU (the record names the GPU)")
+    p.add_argument("--name", help="profile name (default: kaggle-<date>), written as images/<name>.txt")
+    p.set_defaults(func=cmd_kaggle_freeze)
     return parser
 
 

@@ -98,15 +98,18 @@ def dataset_metadata(owner: str, slug: str, title: str) -> dict:
     return {"title": title, "id": f"{owner}/{slug}", "licenses": [{"name": "CC0-1.0"}]}
 
 
-def fold_sources(exp_root: Path, prefix: str = "") -> dict[str, Path]:
-    """The finished folds' model_best.pt, resolved config.yaml and summary.json of an experiment, named
-    <prefix>fold<k>/<file>; an interrupted fold (no summary.json) is left out."""
+def fold_sources(exp_root: Path, prefix: str = "", files: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The finished folds' model_best.pt, resolved config.yaml and summary.json (and `files`) of an experiment,
+    named <prefix>fold<k>/<file>; an interrupted fold (no summary.json) is left out."""
     folds = sorted(
         p for p in exp_root.glob("fold*") if (p / "model_best.pt").exists() and (p / "summary.json").exists()
     )
     if not folds:
         raise KitError(f"{exp_root}: no finished fold to bundle")
-    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in FOLD_FILES}
+    absent = [str(p / name) for p in folds for name in files if not (p / name).exists()]
+    if absent:
+        raise KitError(f"{absent[0]}: missing (task export exp={exp_root.name} fold=k writes it)")
+    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in (*FOLD_FILES, *files)}
 
 
 FOLD_FILES = ("model_best.pt", "config.yaml", "summary.json")
@@ -116,9 +119,9 @@ def weights_metadata(owner: str, name: str) -> dict:
     return dataset_metadata(owner, f"{name.replace('_', '-')}-weights"[-50:].lstrip("-"), f"{name} weights"[:50])
 
 
-def weights_bundle(exp_root: Path, out: Path, owner: str) -> Bundle:
-    """An experiment's trained folds, as a dataset."""
-    return assemble(out, fold_sources(exp_root), weights_metadata(owner, exp_root.name))
+def weights_bundle(exp_root: Path, out: Path, owner: str, files: tuple[str, ...] = ()) -> Bundle:
+    """An experiment's trained folds (with `files` of each, e.g. model.onnx), as a dataset."""
+    return assemble(out, fold_sources(exp_root, files=files), weights_metadata(owner, exp_root.name))
 
 
 def stack_weights_bundle(stack_dir: Path, exp_roots: list[Path], out: Path, owner: str) -> Bundle:

@@ -1,11 +1,12 @@
-"""The code dataset: the kit's wheel plus wheels of the packages the Kaggle image lacks, for an offline install.
-
-The notebook installs every wheel with `pip install --no-index --no-deps`: the image's own torch, numpy, pandas…
-stay as they are (the kit's pins are for fresh machines, not for Kaggle's image), and nothing is fetched.
+"""The code dataset: the kit's wheel, wheels of the packages Kaggle's image may lack (binary ones for every CPython
+the image may run), and requirements.json, which the notebook's first cell reads to decide, package by package,
+whether to keep the image's version or install the dataset's. The image's torch, numpy, pandas… are never replaced.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,12 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
 from kit.errors import KitError
 from kit.kaggle.bundle import SCAN_BYTES, Bundle, assemble, dataset_metadata, secret_in
+from kit.kaggle.image import profile_path, read_profile
 
 # Runtime packages of the kit that Kaggle's Python image (checked 2026-11) does not ship.
 IMAGE_LACKS = (
@@ -26,24 +31,64 @@ IMAGE_LACKS = (
     "pylibjpeg-openjpeg",
     "pylibjpeg-rle",
 )
+# Also carried, for an image that lacks them or has one too old (pydicom 2 has no pydicom.pixels): pure Python.
+MAY_LACK = ("pydicom", "iterative-stratification", "imagehash")
+BUNDLED = IMAGE_LACKS + MAY_LACK
+BACKEND_PACKAGES = {"torch": (), "onnxruntime": ("onnxruntime",)}
+PYTHONS = ("3.10", "3.11", "3.12")
+# Kaggle's image runs Ubuntu 22.04 (glibc 2.35) on x86_64; pip matches --platform tags exactly, so list them all.
+PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{minor}_x86_64" for minor in (17, 24, 27, 28, 31, 34, 35)))
+# The kit's dependencies that only this machine's commands need (building, pushing, exporting, notebooks, tasks,
+# `task explain` and `task tune`).
+NOT_AT_RUN_TIME = {"kaggle", "go-task-bin", "setuptools", "nbformat", "nbclient", "ipykernel", "onnx", "onnxscript",
+                   "six", "triton", "grad-cam", "optuna"}  # fmt: skip
+MANIFEST = "requirements.json"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def pinned(names: tuple[str, ...]) -> list[str]:
-    """name==version as installed here, so that Kaggle runs the versions the tests ran."""
-    pins = []
-    for name in names:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError as exc:
-            raise KitError(f"{name} is not installed here; install the kit first (pip install -e .)") from exc
-    return pins
+def installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError as exc:
+        raise KitError(f"{name} is not installed here; install the kit first (pip install -e .)") from exc
 
 
-def pip(*args: str, what: str) -> None:
+def lower_bounds() -> dict[str, str]:
+    """The kit's runtime dependencies and the lowest version pyproject.toml allows (or "0")."""
+    bounds = {}
+    for line in metadata.requires("kaggle-kit") or []:
+        requirement = Requirement(line)
+        if requirement.marker and "extra" in str(requirement.marker):
+            continue
+        floors = [s.version for s in requirement.specifier if s.operator in (">=", "==", "~=")]
+        bounds[canonicalize_name(requirement.name)] = floors[0] if floors else "0"
+    return bounds
+
+
+def runtime_needs(backend: str = "torch") -> dict[str, str]:
+    """What `kit predict` needs on Kaggle, each with its minimum: the oldest version rehearsed (the `old` image
+    profile) where that profile names it, else pyproject.toml's lower bound."""
+    if backend not in BACKEND_PACKAGES:
+        raise KitError(f"--backend {backend}: expected one of {', '.join(BACKEND_PACKAGES)}")
+    oldest = read_profile(profile_path("old")).packages
+    optional = {canonicalize_name(n) for names in BACKEND_PACKAGES.values() for n in names}
+    wanted = {canonicalize_name(n) for n in BACKEND_PACKAGES[backend]}
+    needs = {}
+    for name, bound in lower_bounds().items():
+        if name in NOT_AT_RUN_TIME or (name in optional and name not in wanted):
+            continue
+        needs[name] = oldest.get(name, bound) if name not in BUNDLED else bound
+    return needs
+
+
+def pip(*args: str, what: str) -> str:
     result = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False)
     if result.returncode:
+        missing = re.search(r"No matching distribution found for (\S+)", result.stderr)
+        if missing:
+            raise KitError(f"{what}: no wheel of {missing.group(1)} on the package index")
         raise KitError(f"{what} failed:\n{result.stderr.strip()[-2000:]}")
+    return result.stdout
 
 
 def source_files(root: Path) -> list[str]:
@@ -55,9 +100,9 @@ def source_files(root: Path) -> list[str]:
     return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "build" not in p.parts]
 
 
-def build_wheels(dest: Path, packages: tuple[str, ...] = IMAGE_LACKS) -> list[Path]:
-    """The kit's wheel and the listed packages' wheels (from the package index). The wheel is built from a copy of
-    the checkout's non-ignored files, so no git-ignored file (and no stale build/ folder) can end up in it."""
+def build_kit_wheel(dest: Path) -> Path:
+    """The kit's wheel, built from a copy of the checkout's non-ignored files, so that no git-ignored file (and no
+    stale build/ folder) can end up in it."""
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         for name in source_files(PROJECT_ROOT):
@@ -65,10 +110,60 @@ def build_wheels(dest: Path, packages: tuple[str, ...] = IMAGE_LACKS) -> list[Pa
             shutil.copy2(PROJECT_ROOT / name, Path(scratch) / name)
         pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), scratch,
             what="building the kit's wheel")  # fmt: skip
+    return next(dest.glob("kaggle_kit-*.whl"))
+
+
+def download_wheels(dest: Path, packages: tuple[str, ...], pythons: tuple[str, ...] = PYTHONS) -> None:
+    """For each CPython, the newest wheel of each package between the kit's lower bound and the version installed
+    here (an older one where a release dropped that Python, e.g. onnxruntime 1.23 on 3.10)."""
+    bounds = lower_bounds()
+    wanted = [f"{n}>={bounds.get(canonicalize_name(n), '0')},<={installed(n)}" for n in packages]
+    platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
+    for python in pythons:
+        pip("download", "--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
+            *platforms, "--dest", str(dest), *wanted, what=f"wheels for CPython {python}")  # fmt: skip
+
+
+def build_wheels(dest: Path, packages: tuple[str, ...] = BUNDLED, pythons: tuple[str, ...] = PYTHONS) -> list[Path]:
+    """The kit's wheel and the listed packages' wheels (from the package index) for every CPython in `pythons`."""
+    build_kit_wheel(dest)
     if packages:
-        pip("download", "--no-deps", "--only-binary=:all:", "--dest", str(dest), *pinned(packages),
-            what="downloading dependency wheels")  # fmt: skip
+        download_wheels(dest, packages, pythons)
     return sorted(dest.glob("*.whl"))
+
+
+def wheel_tags(path: Path) -> tuple[str, set[str]]:
+    """(canonical name, the CPython versions it installs on, e.g. {"3.11"}; {"any"} for a pure-Python wheel)."""
+    name, _, _, tags = parse_wheel_filename(path.name)
+    pythons = {f"{t.interpreter[2]}.{t.interpreter[3:]}" for t in tags if t.interpreter.startswith("cp")}
+    return str(name), pythons if pythons and not any(t.abi == "none" for t in tags) else {"any"}
+
+
+def check_coverage(wheels: list[Path], needs: dict[str, str], pythons: tuple[str, ...]) -> None:
+    """Every package in `needs` that the dataset carries binary wheels of has one for each CPython."""
+    covered: dict[str, set[str]] = {}
+    for wheel in wheels:
+        name, tags = wheel_tags(wheel)
+        covered.setdefault(name, set()).update(tags)
+    for name in needs:
+        if name in covered and "any" not in covered[name]:
+            lacking = sorted(set(pythons) - covered[name], key=lambda v: tuple(map(int, v.split("."))))
+            if lacking:
+                raise KitError(f"the code dataset has no {name} wheel for CPython {', '.join(lacking)}")
+
+
+def manifest(wheels: list[Path], backend: str, pythons: tuple[str, ...]) -> dict:
+    """requirements.json: for each runtime need, its minimum and whether the dataset carries a wheel of it."""
+    needs = runtime_needs(backend)
+    carried = {wheel_tags(w)[0] for w in wheels}
+    missing = [n for n in BUNDLED + BACKEND_PACKAGES[backend] if canonicalize_name(n) in needs and
+               canonicalize_name(n) not in carried]  # fmt: skip
+    if missing:
+        raise KitError(f"the code dataset lacks wheels of {', '.join(missing)} (backend {backend})")
+    check_coverage(wheels, needs, pythons)
+    kit = next(w.name for w in wheels if w.name.startswith("kaggle_kit-"))
+    packages = {name: {"minimum": minimum, "bundled": name in carried} for name, minimum in sorted(needs.items())}
+    return {"kit": kit, "backend": backend, "pythons": list(pythons), "packages": packages}
 
 
 def wheel_secret(path: Path) -> str | None:
@@ -82,14 +177,19 @@ def wheel_secret(path: Path) -> str | None:
     return None
 
 
-def code_bundle(out: Path, owner: str, slug: str = "kaggle-kit-code", packages: tuple[str, ...] = IMAGE_LACKS,
-                wheels: list[Path] | None = None) -> Bundle:  # fmt: skip
-    """A dataset folder of wheels; `wheels` given skips the build (e.g. ones built a moment ago)."""
+def code_bundle(out: Path, owner: str, slug: str = "kaggle-kit-code", wheels: list[Path] | None = None,
+                backend: str = "torch", pythons: tuple[str, ...] = PYTHONS) -> Bundle:  # fmt: skip
+    """A dataset folder of wheels and requirements.json; `wheels` given skips the build (e.g. ones built a moment
+    ago), else the backend's packages are added to the bundled ones."""
     with tempfile.TemporaryDirectory() as scratch:
-        wheels = wheels if wheels is not None else build_wheels(Path(scratch), packages)
+        if wheels is None:
+            wheels = build_wheels(Path(scratch), BUNDLED + BACKEND_PACKAGES[backend], pythons)
         if not any(w.name.startswith("kaggle_kit-") for w in wheels):
             raise KitError("the code dataset needs the kit's own wheel (kaggle_kit-*.whl)")
         refused = [f"{w.name} holds {reason}" for w in wheels if (reason := wheel_secret(w))]
         if refused:
             raise KitError("refusing to bundle " + "; ".join(refused))
-        return assemble(out, {w.name: w for w in wheels}, dataset_metadata(owner, slug, "kaggle-kit code and wheels"))
+        needs = Path(scratch) / MANIFEST
+        needs.write_text(json.dumps(manifest(wheels, backend, pythons), indent=1))
+        sources = {w.name: w for w in wheels} | {MANIFEST: needs}
+        return assemble(out, sources, dataset_metadata(owner, slug, "kaggle-kit code and wheels"))

@@ -5,7 +5,7 @@ refreshed by `kit submissions`."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +61,7 @@ def record_submission(competition: str, file: Path, message: str, submission) ->
         "file": str(Path(file).absolute()),
         "sha256": digest,
         "message": message,
-        "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": submission.status.name,
         "public_score": submission.public_score or "",
     }

@@ -13,23 +13,60 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 SETUP = """\
-import os, shutil, subprocess, sys
+import importlib, json, os, shutil, subprocess, sys
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
 CODE, WEIGHTS = ROOT / "input" / {code!r}, ROOT / "input" / {weights!r}
 WORK = ROOT / "working"
-# --no-deps: the image's torch, numpy, pandas... stay; the wheels add the kit and what the image lacks.
-wheels = sorted(str(p) for p in CODE.glob("*.whl"))
-subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *wheels], check=True)
+try:
+    from packaging.version import Version
+except ImportError:
+    from pip._vendor.packaging.version import Version
+
+
+def install(*what):
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet",
+                    "--find-links", str(CODE), *what], check=True)
+    importlib.invalidate_caches()
+
+
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# Keep what the image has when it is new enough; install from the code dataset only what is missing or too old.
+# torch, numpy, pandas... are never replaced: the dataset carries no wheel of them.
+needs = json.loads((CODE / "requirements.json").read_text())
+for name, need in needs["packages"].items():
+    have = version(name)
+    if have and Version(have) >= Version(need["minimum"]):
+        print(f"kept {{name}} {{have}}")
+    elif need["bundled"]:
+        try:
+            install(f"{{name}}>={{need['minimum']}}")
+        except subprocess.CalledProcessError:
+            raise RuntimeError(f"{{name}}>={{need['minimum']}}: the image has {{have or 'none'}} and the dataset no "
+                               f"wheel for Python {{sys.version_info[0]}}.{{sys.version_info[1]}}") from None
+        print(f"installed {{name}} {{version(name)}} from the dataset (the image had {{have or 'none'}})")
+    elif have:
+        print(f"kept {{name}} {{have}}, older than the {{need['minimum']}} rehearsed; the dataset carries none")
+    else:
+        raise RuntimeError(f"{{name}}>={{need['minimum']}} is needed; the image lacks it and the dataset carries none")
+install(str(CODE / needs["kit"]))
+print(f"installed kaggle-kit {{version('kaggle-kit')}} from the dataset")
 """
 
 PLACE_WEIGHTS = """\
 runs = WORK / "runs" / {exp!r}
 for fold in sorted((WEIGHTS / {source!r}).glob("fold*")):
     (runs / fold.name).mkdir(parents=True, exist_ok=True)
-    for name in ("model_best.pt", "config.yaml", "summary.json"):
-        shutil.copy2(fold / name, runs / fold.name / name)
+    for path in fold.iterdir():  # model_best.pt, config.yaml, summary.json (and model.onnx for onnxruntime)
+        shutil.copy2(path, runs / fold.name / path.name)
     (runs / fold.name / {oof!r}).touch()  # marks the fold as trained for `kit predict`
 print(sorted(p.name for p in runs.iterdir()))
 """
@@ -41,7 +78,7 @@ from kit.train.outputs import predict_test
 
 trained = load_experiment(str(sorted(runs.glob("fold*"))[0] / "config.yaml"))  # the resolved training config
 cfg = apply_overrides(trained, [f"data.dir={{ROOT / 'input' / {slug!r}}}"])
-path, folds, _ = predict_test(cfg)
+path, folds, _ = predict_test(cfg, {backend!r})
 shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
 """
@@ -91,13 +128,15 @@ def training_notebook(exp: str, fold: int, slug: str, code_dataset: str, overrid
     ])  # fmt: skip
 
 
-def inference_notebook(exp: str, slug: str, code_dataset: str, weights_dataset: str, *, oof_file: str):
+def inference_notebook(
+    exp: str, slug: str, code_dataset: str, weights_dataset: str, *, oof_file: str, backend: str = "torch"
+):
     """Datasets are given by their slug (the folder name under /kaggle/input)."""
     cells = [
         new_markdown_cell(f"# {exp}: inference for `{slug}`\n\nBuilt by the kit; runs offline."),
         new_code_cell(SETUP.format(code=code_dataset, weights=weights_dataset)),
         new_code_cell(PLACE_WEIGHTS.format(exp=exp, source="", oof=oof_file)),
-        new_code_cell(PREDICT.format(exp=exp, slug=slug)),
+        new_code_cell(PREDICT.format(exp=exp, slug=slug, backend=backend)),
     ]
     return _notebook(cells)
 

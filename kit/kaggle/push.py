@@ -18,10 +18,16 @@ from kit.errors import KitError
 from kit.kaggle import datasets, kernels
 from kit.kaggle.bundle import stack_weights_bundle, weights_bundle
 from kit.kaggle.client import username
-from kit.kaggle.code import code_bundle
+from kit.kaggle.code import BACKEND_PACKAGES, PYTHONS, code_bundle
 from kit.kaggle.notebook import inference_notebook, kernel_metadata, stack_inference_notebook, training_notebook
 
 CODE_SLUG = "kaggle-kit-code"
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKEND_PACKAGES:
+        raise KitError(f"--backend {backend}: expected one of {', '.join(BACKEND_PACKAGES)}")
+    return backend
 
 
 def kaggle_slug(name: str) -> str:
@@ -69,18 +75,43 @@ def owner_or_default(owner: str | None) -> str:
     return owner
 
 
-def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None) -> Package:
-    """runs/<exp>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs."""
+def exported_folds(cfg: dict, echo=print) -> None:
+    """Every finished fold's model.onnx, exported (with its parity check) where missing or older than its weights."""
+    from kit.export.onnx import MODEL_FILE, export_fold
+
+    for folder in sorted((paths.runs_root() / cfg["name"]).glob("fold*")):
+        onnx, weights = folder / MODEL_FILE, folder / "model_best.pt"
+        finished = (folder / "summary.json").exists() and weights.exists()
+        if finished and (not onnx.exists() or onnx.stat().st_mtime < weights.stat().st_mtime):
+            path, record = export_fold(cfg, int(folder.name.removeprefix("fold")))
+            echo(f"exported {path} (max |ONNX - PyTorch| {max(record['max_abs_difference'].values()):.1e})")
+
+
+def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None,
+                    backend: str = "torch", pythons: tuple[str, ...] = PYTHONS) -> Package:  # fmt: skip
+    """runs/<exp>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs. Backend
+    onnxruntime ships each fold's model.onnx (exported now where needed) and predicts with it."""
     cfg = load_experiment(exp)
+    code_options = {"wheels": wheels, "backend": check_backend(backend), "pythons": pythons}
     exp_root = paths.runs_root() / cfg["name"]
     package = Package(exp_root / "kaggle", owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-infer"))
-    weights = weights_bundle(exp_root, fresh(package.weights), owner)
-    return inference_package(package, cfg["name"], weights.root, partial(inference_notebook, cfg["name"]), gpu, wheels)
+    files = ()
+    if backend == "onnxruntime":
+        from kit.export.onnx import MODEL_FILE
+
+        exported_folds(cfg)
+        files = (MODEL_FILE,)
+    weights = weights_bundle(exp_root, fresh(package.weights), owner, files)
+    notebook = partial(inference_notebook, cfg["name"], backend=backend)
+    return inference_package(package, cfg["name"], weights.root, notebook, gpu, code_options)
 
 
-def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None) -> Package:
+def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None,
+                          backend: str = "torch", pythons: tuple[str, ...] = PYTHONS) -> Package:  # fmt: skip
     """runs/stack-<name>/kaggle/{code,weights,notebook}: the stack's base experiments predict the hidden test set,
     then its fold meta-models combine them."""
+    if check_backend(backend) != "torch":
+        raise KitError(f"--backend {backend}: a stack's notebook predicts with PyTorch only")
     stack_dir = paths.runs_root() / (name if name.startswith("stack-") else f"stack-{name}")
     if not (stack_dir / "stack_model.json").exists() or not (stack_dir / "scores.json").exists():
         raise KitError(f"{stack_dir}: no saved stack (run `task stack` first)")
@@ -90,14 +121,16 @@ def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list
     bases = [paths.runs_root() / exp for exp in exps]
     weights = stack_weights_bundle(stack_dir, bases, fresh(package.weights), owner)
     notebook = partial(stack_inference_notebook, stack_dir.name, exps)
-    return inference_package(package, stack_dir.name, weights.root, notebook, gpu, wheels)
+    code_options = {"wheels": wheels, "pythons": pythons}
+    return inference_package(package, stack_dir.name, weights.root, notebook, gpu, code_options)
 
 
-def inference_package(package: Package, title: str, weights: Path, notebook, gpu: bool, wheels) -> Package:
-    """The code dataset and the notebook (`notebook(competition slug, code slug, weights slug)`) beside a built
-    weights dataset."""
+def inference_package(package: Package, title: str, weights: Path, notebook, gpu: bool, code_options: dict
+                      ) -> Package:  # fmt: skip
+    """The code dataset (`code_options` for code_bundle) and the notebook (`notebook(competition slug, code slug,
+    weights slug)`) beside a built weights dataset."""
     comp = get_competition(package.competition)
-    code_bundle(fresh(package.code), package.owner, CODE_SLUG, wheels=wheels)
+    code_bundle(fresh(package.code), package.owner, CODE_SLUG, **code_options)
     weights_slug = datasets.read_metadata(weights)["slug"]
     meta = kernel_metadata(package.owner, package.kernel, f"{title} inference", comp.slug,
                            [f"{package.owner}/{CODE_SLUG}", f"{package.owner}/{weights_slug}"], gpu=gpu)  # fmt: skip
@@ -106,14 +139,14 @@ def inference_package(package: Package, title: str, weights: Path, notebook, gpu
     return package
 
 
-def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), wheels: list[Path] | None = None
-                   ) -> Package:  # fmt: skip
+def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), wheels: list[Path] | None = None,
+                   pythons: tuple[str, ...] = PYTHONS) -> Package:  # fmt: skip
     """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold."""
     cfg = load_experiment(exp)
     comp = competition_of(cfg)
     root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
     package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
-    code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels)
+    code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels, pythons=pythons)
     notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
     meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} fold {fold} training", comp.slug,
                            [f"{owner}/{CODE_SLUG}"], gpu=True)  # fmt: skip

@@ -2,8 +2,9 @@
 
 The notebook sees a simulated /kaggle tree (KAGGLE_ROOT): the synthetic competition with more test studies than the
 visible sample lists, the code dataset's wheels and the weights dataset. Its kernel runs in a fresh virtual
-environment that stands in for Kaggle's image: it sees this machine's packages except the kit and those the image
-lacks, so the kit and those must come from the code dataset's wheels, installed offline as on Kaggle.
+environment that sees a stand-in for Kaggle's image: by default this machine's packages except the kit and those the
+image lacks (onnxruntime too when the dataset carries it); with `image` a profile's versions (kit.kaggle.image). The
+kit and what the image lacks must come from the code dataset's wheels, installed offline as on Kaggle.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from nbclient.exceptions import CellExecutionError
 from kit.competitions import get_competition
 from kit.errors import KitError
 from kit.kaggle import datasets
-from kit.kaggle.code import IMAGE_LACKS
+from kit.kaggle.code import BACKEND_PACKAGES, IMAGE_LACKS, MANIFEST, runtime_needs
+from kit.kaggle.image import profile_path, read_profile, stand_in
 from kit.kaggle.push import CODE_SLUG, Package
 
 KERNEL_NAME = "kit-rehearsal"
@@ -58,13 +60,23 @@ def simulated_image(dest: Path, lacks=IMAGE_LACKS) -> Path:
     return dest
 
 
-def fresh_environment(root: Path, image: Path) -> Path:
-    """A virtual environment (with pip) that also sees the simulated image; returns its python."""
+def image_folders(package: Package, image: str, scratch: Path, echo=print) -> list[Path]:
+    """The folders of the stand-in image: `here` (this machine's packages) or a profile's (built once, cached)."""
+    needs = json.loads((package.code / MANIFEST).read_text())
+    if image == "here":
+        optional = [n for names in BACKEND_PACKAGES.values() for n in names]
+        lacks = IMAGE_LACKS + tuple(n for n in optional if needs["packages"].get(n, {}).get("bundled"))
+        return [simulated_image(scratch / "image", lacks)]
+    return stand_in(read_profile(profile_path(image)), runtime_needs(needs["backend"]), echo)
+
+
+def fresh_environment(root: Path, image: list[Path]) -> Path:
+    """A virtual environment (with pip) that also sees the stand-in image's folders; returns its python."""
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
     python = root / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-    (Path(site) / "kaggle_image.pth").write_text(f"{image}\n")
+    (Path(site) / "kaggle_image.pth").write_text("".join(f"{folder}\n" for folder in image))
     return python
 
 
@@ -127,8 +139,14 @@ def installed_from_wheels(python: Path) -> list[str]:
     return []
 
 
+def first_cell_lines(notebook) -> list[str]:
+    """What the install cell printed: one line per package, kept or installed."""
+    cell = next(c for c in notebook.cells if c.cell_type == "code")
+    return [line for out in cell.get("outputs", []) if out.get("name") == "stdout" for line in out["text"].splitlines()]
+
+
 def rehearse(package: Package, competition: str, test_samples: int = 8, visible: int = 3, seed: int = 11,
-             timeout: int = 1800, echo=print) -> list[str]:  # fmt: skip
+             timeout: int = 1800, image: str = "here", echo=print) -> list[str]:  # fmt: skip
     """Run package.notebook/notebook.ipynb offline against a simulated tree; the problems found (none: ready)."""
     notebook = nbformat.read(package.notebook / "notebook.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="kit-rehearsal-") as scratch:
@@ -136,8 +154,8 @@ def rehearse(package: Package, competition: str, test_samples: int = 8, visible:
         root = scratch / "kaggle"
         expected = simulated_tree(root, package, competition, test_samples, visible, seed)
         echo(f"simulated tree {root}: {test_samples} test samples ({visible} in the visible sample)")
-        python = fresh_environment(scratch / "venv", simulated_image(scratch / "image"))
-        echo(f"fresh environment {python.parent.parent} (the kit only from the code dataset's wheels)")
+        python = fresh_environment(scratch / "venv", image_folders(package, image, scratch, echo))
+        echo(f"fresh environment {python.parent.parent} on the {image} image (the kit only from the code dataset)")
         try:
             with kernel_spec(python, scratch, {"KAGGLE_ROOT": str(root)}) as kernel:
                 client = NotebookClient(notebook, kernel_name=kernel, timeout=timeout,
@@ -145,6 +163,9 @@ def rehearse(package: Package, competition: str, test_samples: int = 8, visible:
                 client.execute()
         except CellExecutionError as exc:
             return [f"a cell raised:\n{exc}"]
+        finally:
+            for line in first_cell_lines(notebook):
+                echo(f"  {line}")
         problems = check_submission(root / "working" / "submission.csv", competition, expected)
         problems += installed_from_wheels(python)
     if not problems:

@@ -1,6 +1,7 @@
 import pytest
 
 from kit.kaggle import client as kaggle_client
+from kit.kaggle import code
 
 from .standin import StandIn
 
@@ -18,3 +19,9 @@ def standin(monkeypatch, tmp_path):
     monkeypatch.setattr(kaggle_client.time, "sleep", lambda s: None)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory):
+    """The real code-dataset wheels: the kit built from this checkout, the rest from the package index."""
+    return code.build_wheels(tmp_path_factory.mktemp("wheels"))

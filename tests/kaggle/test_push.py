@@ -1,5 +1,6 @@
 import io
 import json
+import re
 import zipfile
 
 import nbformat
@@ -19,12 +20,6 @@ from kit.kaggle.submit import submit_code
 from .conftest import KEY
 
 TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=4"]
-
-
-@pytest.fixture(scope="session")
-def wheels(tmp_path_factory):
-    """The real code-dataset wheels: the kit built from this checkout, the rest from the package index."""
-    return code.build_wheels(tmp_path_factory.mktemp("wheels"))
 
 
 @pytest.fixture
@@ -135,12 +130,12 @@ def test_code_submission_names_the_kernel_version(standin):
 
 
 def test_push_notebook_publishes_both_datasets_runs_and_submits(standin, trained, wheels, monkeypatch, capsys):
-    monkeypatch.setattr(code, "build_wheels", lambda dest, packages=code.IMAGE_LACKS: wheels)
+    monkeypatch.setattr(code, "build_wheels", lambda *args, **kwargs: wheels)
     args = ["push-notebook", "--exp", "rsna_resnet", "--submit", "--skip-rehearsal", "-m", "v1"]
     assert main(args) == 0, capsys.readouterr().err
     assert set(standin.datasets) == {"tester/kaggle-kit-code", "tester/rsna-resnet-weights"}
     uploaded = {json.loads(r["body"])["name"] for r in posted(standin, "StartBlobUpload")}
-    assert {w.name for w in wheels} | {"fold0.zip"} == uploaded
+    assert {w.name for w in wheels} | {"fold0.zip", "requirements.json"} == uploaded
     kernel = standin.kernels["tester/rsna-resnet-infer"]["body"]
     assert kernel["datasetDataSources"] == ["tester/kaggle-kit-code", "tester/rsna-resnet-weights"]
     assert kernel["enableInternet"] is False
@@ -181,11 +176,16 @@ def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
     lines = []
     assert rehearse(package, "rsna", test_samples=5, visible=2, echo=lines.append) == []
     assert lines[-1] == "submission.csv: 125 rows, valid"
+    installs = "\n".join(lines)
+    assert re.search(r"^  kept numpy \d", installs, re.M), "the image's numpy is kept"
+    assert re.search(r"^  installed monai \S+ from the dataset \(the image had none\)", installs, re.M)
+    assert re.search(r"^  installed kaggle-kit 0.1.0 from the dataset", installs, re.M)
 
-    (package.code / next(w.name for w in wheels if w.name.startswith("monai-"))).unlink()
+    manifest = json.loads((package.code / "requirements.json").read_text())
+    manifest["packages"]["zz-not-on-kaggle"] = {"minimum": "1.0", "bundled": False}
+    (package.code / "requirements.json").write_text(json.dumps(manifest))
     problems = rehearse(package, "rsna", test_samples=5, visible=2, echo=lambda _: None)
-    assert len(problems) == 1 and "No module named 'monai'" in problems[0]
-    assert "predict_test" in problems[0], "the failing cell's source is shown"
+    assert len(problems) == 1 and "zz-not-on-kaggle>=1.0 is needed; the image lacks it" in problems[0]
 
 
 def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
