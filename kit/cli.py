@@ -198,13 +198,25 @@ def cmd_explain(args) -> None:
 
 def cmd_export(args) -> None:
     from kit.export.onnx import export_fold
+    from kit.export.quantize import MODES
 
+    if args.quantize and args.quantize not in MODES:
+        raise KitError(f"--quantize {args.quantize}: expected one of {', '.join(MODES)}")
     path, record = export_fold(_experiment(args), args.fold, args.opset)
     worst = max(record["max_abs_difference"].values())
     print(
         f"{path}: outputs {', '.join(record['outputs'])}; ONNX Runtime vs PyTorch on {record['batch']} validation "
         f"images: max |difference| {worst:.1e} (tolerance {record['tolerance']:.0e}); {record['export_s']} s"
     )
+    if args.quantize:
+        from kit.export.quantize import quantize_fold
+
+        path, record = quantize_fold(_experiment(args), args.fold, args.quantize)
+        for name in ("fp32", "int8"):
+            part = record[name]
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in part["metrics"].items())
+            print(f"{name}: {part['ms_per_batch']} ms per batch of {record['batch']}, {part['mb']} MB; {metrics}")
+        print(f"{path}: {record['speedup']}x fp32's speed on {record['validation_samples']} validation samples")
 
 
 def cmd_tune(args) -> None:
@@ -384,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--backend", default="torch", help="torch, or onnxruntime (each fold's model.onnx)")
         if verb == "export":
             p.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
+            p.add_argument("--quantize", help="int8 (static, calibrated) or int8-dynamic: also write model.int8.onnx "
+                           "and report its validation metrics and speed against fp32")  # fmt: skip
         if verb in ("train-fold", "explain", "export"):
             p.add_argument("--fold", type=int, default=0)
         if verb.startswith("train"):

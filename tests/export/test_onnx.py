@@ -2,6 +2,8 @@
 onnxruntime to 1e-4 on a real batch of its experiment's synthetic data; parity failures and unexportable models are
 one-line errors; predict's onnxruntime backend gives the PyTorch path's submission."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,7 +65,16 @@ def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(tmp_path):
                                       tmp_path).stderr  # fmt: skip
     exported = run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path)
     assert exported.returncode == 0, exported.stderr
-    assert (tmp_path / "runs" / "pneumonia_resnet18" / "fold0" / "model.onnx").exists()
+    fold = tmp_path / "runs" / "pneumonia_resnet18" / "fold0"
+    assert (fold / "model.onnx").exists()
+    quantized = run_kit(["export", "--exp", "pneumonia_resnet18", "--quantize", "int8", *tiny], tmp_path)
+    assert quantized.returncode == 0, quantized.stderr
+    record = json.loads((fold / "onnx_int8.json").read_text())
+    assert record["mode"] == "int8" and record["int8"]["mb"] < record["fp32"]["mb"] / 2, "int8 weights"
+    assert set(record["int8"]["metrics"]) == set(record["fp32"]["metrics"]) and "auc" in record["metric_change"]
+    assert "int8:" in quantized.stdout and "fp32:" in quantized.stdout
+    bad = run_kit(["export", "--exp", "pneumonia_resnet18", "--quantize", "int4", *tiny], tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --quantize int4: expected one of int8, int8-dynamic"
     submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
     probs = {}
     for backend in ("torch", "onnxruntime"):

@@ -188,6 +188,23 @@ def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
     assert len(problems) == 1 and "zz-not-on-kaggle>=1.0 is needed; the image lacks it" in problems[0]
 
 
+@pytest.mark.slow
+def test_the_onnxruntime_notebook_ships_model_onnx_and_installs_onnxruntime(trained, wheels, tmp_path_factory):
+    """push-notebook --backend onnxruntime: each fold's model.onnx (exported where missing) in the weights dataset,
+    onnxruntime wheels for every Kaggle Python in the code dataset, and a rehearsal whose image lacks onnxruntime."""
+    runtime = tmp_path_factory.mktemp("ort")
+    code.download_wheels(runtime, ("onnxruntime",))
+    assert {code.wheel_tags(w)[1].pop() for w in runtime.glob("onnxruntime-*.whl")} == set(code.PYTHONS)
+    with pytest.raises(KitError, match="lacks wheels of onnxruntime"):
+        build_inference("rsna_resnet", "tester", wheels=wheels, backend="onnxruntime")
+    package = build_inference("rsna_resnet", "tester", wheels=[*wheels, *runtime.glob("*.whl")], backend="onnxruntime")
+    assert (package.weights / "fold0" / "model.onnx").exists()
+    assert "predict_test(cfg, 'onnxruntime')" in nbformat.read(package.notebook / "notebook.ipynb", 4).cells[-1].source
+    lines = []
+    assert rehearse(package, "rsna", test_samples=3, visible=2, echo=lines.append) == []
+    assert any(re.match(r"  installed onnxruntime \S+ from the dataset \(the image had none\)", x) for x in lines)
+
+
 def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
     from kit.stack.apply import predict_stack
 
