@@ -316,7 +316,7 @@ def cmd_push_train(args) -> None:
     from kit.kaggle.push import build_training, owner_or_default, publish_and_run
 
     package = build_training(args.exp, args.fold, owner_or_default(args.owner), args.overrides,
-                             pythons=_pythons(args.pythons))  # fmt: skip
+                             pythons=_pythons(args.pythons), accelerator=args.accelerator)  # fmt: skip
     publish_and_run(package, f"train {args.exp} fold {args.fold}", wait=not args.no_wait)
     print(f"then: task pull exp={args.exp} fold={args.fold}")
 
@@ -457,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
+    p.add_argument("--accelerator", default="t4x2", help="t4x2 (both GPUs data-parallel, fp16) or p100")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     p.set_defaults(func=cmd_push_train)
 

@@ -41,6 +41,8 @@ def push(folder: Path) -> int:
     request.competition_data_sources = metadata.get("competition_sources", [])
     request.kernel_data_sources = metadata.get("kernel_sources", [])
     request.model_data_sources = metadata.get("model_sources", [])
+    if metadata.get("machine_shape"):
+        request.machine_shape = metadata["machine_shape"]
     api = make_client().kernels.kernels_api_client
     response = with_retries(lambda: api.save_kernel(request), f"push kernel {request.slug}")
     invalid = [*response.invalid_dataset_sources, *response.invalid_competition_sources]

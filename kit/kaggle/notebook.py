@@ -102,11 +102,10 @@ print(f"submission.csv from the stack of {{len(configs)}} experiments: "
 
 TRAIN = """\
 os.environ["KIT_HOME"] = str(WORK)
-from kit.config import apply_overrides, load_experiment
-from kit.train.runner import train_fold
+from kit.train.launch import train_fold_on_every_gpu
 
-cfg = apply_overrides(load_experiment({exp!r}), [f"data.dir={{ROOT / 'input' / {slug!r}}}", *{overrides!r}])
-summary = train_fold(cfg, fold={fold})
+# On T4 x2, one DDP process per GPU under torchrun; on one GPU, in this kernel.
+summary = train_fold_on_every_gpu({exp!r}, {fold}, [f"data.dir={{ROOT / 'input' / {slug!r}}}", *{overrides!r}])
 shutil.rmtree(WORK / "cache", ignore_errors=True)  # preprocessed studies: large, and rebuilt anywhere
 metric = summary["metric"]
 print({{k: summary[k] for k in ("best_epoch", metric, f"prior_baseline_{{metric}}")}})
@@ -154,17 +153,24 @@ def stack_inference_notebook(stack: str, exps: list[str], slug: str, code_datase
     return _notebook(cells)
 
 
+# kernel-metadata.json's machine_shape for each accelerator a push can ask for.
+ACCELERATORS = {"p100": "NvidiaTeslaP100", "t4x2": "NvidiaTeslaT4"}
+
+
 def kernel_metadata(owner: str, kernel_slug: str, title: str, competition: str, datasets: list[str],
-                    gpu: bool = False) -> dict:  # fmt: skip
-    """kernel-metadata.json for a code-competition notebook: no internet, the competition and datasets attached."""
+                    gpu: bool = False, accelerator: str | None = None) -> dict:  # fmt: skip
+    """kernel-metadata.json for a code-competition notebook: no internet, the competition and datasets attached;
+    `accelerator` (p100, t4x2) picks the GPU."""
+    shape = {"machine_shape": ACCELERATORS[accelerator]} if accelerator else {}
     return {
+        **shape,
         "id": f"{owner}/{kernel_slug}",
         "title": title,
         "code_file": "notebook.ipynb",
         "language": "python",
         "kernel_type": "notebook",
         "is_private": True,
-        "enable_gpu": gpu,
+        "enable_gpu": gpu or bool(accelerator),
         "enable_tpu": False,
         "enable_internet": False,
         "dataset_sources": datasets,

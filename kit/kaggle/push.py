@@ -19,7 +19,13 @@ from kit.kaggle import datasets, kernels
 from kit.kaggle.bundle import stack_weights_bundle, weights_bundle
 from kit.kaggle.client import username
 from kit.kaggle.code import BACKEND_PACKAGES, PYTHONS, code_bundle
-from kit.kaggle.notebook import inference_notebook, kernel_metadata, stack_inference_notebook, training_notebook
+from kit.kaggle.notebook import (
+    ACCELERATORS,
+    inference_notebook,
+    kernel_metadata,
+    stack_inference_notebook,
+    training_notebook,
+)
 
 CODE_SLUG = "kaggle-kit-code"
 
@@ -140,8 +146,11 @@ def inference_package(package: Package, title: str, weights: Path, notebook, gpu
 
 
 def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), wheels: list[Path] | None = None,
-                   pythons: tuple[str, ...] = PYTHONS) -> Package:  # fmt: skip
-    """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold."""
+                   pythons: tuple[str, ...] = PYTHONS, accelerator: str = "t4x2") -> Package:  # fmt: skip
+    """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold (on T4 x2, both GPUs
+    data-parallel)."""
+    if accelerator not in ACCELERATORS:
+        raise KitError(f"--accelerator {accelerator}: expected one of {', '.join(ACCELERATORS)}")
     cfg = load_experiment(exp)
     comp = competition_of(cfg)
     root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
@@ -149,7 +158,7 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels, pythons=pythons)
     notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
     meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} fold {fold} training", comp.slug,
-                           [f"{owner}/{CODE_SLUG}"], gpu=True)  # fmt: skip
+                           [f"{owner}/{CODE_SLUG}"], accelerator=accelerator)  # fmt: skip
     write_notebook(fresh(package.notebook), notebook, meta)
     return package
 

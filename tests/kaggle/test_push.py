@@ -91,7 +91,10 @@ def test_kernel_push_wait_and_pull(standin, kit_home, tmp_path, wheels):
     assert body["enableInternet"] is False and body["datasetDataSources"] == ["tester/kaggle-kit-code"]
     assert body["competitionDataSources"] == ["rsna-2024-lumbar-spine-degenerative-classification"]
     notebook = nbformat.reads(body["text"], as_version=4)
-    assert "train_fold(cfg, fold=1)" in notebook.cells[-1].source and "trainer.epochs=3" in notebook.cells[-1].source
+    assert "train_fold_on_every_gpu('rsna_unet', 1, [" in notebook.cells[-1].source
+    assert "trainer.epochs=3" in notebook.cells[-1].source and body["machineShape"] == "NvidiaTeslaT4"
+    with pytest.raises(KitError, match="--accelerator v100: expected one of p100, t4x2"):
+        build_training("rsna_unet", 1, "tester", wheels=wheels, accelerator="v100")
 
     seen = []
     assert kernels.wait("tester", "rsna-unet-fold1-train", poll_seconds=0, echo=seen.append) == "COMPLETE"
