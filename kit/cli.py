@@ -40,10 +40,14 @@ def cmd_synth(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from kit.data.dicom import describe, read_series
+    from kit.data.dicom import describe, read_stacks
 
-    for name, value in describe(read_series(Path(args.series_dir))):
-        print(f"{name:<16} {value}")
+    stacks = read_stacks(Path(args.series_dir))
+    for number, stack in enumerate(stacks, start=1):
+        if len(stacks) > 1:
+            print(f"{'stack':<16} {number} of {len(stacks)}")
+        for name, value in describe(stack):
+            print(f"{name:<16} {value}")
 
 
 def cmd_score(args) -> None:

@@ -1,4 +1,6 @@
-"""Reading DICOM series: slices in spatial order, rescaled pixels, geometry, and a printable summary."""
+"""Reading DICOM series: a folder split into stacks (series UID × orientation), slices in spatial order, rescaled
+pixels, each stack's own geometry (gaps reported, never averaged away; pixel <-> patient coordinates), and a printable
+summary."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from scipy import ndimage
 from kit.errors import DataError
 
 PLANES = ("sagittal", "coronal", "axial")  # by the axis (x, y, z) the slice normal points along
+ANGLE_TOLERANCE_DEG = 5.0  # slices of one series whose normals differ by less are one stack
+SAME_POSITION_MM = 0.01  # closer than this along the normal: the same position (a mosaic or a repeat)
+GAP_FACTOR = 1.5  # a step this many times the stack's median step is a gap
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -30,6 +35,7 @@ class DicomSlice:
     instance_number: int | None
     description: str
     transfer_syntax: str
+    series_uid: str = ""
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Series:
     instance_numbers: list[int | None]
     description: str
     transfer_syntaxes: list[str] = field(default_factory=list)
+    series_uid: str = ""
 
     @property
     def normal(self) -> np.ndarray:
@@ -53,14 +60,54 @@ class Series:
         return PLANES[int(np.argmax(np.abs(self.normal)))]
 
     @property
+    def steps(self) -> np.ndarray:
+        """Distance from each slice to the next along the normal, mm (finite ones)."""
+        steps = np.abs(np.diff(self.positions @ self.normal))
+        return steps[np.isfinite(steps)]
+
+    @property
     def slice_spacing(self) -> float | None:
         """Median distance between neighbouring slices along the normal; the thickness for a single slice."""
+        return float(np.median(self.steps)) if len(self.steps) else self.thickness
+
+    @property
+    def gaps(self) -> list[tuple[int, float]]:
+        """(slice index a gap follows, its size in mm) wherever a step exceeds GAP_FACTOR × the median step."""
+        spacing = self.slice_spacing
+        if not spacing or len(self.steps) != len(self.positions) - 1:
+            return []
+        return [(i, float(step)) for i, step in enumerate(self.steps) if step > GAP_FACTOR * spacing]
+
+    def voxel_to_lps(self, index: float, row: float, column: float) -> np.ndarray:
+        """Patient (LPS) millimetres of a point of the stack: slice `index` (fractional between slices, along their
+        own positions, so gaps are kept), `row` and `column` in pixels."""
+        along = np.arange(len(self.positions))
+        position = np.array([np.interp(index, along, self.positions[:, axis]) for axis in range(3)])
+        if len(self.positions) > 1 and not 0 <= index <= len(self.positions) - 1:  # beyond an end: its last step
+            end = 0 if index < 0 else len(self.positions) - 1
+            step = self.positions[1] - self.positions[0] if end == 0 else self.positions[-1] - self.positions[-2]
+            position = self.positions[end] + (index - end) * step
+        return (
+            position
+            + column * self.pixel_spacing[1] * self.orientation[:3]
+            + row * self.pixel_spacing[0] * (self.orientation[3:])
+        )
+
+    def lps_to_voxel(self, point: np.ndarray) -> np.ndarray:
+        """(slice index, row, column) of a patient (LPS) point: the inverse of voxel_to_lps."""
         along = self.positions @ self.normal
-        steps = np.diff(along)
-        steps = steps[np.isfinite(steps)]
-        if len(steps):
-            return float(np.median(np.abs(steps)))
-        return self.thickness
+        depth = float(np.asarray(point) @ self.normal)
+        if len(along) == 1:
+            index = 0.0
+        elif depth < along[0] or depth > along[-1]:
+            end = 0 if depth < along[0] else len(along) - 1
+            step = along[1] - along[0] if end == 0 else along[-1] - along[-2]
+            index = end + (depth - along[end]) / step
+        else:
+            index = float(np.interp(depth, along, np.arange(len(along))))
+        offset = np.asarray(point) - self.voxel_to_lps(index, 0.0, 0.0)
+        return np.array([index, offset @ self.orientation[3:] / self.pixel_spacing[0],
+                         offset @ self.orientation[:3] / self.pixel_spacing[1]])  # fmt: skip
 
     def affine_ras(self) -> np.ndarray:
         """Voxel (slice, row, column) -> RAS millimetres, as MONAI and nibabel expect."""
@@ -120,6 +167,7 @@ def read_slice(path: Path) -> DicomSlice:
         instance_number=int(number) if number not in (None, "") else None,
         description=str(ds.get("SeriesDescription", "")),
         transfer_syntax=ds.file_meta.TransferSyntaxUID.name if "TransferSyntaxUID" in ds.file_meta else "unknown",
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
     )
 
 
@@ -151,16 +199,51 @@ def _to_shape(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resized[0, 0].numpy()
 
 
-def read_series(folder: Path) -> Series:
-    """A series folder as a volume; slices of a different size than most are resized to the common size."""
-    slices = [read_slice(p) for p in dicom_files(folder)]
+def _unit_normal(orientation: np.ndarray | None) -> np.ndarray | None:
+    if orientation is None:
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / np.linalg.norm(normal)
+
+
+def _same_direction(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return float(a @ b) >= np.cos(np.radians(ANGLE_TOLERANCE_DEG))
+
+
+def _stack_groups(slices: list[DicomSlice]) -> list[list[DicomSlice]]:
+    """Slices grouped by SeriesInstanceUID and orientation (normals within ANGLE_TOLERANCE_DEG)."""
+    groups: list[tuple[str, np.ndarray | None, list[DicomSlice]]] = []
+    for s in slices:
+        normal = _unit_normal(s.orientation)
+        for uid, group_normal, members in groups:
+            if uid == s.series_uid and _same_direction(normal, group_normal):
+                members.append(s)
+                break
+        else:
+            groups.append((s.series_uid, normal, [s]))
+    return [members for _, _, members in groups]
+
+
+def _stack(folder: Path, slices: list[DicomSlice], single_images: bool) -> Series:
     first = slices[0]
+    located = all(s.position is not None and s.orientation is not None for s in slices)
+    if len(slices) > 1 and not located and not single_images:
+        uid = first.series_uid or "(no UID)"
+        raise DataError(f"{folder}: {len(slices)} slices of series {uid} lack ImagePositionPatient or "
+                        "ImageOrientationPatient, so their order and spacing are unknown")  # fmt: skip
     orientation = first.orientation if first.orientation is not None else np.array([1.0, 0, 0, 0, 1.0, 0])
     normal = np.cross(orientation[:3], orientation[3:])
-    order = _spatial_order(slices, normal)
-    ordered = [slices[i] for i in order]
-    shape = Counter(s.pixels.shape for s in ordered).most_common(1)[0][0]
+    ordered = [slices[i] for i in _spatial_order(slices, normal)]
     positions = np.array([s.position if s.position is not None else np.full(3, np.nan) for s in ordered])
+    if located and len(ordered) > 1 and not single_images:
+        shared = int((np.abs(np.diff(positions @ normal)) < SAME_POSITION_MM).sum()) + 1
+        if shared > 1:
+            uid = first.series_uid or "(no UID)"
+            raise DataError(f"{folder}: {shared} of {len(ordered)} slices of series {uid} share one position "
+                            "(a mosaic or a repeated acquisition), not a stack of slices")  # fmt: skip
+    shape = Counter(s.pixels.shape for s in ordered).most_common(1)[0][0]
     return Series(
         folder=Path(folder),
         pixels=np.stack([_to_shape(s.pixels, shape) for s in ordered]),
@@ -171,7 +254,34 @@ def read_series(folder: Path) -> Series:
         instance_numbers=[s.instance_number for s in ordered],
         description=first.description,
         transfer_syntaxes=sorted({s.transfer_syntax for s in ordered}),
+        series_uid=first.series_uid,
     )
+
+
+def read_stacks(folder: Path, single_images: bool = False) -> list[Series]:
+    """A folder's stacks: its slices split by SeriesInstanceUID and orientation, each ordered along its own normal
+    with its own geometry. Slices that share a position, or several without position tags, are an error naming the
+    folder unless `single_images` (then they are kept in InstanceNumber order as they are)."""
+    slices = [read_slice(p) for p in dicom_files(folder)]
+    stacks = [_stack(Path(folder), group, single_images) for group in _stack_groups(slices)]
+    return sorted(stacks, key=lambda s: (s.series_uid, float(np.nan_to_num(s.positions[0] @ s.normal))))
+
+
+def read_view(folder: Path, single_images: bool = False) -> list[Series]:
+    """A series folder's stacks, which must all be of one plane (e.g. an axial series acquired as angled stacks, one
+    per disc): stacks of different planes are an error naming the folder (read them with read_stacks)."""
+    stacks = read_stacks(folder, single_images)
+    if len({s.plane for s in stacks}) > 1:
+        found = "; ".join(f"{s.plane} {len(s.pixels)} slices (series {s.series_uid or '(no UID)'})" for s in stacks)
+        raise DataError(f"{folder}: holds {len(stacks)} stacks of different orientations ({found}); one series folder "
+                        "should hold one view")  # fmt: skip
+    return stacks
+
+
+def read_series(folder: Path, single_images: bool = False) -> Series:
+    """A series folder as one volume: its stacks of one plane merged onto the first one's grid. Slices of a
+    different size than most are resized to the common size."""
+    return merge_series(read_view(folder, single_images))
 
 
 def _onto_grid(series: Series, ref: Series) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -222,6 +332,7 @@ def merge_series(series: list[Series]) -> Series:
         instance_numbers=[numbers[i] for i in order],
         description=ref.description,
         transfer_syntaxes=sorted({t for s in series for t in s.transfer_syntaxes}),
+        series_uid=ref.series_uid,
     )
 
 
@@ -239,6 +350,8 @@ def describe(series: Series) -> list[tuple[str, str]]:
         ("slice spacing", f"{spacing:g} mm" if spacing is not None else "unknown"),
         ("slice thickness", f"{series.thickness:g} mm" if series.thickness is not None else "unknown"),
         ("orientation", f"{series.plane} [{orientation}]"),
+        ("gaps", ", ".join(f"{mm:g} mm after slice {i + 1}" for i, mm in series.gaps) or "none"),
+        ("series uid", series.series_uid or "(none)"),
         ("transfer syntax", ", ".join(series.transfer_syntaxes)),
         ("intensity", f"{series.pixels.min():g} .. {series.pixels.max():g}"),
     ]

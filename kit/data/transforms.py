@@ -17,7 +17,7 @@ from monai.transforms import (
     Transform,
 )
 
-from kit.data.dicom import Series, merge_series, read_series
+from kit.data.dicom import Series, merge_series, read_view
 
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
@@ -42,7 +42,7 @@ class LoadViewsd(Transform):
         for view in self.views:
             folders = item.get("series", {}).get(view, [])
             if folders:
-                stacks = [read_series(folder) for folder in folders]
+                stacks = [stack for folder in folders for stack in read_view(folder)]
                 out.setdefault("points_ras", {})[view] = points_to_ras(stacks, item.get("points", {}).get(view, []))
                 series = merge_series(stacks)
                 volume = MetaTensor(torch.from_numpy(series.pixels[None]), affine=torch.from_numpy(series.affine_ras()))
@@ -60,13 +60,13 @@ class LoadViewsd(Transform):
 
 def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -> np.ndarray:
     """[channel, series_id, instance_number, x (column), y (row)] rows -> [channel, R, A, S] rows."""
-    by_name = {s.folder.name: s for s in stacks}
     rows = []
     for channel, series_id, instance, x, y in points:
-        series = by_name.get(str(int(series_id)))
-        ras = series.pixel_to_ras(int(instance), x, y) if series is not None else None
-        if ras is not None:
-            rows.append([channel, *ras])
+        for series in stacks:  # a series folder may hold several stacks; the point lies on one of them
+            ras = series.pixel_to_ras(int(instance), x, y) if series.folder.name == str(int(series_id)) else None
+            if ras is not None:
+                rows.append([channel, *ras])
+                break
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
 
 

@@ -71,8 +71,8 @@ def test_missing_view_is_zero_filled_with_a_warning(rsna_dir):
 
 def test_cache_decodes_dicom_once(rsna_dir, tmp_path, monkeypatch):
     calls = []
-    real = transforms.read_series
-    monkeypatch.setattr(transforms, "read_series", lambda folder: calls.append(folder) or real(folder))
+    real = transforms.read_view
+    monkeypatch.setattr(transforms, "read_view", lambda folder: calls.append(folder) or real(folder))
     data = items(rsna_dir, "train")[:3]
     config = {"views": VIEWS, "size": SIZE}
     first = [x[VIEWS[0]] for x in cached_dataset(data, study_preprocess(VIEWS, SIZE, AXCODES), tmp_path, config)]
