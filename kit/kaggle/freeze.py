@@ -23,7 +23,7 @@ from kit.kaggle.notebook import kernel_metadata
 
 OUTPUT = "image.txt"
 RECORD = """\
-import platform, subprocess, sys
+import os, platform, subprocess, sys
 from pathlib import Path
 
 # `pip list --format=freeze` writes name==version even for packages installed from local files.
@@ -37,7 +37,7 @@ except FileNotFoundError:
 header = (f"# Kaggle's Python image, captured by `task kaggle-freeze` on {date}.\\n"
           f"# python: {{platform.python_version_tuple()[0]}}.{{platform.python_version_tuple()[1]}}\\n"
           f"# gpu: {{gpu}}\\n")
-Path("/kaggle/working/{output}").write_text(header + packages)
+Path(os.environ.get("KAGGLE_ROOT", "/kaggle"), "working", "{output}").write_text(header + packages)
 print(header)
 """
 
