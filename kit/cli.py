@@ -35,7 +35,7 @@ def cmd_synth(args) -> None:
     for option in ("train", "test"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise KitError(f"--{option} {getattr(args, option)}: give at least 1 sample")
-    path = comp.synth(out, train=args.train, test=args.test, seed=args.seed, force=args.force)
+    path = comp.synth(out, train=args.train, test=args.test, seed=args.seed, force=args.force, size=args.size)
     print(f"wrote synthetic {comp.slug} to {path}")
 
 
@@ -358,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int, help="unlabelled test samples; default: the competition's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.add_argument("--size", default="default", help="image sizes: default (fast), or real (RSNA: real-sized series)")
     p.set_defaults(func=cmd_synth)
 
     p = verbs.add_parser("inspect", help="describe a DICOM series folder")

@@ -12,6 +12,7 @@ import pandas as pd
 from kit import paths
 from kit.competitions.parts import FoldTraining
 from kit.data.folds import load_or_make_folds
+from kit.errors import KitError
 
 
 class Competition(ABC):
@@ -22,6 +23,8 @@ class Competition(ABC):
     synth_sizes: ClassVar[dict[str, int]]  # default train and test sample counts of the synthetic data
 
     # Data on disk
+
+    image_sizes: tuple[str, ...] = ("default",)
 
     def synth_dir(self) -> Path:
         return paths.data_root() / f"{self.name}-synth"
@@ -41,11 +44,15 @@ class Competition(ABC):
         return paths.data_root() / self.slug
 
     def synth(self, out: Path, train: int | None = None, test: int | None = None, seed: int = 0,
-              force: bool = False) -> Path:  # fmt: skip
+              force: bool = False, size: str = "default") -> Path:  # fmt: skip
         """A synthetic competition in the exact layout, with `train` labelled and `test` unlabelled samples
-        (None: synth_sizes); an existing folder is replaced only with `force`."""
+        (None: synth_sizes); an existing folder is replaced only with `force`. `size` picks among image_sizes
+        (e.g. RSNA's `real`: real-sized series for scale checks)."""
+        if size not in self.image_sizes:
+            raise KitError(f"--size {size}: {self.name} has {', '.join(self.image_sizes)}")
+        options = {"size": size} if size != "default" else {}
         return self.generate(
-            Path(out), train or self.synth_sizes["train"], test or self.synth_sizes["test"], seed, force
+            Path(out), train or self.synth_sizes["train"], test or self.synth_sizes["test"], seed, force, **options
         )
 
     @abstractmethod

@@ -44,7 +44,7 @@ class LoadViewsd(Transform):
             if folders:
                 stacks = [stack for folder in folders for stack in read_view(folder)]
                 out.setdefault("points_ras", {})[view] = points_to_ras(stacks, item.get("points", {}).get(view, []))
-                series = merge_series(stacks)
+                series = merge_series(volume_stacks(stacks))
                 volume = MetaTensor(torch.from_numpy(series.pixels[None]), affine=torch.from_numpy(series.affine_ras()))
             else:
                 warnings.warn(
@@ -56,6 +56,15 @@ class LoadViewsd(Transform):
             out[view] = volume
             out["present"][view] = bool(folders)
         return out
+
+
+def volume_stacks(stacks: Sequence[Series]) -> list[Series]:
+    """The stacks that make a view's volume: every axial stack (several stacks or series cover different discs), but
+    only the first series of a sagittal or coronal view (a second sagittal series repeats the same anatomy, and
+    merging would interleave the two)."""
+    if stacks[0].plane == "axial":
+        return list(stacks)
+    return [s for s in stacks if s.folder == stacks[0].folder]
 
 
 def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -> np.ndarray:

@@ -22,9 +22,10 @@ class RsnaLumbar(Competition):
     id_column = "row_id"
     training_class = RsnaTraining
     synth_sizes = {"train": 80, "test": 3}
+    image_sizes = tuple(synth.GEOMETRIES)
 
-    def generate(self, out: Path, train: int, test: int, seed: int, force: bool) -> Path:
-        return synth.generate(out, studies=train, test_studies=test, seed=seed, force=force)
+    def generate(self, out: Path, train: int, test: int, seed: int, force: bool, size: str = "default") -> Path:
+        return synth.generate(out, studies=train, test_studies=test, seed=seed, force=force, size=size)
 
     def score(self, solution: pd.DataFrame, sub: pd.DataFrame) -> dict[str, float]:
         return metric.score_parts(solution, sub, self.id_column, any_severe_scalar=1.0)

@@ -2,7 +2,10 @@
 
 Every study gets Sagittal T1, Sagittal T2/STIR and Axial T2 series (some two axial stacks), with real geometry
 tags, varying slice counts and image sizes, rescale slope/intercept, and instance numbers that need not start at 1
-nor follow spatial order. Some test studies lack a series.
+nor follow spatial order. Some test studies lack a series. The real data's traps are there too: axial series acquired
+as angled stacks, one per disc, inside one series folder; now and then a second Sagittal T1 series; a few series
+missing a slice or two inside the stack. `size="real"` writes real-sized series (sagittal 15-20 slices of 384-512 px,
+axial 20-50 slices) for scale checks.
 """
 
 from __future__ import annotations
@@ -37,6 +40,26 @@ from .layout import (
 from .phantom import LEVEL_W, Phantom, Pose, landmark
 
 DESCRIPTIONS = {"sag_t1": "Sagittal T1", "sag_t2": "Sagittal T2/STIR", "axial_t2": "Axial T2"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    sagittal_slices: tuple[int, int]  # [low, high) slices per sagittal series
+    sagittal_pixels: tuple[int, ...]
+    axial_pixels: tuple[int, ...]
+    axial_per_level: tuple[int, int]  # [low, high) axial slices per disc level
+
+
+GEOMETRIES = {
+    "default": Geometry((14, 19), (128, 144, 160, 176), (112, 128, 144), (3, 4)),
+    "real": Geometry((15, 21), (384, 448, 512), (320, 384, 448, 512), (4, 11)),
+}
+# Trap shares, as seen in the real training data.
+ANGLED_AXIAL = 0.3  # axial series acquired as one angled stack per disc, in one series folder
+SECOND_SAGITTAL = 0.05  # a second Sagittal T1 series (7 of 1975 real studies have one; more here to be seen)
+MISSING_SLICES = 0.1  # a series missing one or two slices inside the stack
+# The disc planes' angle to the spine's axial plane per level (lordosis), degrees.
+LEVEL_ANGLE = {"l1_l2": -14.0, "l2_l3": -6.0, "l3_l4": 2.0, "l4_l5": 10.0, "l5_s1": 18.0}
 # Abnormal (moderate, severe) probabilities per condition, scaled per level: degeneration is worst at L4/L5.
 ABNORMAL = {
     "spinal_canal_stenosis": (0.08, 0.06),
@@ -84,10 +107,10 @@ def draw_severities(rng: np.random.Generator) -> np.ndarray:
     return codes
 
 
-def sagittal_planes(pose: Pose, rng: np.random.Generator) -> list[Plane]:
-    n = int(rng.integers(14, 19))
+def sagittal_planes(pose: Pose, rng: np.random.Generator, geometry: Geometry = GEOMETRIES["default"]) -> list[Plane]:
+    n = int(rng.integers(*geometry.sagittal_slices))
     gap = float(rng.uniform(3.4, 4.2)) * pose.scale
-    size = int(rng.choice([128, 144, 160, 176]))
+    size = int(rng.choice(geometry.sagittal_pixels))
     spacing = float(rng.uniform(190.0, 215.0)) * pose.scale / size
     row_dir, col_dir = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])  # columns run posterior, rows inferior
     centre = pose.to_world(np.array([0.0, 20.0, 0.0]))
@@ -100,17 +123,28 @@ def sagittal_planes(pose: Pose, rng: np.random.Generator) -> list[Plane]:
     return planes
 
 
-def axial_planes(pose: Pose, levels: list[str], rng: np.random.Generator) -> list[Plane]:
-    """Slices perpendicular to the spine through each of `levels`, a few per disc, as MR technologists angle them."""
-    size = int(rng.choice([112, 128, 144]))
+def tilt_about_x(degrees: float) -> np.ndarray:
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def axial_planes(pose: Pose, levels: list[str], rng: np.random.Generator, angled: bool = False,
+                 geometry: Geometry = GEOMETRIES["default"]) -> list[Plane]:  # fmt: skip
+    """Slices perpendicular to the spine through each of `levels`, a few per disc, as MR technologists angle them;
+    `angled`: each disc's slices tilted along that disc (its own stack, as real axial series often are)."""
+    size = int(rng.choice(geometry.axial_pixels))
     spacing = float(rng.uniform(125.0, 145.0)) * pose.scale / size
-    row_dir = pose.rotation @ np.array([1.0, 0.0, 0.0])  # columns run to the patient's left
-    col_dir = pose.rotation @ np.array([0.0, 1.0, 0.0])  # rows run posterior
     gap = float(rng.uniform(3.5, 4.5))
+    per_level = int(rng.integers(*geometry.axial_per_level))
     planes = []
     for level in levels:
-        for offset in (-gap, 0.0, gap):
-            middle = pose.to_world(np.array([0.0, 12.0, LEVEL_W[level] + offset]))
+        rotation = pose.rotation @ tilt_about_x(LEVEL_ANGLE[level] + rng.normal(0.0, 1.0)) if angled else pose.rotation
+        row_dir = rotation @ np.array([1.0, 0.0, 0.0])  # columns run to the patient's left
+        col_dir = rotation @ np.array([0.0, 1.0, 0.0])  # rows run posterior
+        normal = rotation @ np.array([0.0, 0.0, 1.0])
+        centre = pose.to_world(np.array([0.0, 12.0, LEVEL_W[level]]))
+        for offset in (np.arange(per_level) - (per_level - 1) / 2) * gap:
+            middle = centre + offset * pose.scale * normal
             corner = middle - spacing * (size / 2) * (row_dir + col_dir)
             planes.append(Plane(corner, row_dir, col_dir, spacing, (size, size)))
     return planes
@@ -176,8 +210,8 @@ def write_slice(path: Path, pixels: np.ndarray, plane: Plane, meta: dict) -> Non
 
 
 class StudyWriter:
-    def __init__(self, root: Path, split: str, rng: np.random.Generator):
-        self.root, self.split, self.rng = root, split, rng
+    def __init__(self, root: Path, split: str, rng: np.random.Generator, geometry: Geometry = GEOMETRIES["default"]):
+        self.root, self.split, self.rng, self.geometry = root, split, rng, geometry
         self.used_ids: set[int] = set()
 
     def new_id(self, low: int, high: int) -> int:
@@ -191,6 +225,9 @@ class StudyWriter:
         series_id = self.new_id(10_000_000, 4_000_000_000)
         folder = self.root / f"{self.split}_images" / str(study_id) / str(series_id)
         folder.mkdir(parents=True)
+        if len(planes) > 4 and self.rng.random() < MISSING_SLICES:  # one or two slices lost inside the stack
+            lost = self.rng.choice(np.arange(1, len(planes) - 1), size=int(self.rng.integers(1, 3)), replace=False)
+            planes = [p for i, p in enumerate(planes) if i not in set(lost.tolist())]
         pixels = render(planes, phantom, pose, view, self.rng)
         numbers = instance_numbers(len(planes), self.rng)
         gap = float(np.linalg.norm(planes[1].position - planes[0].position)) if len(planes) > 1 else 4.0
@@ -218,19 +255,19 @@ class StudyWriter:
             tilt=float(np.deg2rad(rng.uniform(-9, 9))),
         )
         phantom = Phantom.from_severities(severities, rng)
-        series = []
+        series, geometry = [], self.geometry
+        angled = rng.random() < ANGLED_AXIAL
         for view in views:
             if view != "axial_t2":
-                series.append(self.write_series(study_id, view, sagittal_planes(pose, rng), phantom, pose))
-            elif two_axial:  # two axial stacks, overlapping at the middle level
-                series.append(
-                    self.write_series(study_id, view, axial_planes(pose, list(LEVELS[:3]), rng), phantom, pose)
-                )
-                series.append(
-                    self.write_series(study_id, view, axial_planes(pose, list(LEVELS[2:]), rng), phantom, pose)
-                )
-            else:
-                series.append(self.write_series(study_id, view, axial_planes(pose, list(LEVELS), rng), phantom, pose))
+                copies = 2 if view == "sag_t1" and rng.random() < SECOND_SAGITTAL else 1
+                for _ in range(copies):
+                    planes = sagittal_planes(pose, rng, geometry)
+                    series.append(self.write_series(study_id, view, planes, phantom, pose))
+                continue
+            parts = [list(LEVELS[:3]), list(LEVELS[2:])] if two_axial else [list(LEVELS)]  # two: overlapping at L3/L4
+            for levels in parts:
+                planes = axial_planes(pose, levels, rng, angled, geometry)
+                series.append(self.write_series(study_id, view, planes, phantom, pose))
         for s in series:
             s["pose"] = pose
         return study_id, series
@@ -266,10 +303,13 @@ def coordinates(study_id: int, series: list[dict], labelled: np.ndarray) -> list
     return rows
 
 
-def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0, force: bool = False) -> Path:
+def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0, force: bool = False,
+             size: str = "default") -> Path:  # fmt: skip
     """Write a synthetic competition to `out`; an existing folder is replaced only with `force`, and only once the
     new one is complete."""
     out = Path(out)
+    if size not in GEOMETRIES:
+        raise KitError(f"--size {size}: expected one of {', '.join(GEOMETRIES)}")
     if out.exists() and not force:
         raise KitError(f"{out} already exists; pass --force to replace it")
     if studies < 2:
@@ -278,7 +318,7 @@ def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _generate_into(tmp, studies, test_studies, rng)
+        _generate_into(tmp, studies, test_studies, rng, GEOMETRIES[size])
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -288,10 +328,10 @@ def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0,
     return out
 
 
-def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.Generator) -> None:
+def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.Generator, geometry: Geometry) -> None:
     all_views = ("sag_t1", "sag_t2", "axial_t2")
     label_rows, coordinate_rows, series_rows = [], {}, {"train": [], "test": []}
-    train = StudyWriter(root, "train", rng)
+    train = StudyWriter(root, "train", rng, geometry)
     for i in tqdm(range(studies), desc="synth rsna train", unit="study", leave=False):
         severities = draw_severities(rng)
         labelled = np.ones_like(severities, dtype=bool)
@@ -311,7 +351,7 @@ def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.G
             for s in series
         )
 
-    test = StudyWriter(root, "test", rng)
+    test = StudyWriter(root, "test", rng, geometry)
     test.used_ids = train.used_ids
     for i in range(test_studies):
         views = all_views
