@@ -226,8 +226,13 @@ class StudyWriter:
         folder = self.root / f"{self.split}_images" / str(study_id) / str(series_id)
         folder.mkdir(parents=True)
         if len(planes) > 4 and self.rng.random() < MISSING_SLICES:  # one or two slices lost inside the stack
-            lost = self.rng.choice(np.arange(1, len(planes) - 1), size=int(self.rng.integers(1, 3)), replace=False)
-            planes = [p for i, p in enumerate(planes) if i not in set(lost.tolist())]
+            landmarks = [pose.to_world(landmark(c, level)) for c in CONDITIONS if VIEW_OF_CONDITION[c] == view
+                         for level in LEVELS]  # fmt: skip
+            read = {min(range(len(planes)), key=lambda i, w=w: planes[i].distance(w)) for w in landmarks}
+            spare = [i for i in range(1, len(planes) - 1) if i not in read]  # a label's slice is never the lost one
+            if spare:
+                lost = set(self.rng.choice(spare, size=min(len(spare), int(self.rng.integers(1, 3))), replace=False))
+                planes = [p for i, p in enumerate(planes) if i not in lost]
         pixels = render(planes, phantom, pose, view, self.rng)
         numbers = instance_numbers(len(planes), self.rng)
         gap = float(np.linalg.norm(planes[1].position - planes[0].position)) if len(planes) > 1 else 4.0

@@ -7,6 +7,7 @@ import pytest
 from kit.competitions import get_competition
 from kit.competitions.mars import submission
 from kit.config import apply_overrides, load_experiment
+from kit.kaggle import code
 from kit.kaggle.push import build_inference
 from kit.train.outputs import merge_oof, predict_test
 from kit.train.runner import train_fold
@@ -47,10 +48,12 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
     assert n == 1 and submission.validate_submission(frame, expected_rows=12) == []
     assert sub_path.parent.name == get_competition("mars").slug
 
-    fake_wheel = kit_home / "kaggle_kit-0-py3-none-any.whl"
-    with zipfile.ZipFile(fake_wheel, "w") as wheel:
-        wheel.writestr("kit/__init__.py", "")
-    package = build_inference("mars_dual_unet", "tester", wheels=[fake_wheel])
+    fake_wheels = []  # the kit's and every bundled package's, empty: only the notebook is looked at
+    for name in ("kaggle_kit", *(n.replace("-", "_") for n in code.BUNDLED)):
+        fake_wheels.append(kit_home / f"{name}-0-py3-none-any.whl")
+        with zipfile.ZipFile(fake_wheels[-1], "w") as wheel:
+            wheel.writestr(f"{name}/__init__.py", "")
+    package = build_inference("mars_dual_unet", "tester", wheels=fake_wheels)
     notebook = (package.notebook / "notebook.ipynb").read_text()
     assert "oof.npz" in notebook and "oof.csv" not in notebook, "the notebook marks folds with Mars's own OOF file"
 

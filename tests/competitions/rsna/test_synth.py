@@ -74,7 +74,10 @@ def landmark_brightness(rsna_dir):
         image = pydicom.dcmread(path).pixel_array.astype(float)
         x, y = int(round(c.x)), int(round(c.y))
         assert 0 <= x < image.shape[1] and 0 <= y < image.shape[0]
-        patch = image[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].mean()
+        # the canal narrows in its anterior-posterior extent (columns) around a centre that stays canal: its patch
+        # spans that extent; a foramen or recess shrinks as a whole
+        half = 3 if group == "spinal" else 1
+        patch = image[max(y - 1, 0) : y + 2, max(x - half, 0) : x + half + 1].mean()
         rows.append((group, SEVERITY_LABELS.index(labels.loc[c.study_id, target]), patch / np.percentile(image, 99)))
     return pd.DataFrame(rows, columns=["group", "severity", "brightness"])
 
