@@ -18,6 +18,7 @@ from monai.transforms import (
 )
 
 from kit.data.dicom import Series, merge_series, read_view
+from kit.errors import DataError
 
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
@@ -74,6 +75,11 @@ def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -
         for series in stacks:  # a series folder may hold several stacks; the point lies on one of them
             ras = series.pixel_to_ras(int(instance), x, y) if series.folder.name == str(int(series_id)) else None
             if ras is not None:
+                height, width = series.pixels.shape[1:]
+                if not (0 <= x < width and 0 <= y < height):
+                    where = f"x={x:g}, y={y:g} on instance {int(instance)}"
+                    raise DataError(f"{series.folder}: the labelled point {where} lies outside its {width}x{height} "
+                                    "image (train_label_coordinates.csv)")  # fmt: skip
                 rows.append([channel, *ras])
                 break
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)

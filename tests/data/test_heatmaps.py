@@ -30,7 +30,8 @@ def test_level_points_land_on_the_canal_in_the_resampled_sagittal_t2(rsna_dir):
             out = preprocess(item)
         projected = out["points"]["sag_t2"]
         image = np.asarray(out["sag_t2"][0], dtype=np.float32)
-        assert sorted(projected[:, 0].tolist()) == list(range(len(LEVELS)))
+        labelled = sorted(point[0] for point in points[study.study_id]["sag_t2"])  # a study may miss a label
+        assert sorted(projected[:, 0].tolist()) == labelled and len(labelled) >= 3
         rows = projected[np.argsort(projected[:, 0]), 2]
         assert np.all(np.diff(rows) > 5), "L1/L2 lies above L5/S1, levels evenly apart"
         for _, slice_, row, col in projected:
@@ -39,7 +40,7 @@ def test_level_points_land_on_the_canal_in_the_resampled_sagittal_t2(rsna_dir):
             assert plane[int(round(row)), int(round(col))] > 0.8 > plane.mean() + 0.4
             checked += 1
         assert out["points"]["sag_t1"].shape == (0, 4)
-    assert checked == 4 * len(LEVELS)
+    assert checked == sum(len(points[s.study_id]["sag_t2"]) for s in load_studies(rsna_dir, "train")[:4])
 
 
 def test_every_condition_lands_on_its_tissue_on_its_side(rsna_dir):
@@ -55,7 +56,7 @@ def test_every_condition_lands_on_its_tissue_on_its_side(rsna_dir):
         for view, conditions in (("sag_t2", [0]), ("sag_t1", [1, 2]), ("axial_t2", [3, 4])):
             projected = out["points"][view]
             channels = projected[:, 0].astype(int)
-            assert set(channels // n) <= set(conditions) and len(channels) >= n
+            assert set(channels // n) <= set(conditions) and len(channels) == len(points[study.study_id][view])
             image = np.asarray(out[view][0], dtype=np.float32)
             for _, _, row, col in projected:
                 assert image[:, int(round(row)), int(round(col))].max() > 0.8 > image.mean() + 0.3

@@ -6,13 +6,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
 from kit.data.dicom import read_series, read_stacks
 from kit.errors import DataError
-from tests.test_cli_errors import run_kit
+from tests.test_cli_errors import assert_one_line_error, run_kit
 
 from .test_dicom import write_series, write_spot_stack
 
@@ -113,3 +114,14 @@ def test_angled_stacks_inside_one_series_are_separate_stacks_of_one_view(tmp_pat
     # a slightly tilted slice (2°, inside the tolerance) stays in its stack
     write_spot_stack(tmp_path / "c", (-32.0, -32.0), 1.0, (32, 32), [0.0, 4.0], (0.0, 0.0), tilt=np.radians(2))
     assert len(read_stacks(tmp_path / "c")) == 1
+
+
+def test_a_labelled_point_outside_its_image_is_one_error_line(rsna_dir, tmp_path):
+    data = tmp_path / "rsna"
+    shutil.copytree(rsna_dir, data)
+    coordinates = pd.read_csv(data / "train_label_coordinates.csv")
+    coordinates.loc[0, "x"] = 4000.0
+    coordinates.to_csv(data / "train_label_coordinates.csv", index=False)
+    tiny = ["data.folds=2", "data.size=32", "data.slices=2", "trainer.epochs=1", "trainer.batch_size=2"]
+    result = run_kit(["train-fold", "--exp", "rsna_unet", f"data.dir={data}", *tiny], tmp_path)
+    assert_one_line_error(result, "x=4000", f"instance {coordinates.loc[0, 'instance_number']}", "lies outside its")

@@ -237,7 +237,7 @@ def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home)
 
     cfg = apply_overrides(
         load_experiment("rsna_unet"),
-        TINY[:-1] + ["data.size=48", "data.slices=2", "trainer.batch_size=2", "trainer.epochs=6",
+        TINY[:-1] + ["data.size=48", "data.slices=2", "trainer.batch_size=2", "trainer.epochs=20",
                      "trainer.early_stopping=99", "trainer.augment=false", "trainer.lr=0.003",
                      "model.level_attention=null", "model.decoder_channels=[32,16,16,16,16]"],
     )  # fmt: skip
@@ -262,6 +262,8 @@ def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home)
                 heatmap = model(item["image"][None])["heatmap"][0]
             truth = item["target"]["heatmap"]
             for level in range(5):
+                if float(truth[level].max()) == 0.0:  # an unlabelled level has no point to find
+                    continue
                 predicted_row = int(heatmap[level].argmax()) // heatmap.shape[-1]
                 true_row = int(truth[level].argmax()) // truth.shape[-1]
                 distance.append(abs(predicted_row - true_row))
