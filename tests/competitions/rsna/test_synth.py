@@ -110,3 +110,37 @@ def test_same_seed_same_labels(tmp_path, seed):
     b = main(["synth", "rsna", "--out", str(tmp_path / "b"), "--train", "2", "--test", "1", "--seed", str(seed)])
     assert a == b == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a/train.csv"), pd.read_csv(tmp_path / "b/train.csv"))
+
+
+def test_the_phantom_carries_the_real_datas_traps(rsna_dir):
+    """Angled per-disc axial stacks inside one series folder, gaps from missing slices, and every label's slice kept."""
+    from kit.data.dicom import read_stacks
+
+    axial = [
+        f
+        for f in (rsna_dir / "train_images").glob("*/*")
+        if "Axial" in pydicom.dcmread(next(f.iterdir())).SeriesDescription
+    ]
+    stacks = {f: read_stacks(f) for f in axial}
+    angled = [f for f, found in stacks.items() if len(found) > 1]
+    assert angled, "some axial series are one angled stack per disc"
+    assert all({s.plane for s in stacks[f]} == {"axial"} for f in angled)
+    coordinates = pd.read_csv(rsna_dir / "train_label_coordinates.csv")
+    for row in coordinates.itertuples():
+        assert (
+            rsna_dir / "train_images" / str(row.study_id) / str(row.series_id) / f"{row.instance_number}.dcm"
+        ).exists()
+
+
+def test_real_sized_geometry_and_unknown_sizes(tmp_path, capsys):
+    from kit.competitions.rsna.phantom import Pose
+    from kit.competitions.rsna.synth import GEOMETRIES, axial_planes, sagittal_planes
+
+    rng, pose = np.random.default_rng(0), Pose(np.zeros(3), 1.0, 0.0)
+    for _ in range(5):
+        sagittal = sagittal_planes(pose, rng, GEOMETRIES["real"])
+        axial = axial_planes(pose, ["l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1"], rng, True, GEOMETRIES["real"])
+        assert 15 <= len(sagittal) <= 20 and 384 <= sagittal[0].shape[0] <= 512
+        assert 20 <= len(axial) <= 50 and axial[0].shape[0] >= 320
+    assert main(["synth", "mars", "--out", str(tmp_path / "m"), "--size", "real"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --size real: mars has default"
