@@ -285,6 +285,9 @@ def _pythons(text: str) -> tuple[str, ...]:
     bad = [v for v in pythons if not re.fullmatch(r"3\.\d+", v)]
     if bad or not pythons:
         raise KitError(f"--pythons {text}: expected CPython versions such as 3.10,3.11,3.12")
+    old = [v for v in pythons if int(v.split(".")[1]) < 10]
+    if old:
+        raise KitError(f"--pythons {text}: the kit runs on Python 3.10 or newer, not {', '.join(old)}")
     return pythons
 
 

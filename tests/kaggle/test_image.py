@@ -91,5 +91,7 @@ def test_the_kit_and_its_wheels_install_on_each_kaggle_python(wheels, tmp_path, 
 def test_bad_package_options_are_one_error_line(capsys):
     assert main(["rehearse", "--exp", "rsna_unet", "--pythons", "3.x"]) == 2
     assert capsys.readouterr().err.strip() == "error: --pythons 3.x: expected CPython versions such as 3.10,3.11,3.12"
+    assert main(["rehearse", "--exp", "rsna_unet", "--pythons", "3.9,3.11"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --pythons 3.9,3.11: the kit runs on Python 3.10 or newer, not 3.9"
     assert main(["rehearse", "--exp", "rsna_unet", "--backend", "tensorrt"]) == 2
     assert capsys.readouterr().err.strip() == "error: --backend tensorrt: expected one of torch, onnxruntime"
