@@ -25,3 +25,11 @@ def standin(monkeypatch, tmp_path):
 def wheels(tmp_path_factory):
     """The real code-dataset wheels: the kit built from this checkout, the rest from the package index."""
     return code.build_wheels(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture(scope="session")
+def ort_wheels(tmp_path_factory):
+    """onnxruntime's wheels for every Kaggle Python, from the package index (for --backend onnxruntime)."""
+    folder = tmp_path_factory.mktemp("ort")
+    code.download_wheels(folder, ("onnxruntime",))
+    return sorted(folder.glob("*.whl"))

@@ -1,6 +1,9 @@
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 
 import nbformat
@@ -174,38 +177,44 @@ def test_check_submission_catches_the_classic_failures(tmp_path, rsna_dir):
     assert any("NaN" in p for p in check_submission(path, "rsna", expected))
 
 
-def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels):
-    package = build_inference("rsna_resnet", "tester", wheels=wheels)
+def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels, ort_wheels):
+    """The onnxruntime notebook (the PyTorch one is rehearsed by the stack's test): each fold's model.onnx in the
+    weights dataset, onnxruntime and monai from the code dataset (the simulated image lacks both)."""
+    package = build_inference("rsna_resnet", "tester", wheels=[*wheels, *ort_wheels], backend="onnxruntime")
+    assert (package.weights / "fold0" / "model.onnx").exists()
+    assert "predict_test(cfg, 'onnxruntime')" in nbformat.read(package.notebook / "notebook.ipynb", 4).cells[-1].source
     lines = []
     assert rehearse(package, "rsna", test_samples=5, visible=2, echo=lines.append) == []
     assert lines[-1] == "submission.csv: 125 rows, valid"
     installs = "\n".join(lines)
     assert re.search(r"^  kept numpy \d", installs, re.M), "the image's numpy is kept"
-    assert re.search(r"^  installed monai \S+ from the dataset \(the image had none\)", installs, re.M)
+    for name in ("monai", "onnxruntime"):
+        assert re.search(rf"^  installed {name} \S+ from the dataset \(the image had none\)", installs, re.M), name
     assert re.search(r"^  installed kaggle-kit 0.1.0 from the dataset", installs, re.M)
 
-    manifest = json.loads((package.code / "requirements.json").read_text())
-    manifest["packages"]["zz-not-on-kaggle"] = {"minimum": "1.0", "bundled": False}
-    (package.code / "requirements.json").write_text(json.dumps(manifest))
-    problems = rehearse(package, "rsna", test_samples=5, visible=2, echo=lambda _: None)
-    assert len(problems) == 1 and "zz-not-on-kaggle>=1.0 is needed; the image lacks it" in problems[0]
+
+def test_the_install_cell_keeps_installs_or_stops_with_one_line(tmp_path):
+    """The notebook's first cell, run by Python against a code dataset whose requirements.json names a package that
+    is neither installed nor carried: the packages before it are reported kept, then the cell stops naming it."""
+    from kit.kaggle.notebook import SETUP
+
+    code_dir = tmp_path / "kaggle" / "input" / "code"
+    code_dir.mkdir(parents=True)
+    packages = {"numpy": {"minimum": "1.0", "bundled": False}, "zz-not-on-kaggle": {"minimum": "1.0", "bundled": False}}
+    (code_dir / "requirements.json").write_text(json.dumps({"kit": "none.whl", "packages": packages}))
+    env = {**os.environ, "KAGGLE_ROOT": str(tmp_path / "kaggle")}
+    ran = subprocess.run([sys.executable, "-c", SETUP.format(code="code", weights="w")], capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    assert ran.returncode == 1 and re.match(r"kept numpy \d", ran.stdout)
+    assert ran.stderr.strip().splitlines()[-1] == (
+        "RuntimeError: zz-not-on-kaggle>=1.0 is needed; the image lacks it and the dataset carries none"
+    )
 
 
-@pytest.mark.slow
-def test_the_onnxruntime_notebook_ships_model_onnx_and_installs_onnxruntime(trained, wheels, tmp_path_factory):
-    """push-notebook --backend onnxruntime: each fold's model.onnx (exported where missing) in the weights dataset,
-    onnxruntime wheels for every Kaggle Python in the code dataset, and a rehearsal whose image lacks onnxruntime."""
-    runtime = tmp_path_factory.mktemp("ort")
-    code.download_wheels(runtime, ("onnxruntime",))
-    assert {code.wheel_tags(w)[1].pop() for w in runtime.glob("onnxruntime-*.whl")} == set(code.PYTHONS)
+def test_onnxruntime_wheels_cover_every_python_and_are_required(trained, wheels, ort_wheels):
+    assert {code.wheel_tags(w)[1].pop() for w in ort_wheels} == set(code.PYTHONS)
     with pytest.raises(KitError, match="lacks wheels of onnxruntime"):
         build_inference("rsna_resnet", "tester", wheels=wheels, backend="onnxruntime")
-    package = build_inference("rsna_resnet", "tester", wheels=[*wheels, *runtime.glob("*.whl")], backend="onnxruntime")
-    assert (package.weights / "fold0" / "model.onnx").exists()
-    assert "predict_test(cfg, 'onnxruntime')" in nbformat.read(package.notebook / "notebook.ipynb", 4).cells[-1].source
-    lines = []
-    assert rehearse(package, "rsna", test_samples=3, visible=2, echo=lines.append) == []
-    assert any(re.match(r"  installed onnxruntime \S+ from the dataset \(the image had none\)", x) for x in lines)
 
 
 def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
