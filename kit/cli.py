@@ -292,7 +292,12 @@ def _pythons(text: str) -> tuple[str, ...]:
 
 
 def _code_options(args) -> dict:
-    """What goes in the code dataset: the inference backend's packages, wheels for these CPythons."""
+    """What goes in the code dataset: the inference backend's packages, wheels for these CPythons. The rehearsal's
+    image profile is checked here too, before anything is built."""
+    if args.image != "here":
+        from kit.kaggle.image import profile_path
+
+        profile_path(args.image)
     return {"backend": args.backend, "pythons": _pythons(args.pythons)}
 
 

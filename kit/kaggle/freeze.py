@@ -7,11 +7,9 @@ A one-cell notebook (attached to the competition, no internet) records the image
 from __future__ import annotations
 
 import datetime
-import json
 import tempfile
 from pathlib import Path
 
-import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kit import paths
@@ -20,6 +18,7 @@ from kit.io import write_text_atomic
 from kit.kaggle import kernels
 from kit.kaggle.image import read_profile
 from kit.kaggle.notebook import kernel_metadata
+from kit.kaggle.push import write_notebook
 
 OUTPUT = "image.txt"
 RECORD = """\
@@ -61,10 +60,8 @@ def kaggle_freeze(owner: str, competition_slug: str, gpu: bool = False, name: st
     slug = "kit-image-freeze"
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "notebook"
-        folder.mkdir()
-        nbformat.write(freeze_notebook(today), folder / "notebook.ipynb")
         meta = kernel_metadata(owner, slug, "kit image freeze", competition_slug, [], gpu=gpu)
-        (folder / kernels.METADATA).write_text(json.dumps(meta, indent=1))
+        write_notebook(folder, freeze_notebook(today), meta)
         version = kernels.push(folder)
         echo(f"kernel {owner}/{slug} version {version} pushed")
         kernels.wait(owner, slug, echo=echo)
