@@ -133,6 +133,19 @@ class Stacking(ABC):
         """Row probabilities (n_samples · rows_per_sample, meta_classes) back to the predictions' shape."""
 
 
+class Staged(ABC):
+    """Optional: a fold whose earlier stages train first, each from its own config under fold<k>/<stage>/, and
+    which has a last step after its own training (e.g. calibration on its OOF)."""
+
+    @abstractmethod
+    def start_fold(self, fold: int) -> list[dict]:
+        """The earlier stages' configs, in training order, for this fold."""
+
+    @abstractmethod
+    def after_fold(self, out: Path) -> dict:
+        """Run after the fold's best epoch is saved; returns summary entries (the metric's, where it changed)."""
+
+
 def stacking(training: FoldTraining, competition: str) -> Stacking:
     if not isinstance(training, Stacking):
         raise KitError(f"competition {competition} does not support stacking (its training has no Stacking part)")

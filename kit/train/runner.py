@@ -22,7 +22,7 @@ from tqdm import tqdm
 from kernels import _dispatch as dispatch
 from kit import paths
 from kit.competitions import competition_of
-from kit.competitions.parts import FoldReport
+from kit.competitions.parts import FoldReport, Staged
 from kit.config import check_config, config_differences, dump_config, lookup
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
@@ -44,7 +44,7 @@ def seed_everything(seed: int) -> None:
 
 
 def fold_dir(cfg: dict, fold: int) -> Path:
-    return paths.runs_root() / cfg["name"] / f"fold{fold}"
+    return paths.runs_root() / cfg["name"] / f"fold{fold}" / cfg.get("stage", "")
 
 
 def build_model(cfg: dict, training) -> torch.nn.Module:
@@ -182,6 +182,9 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 epoch_hook=None) -> dict:  # fmt: skip
     trainer = cfg["trainer"]
     comp, training, folds = prepare(cfg, ctx)
+    if isinstance(training, Staged):
+        for stage_cfg in training.start_fold(fold):
+            _train_fold(stage_cfg, fold, resume, ctx, force)
     out = fold_dir(cfg, fold)
     train_ids = folds.index[folds != fold].tolist()
     val_ids = folds.index[folds == fold].tolist()
@@ -360,6 +363,9 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         "rank": ctx.rank,
         "device": str(ctx.device),
     }
+    if ctx.is_main and isinstance(training, Staged) and state["best_epoch"] >= 0:
+        summary.update(training.after_fold(out))
+        summary["ratio_to_baseline"] = summary[metric] / baseline[metric]
     if ctx.is_main:
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary

@@ -12,7 +12,9 @@ from kit.competitions.base import Competition
 from kit.errors import KitError
 
 from . import layout, metric, submission, synth, tables
+from .localiser import LocaliserTraining
 from .training import RsnaTraining
+from .two_stage import STAGE, TwoStageTraining
 
 
 @register_competition
@@ -23,6 +25,14 @@ class RsnaLumbar(Competition):
     training_class = RsnaTraining
     synth_sizes = {"train": 80, "test": 3}
     image_sizes = tuple(synth.GEOMETRIES)
+
+    def training(self, cfg: dict, data_dir: Path):
+        """The single-stage model, or a two-stage experiment (one with a localiser section) and its stage 1."""
+        if cfg.get("stage") == STAGE:
+            return LocaliserTraining(cfg, data_dir)
+        if STAGE in cfg:
+            return TwoStageTraining(cfg, data_dir)
+        return RsnaTraining(cfg, data_dir)
 
     def generate(self, out: Path, train: int, test: int, seed: int, force: bool, size: str = "default") -> Path:
         return synth.generate(out, studies=train, test_studies=test, seed=seed, force=force, size=size)

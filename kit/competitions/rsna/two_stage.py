@@ -1,0 +1,237 @@
+"""`rsna_two_stage`: stage 1 (the localiser) finds the canal and foramen points of each level; stage 2 classifies
+crops around them. Both train under runs/<exp>/fold<k>/ (stage 1 in its localiser/ folder) from one command.
+
+Leakage: validation crops come from the fold's own stage-1 OOF points and test crops from the folds' stage-1
+predictions, never from labels; training crops are centred on the labelled points and shifted each epoch by about
+stage 1's measured error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+from torch.utils.data import Dataset
+
+from kit import paths
+from kit.competitions.parts import Staged
+from kit.data.cache import cached_dataset
+from kit.data.dicom import read_view
+from kit.errors import KitError
+from kit.train import checkpoint
+
+from .crops import CROP_KINDS, study_crops
+from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
+from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack
+from .tables import load_studies
+from .training import NUM_CLASSES, RsnaTraining
+
+STAGE = "localiser"
+SWAPPED = [TARGETS.index(t.replace("left_", "@").replace("right_", "left_").replace("@", "right_")) for t in TARGETS]
+FLIPPED_KINDS = [CROP_KINDS.index(k) for k in ("spinal", "right_foramen", "left_foramen", "axial")]
+
+
+def localiser_config(cfg: dict) -> dict:
+    """Stage 1's config: the experiment's data and trainer sections with the localiser section's changes."""
+    section = cfg.get(STAGE)
+    if not isinstance(section, dict) or "model" not in section:
+        raise KitError(f"config: the two-stage experiment needs a {STAGE} section with a model")
+    return {"name": cfg["name"], "competition": cfg["competition"], "stage": STAGE,
+            "data": {**cfg["data"], **section.get("data", {})}, "model": dict(section["model"]),
+            "loss": {"name": "heatmap", **section.get("loss", {})},
+            "trainer": {**cfg["trainer"], **section.get("trainer", {})}}  # fmt: skip
+
+
+class CropInput:
+    """A study and its 15 level points (LPS) -> its cached crops (levels, kinds, slices, P, P) and level gap."""
+
+    def __init__(self, size: int, slices: int, scales: list[float]):
+        self.size, self.slices, self.scales = size, slices, scales
+
+    def __call__(self, item: dict) -> dict:
+        series = item["series"]
+        views = {view: [sagittal_stack(series.get(view, []))] for view in ("sag_t2", "sag_t1")}
+        views["axial_t2"] = [s for folder in series.get("axial_t2", []) for s in read_view(Path(folder))]
+        points = np.asarray(item["points"], dtype=np.float64)
+        crops = study_crops(views, points, self.size, self.slices, self.scales)
+        steps = np.linalg.norm(np.diff(points[: len(LEVELS)], axis=0), axis=1)
+        gap = float(np.nanmedian(steps)) if np.isfinite(steps).any() else 30.0
+        return {"study_id": item["study_id"], "crops": crops, "gap": gap}
+
+
+class CropAugment:
+    """Training only: each crop shifted by a Gaussian of stage 1's error (in its pixels), a left-right mirror that
+    swaps the left and right labels, and an intensity scale."""
+
+    def __init__(self, seed: int, error_mm: float, scales: list[float], crop: int):
+        self.error_mm, self.scales, self.crop = error_mm, scales, crop
+        self.set_random_state(seed)
+
+    def set_random_state(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, crops: np.ndarray, labels: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
+        margin = (crops.shape[-1] - self.crop) // 2
+        out = np.empty((*crops.shape[:3], self.crop, self.crop), dtype=np.float32)
+        for kind, scale in enumerate(self.scales):
+            sigma = self.error_mm / (scale * gap / self.crop)
+            for level in range(crops.shape[0]):
+                dy, dx = np.clip(np.round(self.rng.normal(0.0, sigma, 2)), -margin, margin).astype(int)
+                y, x = margin + dy, margin + dx
+                out[level, kind] = crops[level, kind, :, y : y + self.crop, x : x + self.crop]
+        if self.rng.random() < 0.5:
+            out = out[:, FLIPPED_KINDS]
+            out[:, :3] = out[:, :3, ::-1]  # sagittal slices run right to left: a mirror reverses them
+            out[:, 3] = out[:, 3, :, :, ::-1]  # axial columns run towards the patient's left
+            labels = labels[SWAPPED]
+        return np.ascontiguousarray(out) * self.rng.uniform(0.85, 1.15), labels
+
+
+class LevelCrops(Dataset):
+    def __init__(self, cached, labels: dict | None, crop: int, augment: CropAugment | None = None):
+        self.cached, self.labels, self.crop, self.augment = cached, labels, crop, augment
+
+    def __len__(self) -> int:
+        return len(self.cached)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.cached[index]
+        study = int(item["study_id"])
+        labels = np.array(self.labels[study]) if self.labels is not None else np.full(len(TARGETS), -1)
+        crops = np.asarray(item["crops"], dtype=np.float32)
+        if self.augment is not None:
+            crops, labels = self.augment(crops, labels, float(item["gap"]))
+        else:
+            margin = (crops.shape[-1] - self.crop) // 2
+            crops = crops[..., margin : margin + self.crop, margin : margin + self.crop]
+        image = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
+        return {"image": image, "target": torch.as_tensor(labels, dtype=torch.long), "id": study}
+
+
+class TwoStageTraining(RsnaTraining, Staged):
+    """Stage 2's side of fold training; formats, metric and stacking are RSNA's."""
+
+    def __init__(self, cfg: dict, data_dir: Path):
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+        data = cfg["data"]
+        self.crop, self.slices = int(data["crop"]), int(data["crop_slices"])
+        self.scales = [float(s) for s in data["crop_scales"]]
+        if len(self.scales) != len(CROP_KINDS):
+            raise KitError(f"config: data.crop_scales needs {len(CROP_KINDS)} numbers ({', '.join(CROP_KINDS)})")
+        self.cached_size = int(round(self.crop * (1 + 2 * float(data.get("crop_margin", 0.25)))))
+        self.in_channels = 1
+        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
+        self.labels = {s.study_id: s.labels for s in self._studies["train"]}
+        self.heatmap = None
+        self.fold = cfg.get("fold")
+
+    def fold_dir(self) -> Path:
+        if self.fold is None:
+            raise KitError("rsna_two_stage: no fold given for the validation crops (they come from its stage 1)")
+        return paths.runs_root() / self.cfg["name"] / f"fold{self.fold}" / STAGE
+
+    def start_fold(self, fold: int) -> list[dict]:
+        self.fold = fold
+        return [localiser_config(self.cfg)]
+
+    def localiser(self) -> LocaliserTraining:
+        return LocaliserTraining(localiser_config(self.cfg), self.data_dir)
+
+    def labelled_points(self, ids: list[int]) -> dict[int, np.ndarray]:
+        localiser = self.localiser()
+        return {int(item["study_id"]): item["points_lps"] for item in localiser.cached(ids, "train")}
+
+    def predicted_points(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """The fold's stage-1 OOF points for its validation studies."""
+        path = self.fold_dir() / LocaliserTraining.oof_file
+        if not path.exists():
+            raise KitError(f"{path}: missing; train stage 1 of the fold first (task train-fold exp=... fold=k)")
+        points = read_points(path)
+        absent = [i for i in ids if i not in points]
+        if absent:
+            raise KitError(f"{path}: no stage-1 points for study {absent[0]}, which is not in this fold's validation")
+        return points
+
+    def test_points(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Every finished fold's stage-1 points for the test studies, averaged in patient millimetres."""
+        from kit.train.outputs import best_model
+        from kit.train.runner import predict
+
+        root = paths.runs_root() / self.cfg["name"]
+        folds = sorted(p.parent for p in root.glob(f"fold*/{STAGE}/summary.json"))
+        if not folds:
+            raise KitError(f"{root}: no finished stage 1 (task train-fold exp={self.cfg['name']} fold=0 first)")
+        stage_cfg, localiser = localiser_config(self.cfg), self.localiser()
+        loader = torch.utils.data.DataLoader(localiser.dataset(ids, "test"), stage_cfg["trainer"]["batch_size"])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        total = 0.0
+        for fold in folds:
+            localiser.offsets = json.loads((fold / OFFSETS_FILE).read_text())
+            order, logits, _ = predict(best_model(stage_cfg, localiser, fold, device), loader, stage_cfg, device)
+            total = total + localiser.points(order, localiser.probabilities(logits))
+        return dict(zip(ids, total / len(folds), strict=True))
+
+    def stage_error_mm(self) -> float:
+        summary = self.fold_dir() / "summary.json"
+        return float(json.loads(summary.read_text())["error_mm"]) if summary.exists() else 0.0
+
+    def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> LevelCrops:
+        if split == "test":
+            points = self.test_points(ids)
+        elif augment_seed is not None:
+            points = self.labelled_points(ids)
+        else:
+            points = self.predicted_points(ids)
+        by_id = {s.study_id: s for s in self._studies[split]}
+        items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()},
+                  "points": np.round(points[i], 2).tolist()} for i in ids]  # fmt: skip
+        config = {"competition": "rsna", "stage": "crops", "size": self.cached_size, "slices": self.slices,
+                  "scales": self.scales, "version": 1}  # fmt: skip
+        transform = CropInput(self.cached_size, self.slices, self.scales)
+        cached = cached_dataset(items, transform, paths.cache_root() / "rsna_crops", config)
+        augment = None
+        if augment_seed is not None:
+            augment = CropAugment(augment_seed, self.stage_error_mm(), self.scales, self.crop)
+        return LevelCrops(cached, self.labels if split == "train" else None, self.crop, augment)
+
+    def after_fold(self, out: Path) -> dict:
+        """Temperature scaling, one temperature per condition, fitted on the fold's OOF by the metric's weighted log
+        loss; written into model_best.pt (the model divides its logits by it) and applied to oof.csv."""
+        ids, probs = self.load_predictions(out / self.oof_file)
+        labels = self.label_frame(ids).to_numpy()
+        log_p = np.log(np.clip(probs, 1e-7, 1.0))
+        temperature = np.ones(len(CONDITIONS))
+        for c in range(len(CONDITIONS)):
+            cols = slice(c * len(LEVELS), (c + 1) * len(LEVELS))
+            logits, target = log_p[:, cols].reshape(-1, NUM_CLASSES), labels[:, cols].reshape(-1)
+            known = target >= 0
+            if known.any():
+                temperature[c] = fit_temperature(logits[known], target[known])
+        scaled = np.repeat(temperature, len(LEVELS))[None, :, None]
+        calibrated = torch.from_numpy(log_p / scaled).softmax(dim=-1).numpy()
+        before, after = self.evaluate(ids, probs)["score"], self.evaluate(ids, calibrated)["score"]
+        best = checkpoint.load(out / "model_best.pt")
+        best["model"]["temperature"] = best["model"]["temperature"] * torch.from_numpy(temperature).float()
+        checkpoint.save(out / "model_best.pt", best)
+        self.save_predictions(out / self.oof_file, ids, calibrated)
+        return {"score": after, "score_uncalibrated": before, "temperature": [round(float(t), 4) for t in temperature]}
+
+    def explain(self, model, out: Path, ids: list[int], probs: np.ndarray, studies: int = 3) -> list[Path]:
+        raise KitError("kit explain draws attention maps of single-stage models; rsna_two_stage has none")
+
+
+def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
+    """The temperature in [0.25, 4] minimising the weighted (1/2/4) log loss of softmax(logits / T)."""
+    weights = np.asarray(SEVERITY_WEIGHTS)[target]
+    rows = np.arange(len(target))
+
+    def loss(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-(weights * log_softmax[rows, target]).sum() / weights.sum())
+
+    return float(minimize_scalar(loss, bounds=(0.25, 4.0), method="bounded").x)

@@ -1,0 +1,142 @@
+"""rsna_two_stage: crops in patient millimetres, the left-right mirror, temperature scaling, and one tiny fold of both
+stages end to end (validation crops from stage 1's OOF points, never from labels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kit.competitions.rsna.crops import in_plane_axes, plane_crop, slab
+from kit.competitions.rsna.layout import TARGETS
+from kit.competitions.rsna.localiser import from_grid, soft_argmax, to_grid
+from kit.competitions.rsna.two_stage import SWAPPED, CropAugment, fit_temperature
+from kit.config import apply_overrides, load_experiment
+from kit.data.dicom import Series
+
+TINY = [
+    "data.folds=2",
+    "data.crop=16",
+    "data.crop_slices=2",
+    "model.encoder=resnet10t",
+    "trainer.epochs=1",
+    "trainer.batch_size=2",
+    "localiser.data.size=32",
+    "localiser.trainer.epochs=1",
+    "localiser.model.decoder_channels=[16,16,8,8,8]",
+]
+
+
+def axial_stack(flip_columns: bool) -> Series:
+    """A 3-slice axial stack, 1 mm pixels, whose columns run towards the patient's left, or right when flipped; a
+    bright pixel at LPS (10, 0, 0) on the middle slice, i.e. 10 mm to the patient's left of the origin."""
+    row_dir = np.array([-1.0 if flip_columns else 1.0, 0.0, 0.0])
+    first = np.array([-20.0 if not flip_columns else 20.0, -20.0, -1.0])
+    pixels = np.zeros((3, 41, 41), np.float32)
+    pixels[:, 0, 0] = 1.0  # the percentile range needs something bright
+    column = 30 if not flip_columns else 10
+    pixels[1, 20, column] = 100.0
+    positions = np.stack([first + np.array([0.0, 0.0, k]) for k in range(3)])
+    orientation = np.concatenate([row_dir, [0.0, 1.0, 0.0]])
+    return Series(Path("axial"), pixels, positions, orientation, (1.0, 1.0), 1.0, [1, 2, 3], "Axial T2")
+
+
+@pytest.mark.parametrize("flip_columns", [False, True])
+def test_an_axial_crop_puts_the_patients_left_on_its_right_whatever_the_stack_orientation(flip_columns):
+    stack = axial_stack(flip_columns)
+    u, v = in_plane_axes(stack)
+    assert u @ [1, 0, 0] > 0.99 and v @ [0, 1, 0] > 0.99
+    crop = plane_crop(stack, 1, np.array([0.0, 0.0, 0.0]), side_mm=40.0, size=40, scale=(0.0, 100.0))
+    row, col = np.unravel_index(crop.argmax(), crop.shape)
+    assert (row, col) in {(20, 30), (19, 30), (20, 29), (19, 29)}  # 10 mm left of the centre, on the centre row
+    assert crop.max() > 0.2
+
+
+def test_a_slab_repeats_the_end_slice_instead_of_leaving_the_stack():
+    stack = axial_stack(False)
+    assert slab(stack, 0.2, 3) == [0, 0, 1]
+    assert slab(stack, 1.0, 2) == [0, 1]
+
+
+def test_grid_coordinates_round_trip_and_soft_argmax_finds_a_peak():
+    row, col = to_grid(100.0, 50.0, (160, 128), 32)
+    assert np.allclose(from_grid(row, col, (160, 128), 32), (100.0, 50.0))
+    logits = torch.full((1, 2, 16, 16), -30.0)
+    logits[0, 0, 3, 12] = 30.0
+    logits[0, 1, 8, 4] = logits[0, 1, 8, 5] = 30.0
+    assert np.allclose(soft_argmax(logits)[0], [[3, 12], [8, 4.5]], atol=1e-3)
+
+
+def test_the_mirror_swaps_every_left_and_right_label_and_the_foramen_crops():
+    names = [TARGETS[i] for i in SWAPPED]
+    assert names[TARGETS.index("left_subarticular_stenosis_l4_l5")] == "right_subarticular_stenosis_l4_l5"
+    assert names[TARGETS.index("spinal_canal_stenosis_l1_l2")] == "spinal_canal_stenosis_l1_l2"
+    assert sorted(SWAPPED) == list(range(len(TARGETS)))
+    crops = np.zeros((5, 4, 2, 24, 24), np.float32)
+    crops[:, 1] = 1.0  # the left foramen crops
+    crops[:, 3, :, :, :12] = 2.0  # the patient's right half of the axial crops
+    labels = np.arange(len(TARGETS))
+    augment = CropAugment(seed=0, error_mm=0.0, scales=[1, 1, 1, 1.6], crop=16)
+    mirrored = [augment(crops, labels, gap=30.0) for _ in range(20)]
+    flipped = [(c, lab) for c, lab in mirrored if not np.array_equal(lab, labels)]
+    assert 0 < len(flipped) < 20
+    out, swapped = flipped[0]
+    assert np.array_equal(swapped, labels[SWAPPED])
+    assert out[:, 2].min() > 0.8 and out[:, 1].max() == 0  # the left crop now sits in the right's place
+    assert out[:, 3, :, :, -4:].min() > 1.6 and out[:, 3, :, :, :4].max() == 0  # right half moved to the left
+
+
+def test_temperature_matches_a_grid_search_and_softens_overconfident_logits():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 600)
+    logits = rng.normal(0, 1, (600, 3))
+    logits[np.arange(600), target] += 1.0
+    logits *= 4.0  # overconfident
+    fitted = fit_temperature(logits, target)
+    weights = np.array([1.0, 2.0, 4.0])[target]
+
+    def loss(t):
+        z = torch.log_softmax(torch.from_numpy(logits / t), dim=1).numpy()
+        return -(weights * z[np.arange(600), target]).sum() / weights.sum()
+
+    grid = np.linspace(0.25, 4.0, 751)
+    assert fitted > 1.5
+    assert abs(fitted - grid[np.argmin([loss(t) for t in grid])]) < 0.02
+
+
+def test_one_fold_trains_both_stages_and_validates_on_stage_one_points(kit_home, rsna_dir):
+    from kit.competitions import get_competition
+    from kit.train.outputs import predict_test
+    from kit.train.runner import train_fold
+
+    (kit_home / "data").mkdir()
+    (kit_home / "data" / "rsna-synth").symlink_to(rsna_dir)
+    cfg = apply_overrides(load_experiment("rsna_two_stage"), TINY)
+    summary = train_fold(cfg, 0)
+    out = kit_home / "runs" / "rsna_two_stage" / "fold0"
+    stage1 = json.loads((out / "localiser" / "summary.json").read_text())
+    assert stage1["metric"] == "error_mm" and stage1["error_mm"] > 0
+    history = pd.read_csv(out / "localiser" / "history.csv")
+    assert {"error_mm", "error_px", "canal_mm", "left_foramen_mm", "right_foramen_mm"} <= set(history.columns)
+    oof = pd.read_csv(out / "oof.csv")
+    val_ids = sorted({int(r.split("_")[0]) for r in oof["row_id"]})
+    points = pd.read_csv(out / "localiser" / "points.csv")
+    assert sorted(points["study_id"].unique()) == val_ids  # stage 1's OOF covers exactly the validation studies
+    assert summary["score"] <= summary["score_uncalibrated"] + 1e-9
+    saved = torch.load(out / "model_best.pt", weights_only=False)["model"]["temperature"]
+    assert np.allclose(saved.numpy(), summary["temperature"], atol=1e-3)
+
+    training = get_competition("rsna").training({**cfg, "fold": 0}, rsna_dir)
+    validation = training.dataset(val_ids, "train")
+    items = {int(i["study_id"]): i for i in validation.cached.data}
+    first = points[points["study_id"] == val_ids[0]].sort_values("channel")[["L", "P", "S"]].to_numpy()
+    assert np.allclose(items[val_ids[0]]["points"], first, atol=0.01)  # stage 1's points, not the labels
+
+    path, folds, _ = predict_test(cfg)
+    sub = pd.read_csv(path)
+    assert folds == 1 and len(sub) == 3 * len(TARGETS)
+    assert np.allclose(sub[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0, atol=1e-4)
