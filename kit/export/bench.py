@@ -18,6 +18,7 @@ import torch
 from kernels.bench import markdown_table
 from kit import paths
 from kit.competitions import competition_of
+from kit.competitions.parts import Staged
 from kit.config import experiment_names, load_experiment
 from kit.export.onnx import export_model, parity, session
 from kit.io import write_text_atomic
@@ -42,7 +43,11 @@ def model_and_batch(cfg: dict, data_root: Path) -> tuple[torch.nn.Module, torch.
             comp.synth(data, 4 if comp.name == "rsna" else 12, 2 if comp.name == "rsna" else 4, seed=0)
         training = comp.training(cfg, data)
         ids = training.ids("train")[:3]
-        dataset = training.dataset(ids, "train")
+        if isinstance(training, Staged):  # no earlier stage trained here: samples built from the labels suffice
+            training.start_fold(0)
+            dataset = training.dataset(ids, "train", augment_seed=0)
+        else:
+            dataset = training.dataset(ids, "train")
         batch = torch.stack([dataset[k]["image"] for k in range(len(ids))]).float()
     torch.manual_seed(0)
     return build_model(cfg, training).eval(), batch

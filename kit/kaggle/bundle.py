@@ -109,10 +109,21 @@ def fold_sources(exp_root: Path, prefix: str = "", files: tuple[str, ...] = ()) 
     absent = [str(p / name) for p in folds for name in files if not (p / name).exists()]
     if absent:
         raise KitError(f"{absent[0]}: missing (task export exp={exp_root.name} fold=k writes it)")
-    return {f"{prefix}{p.name}/{name}": p / name for p in folds for name in (*FOLD_FILES, *files)}
+    sources = {f"{prefix}{p.name}/{name}": p / name for p in folds for name in (*FOLD_FILES, *files)}
+    for fold in folds:  # earlier stages (fold<k>/<stage>/) travel with their fold: weights, config, small records
+        for stage in stage_folders(fold):
+            for path in sorted(stage.iterdir()):
+                if path.name in FOLD_FILES or path.suffix == ".json":
+                    sources[f"{prefix}{fold.name}/{stage.name}/{path.name}"] = path
+    return sources
 
 
 FOLD_FILES = ("model_best.pt", "config.yaml", "summary.json")
+
+
+def stage_folders(fold: Path) -> list[Path]:
+    """A fold's finished earlier stages (e.g. rsna_two_stage's fold0/localiser/)."""
+    return sorted(p for p in fold.iterdir() if p.is_dir() and (p / "summary.json").exists())
 
 
 def weights_metadata(owner: str, name: str) -> dict:

@@ -65,8 +65,11 @@ PLACE_WEIGHTS = """\
 runs = WORK / "runs" / {exp!r}
 for fold in sorted((WEIGHTS / {source!r}).glob("fold*")):
     (runs / fold.name).mkdir(parents=True, exist_ok=True)
-    for path in fold.iterdir():  # model_best.pt, config.yaml, summary.json (and model.onnx for onnxruntime)
-        shutil.copy2(path, runs / fold.name / path.name)
+    for path in fold.rglob("*"):  # model_best.pt, config.yaml, summary.json (model.onnx; earlier stages' folders)
+        if path.is_file():
+            target = runs / fold.name / path.relative_to(fold)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     (runs / fold.name / {oof!r}).touch()  # marks the fold as trained for `kit predict`
 print(sorted(p.name for p in runs.iterdir()))
 """

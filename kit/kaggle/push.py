@@ -16,7 +16,7 @@ from kit.competitions import competition_of, get_competition
 from kit.config import load_experiment
 from kit.errors import KitError
 from kit.kaggle import datasets, kernels
-from kit.kaggle.bundle import stack_weights_bundle, weights_bundle
+from kit.kaggle.bundle import stack_weights_bundle, stage_folders, weights_bundle
 from kit.kaggle.client import username
 from kit.kaggle.code import BACKEND_PACKAGES, PYTHONS, code_bundle
 from kit.kaggle.notebook import (
@@ -104,6 +104,10 @@ def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] 
     files = ()
     if backend == "onnxruntime":
         from kit.export.onnx import MODEL_FILE
+
+        if any(stage_folders(fold) for fold in exp_root.glob("fold*") if fold.is_dir()):
+            raise KitError(f"--backend onnxruntime: {cfg['name']} has earlier stages (fold<k>/localiser/); its "
+                           "notebook predicts with PyTorch only")  # fmt: skip
 
         exported_folds(cfg)
         files = (MODEL_FILE,)

@@ -74,7 +74,13 @@ def test_explain_draws_rsna_attention_maps(tmp_path, rsna_dir):
 
 @pytest.mark.slow
 def test_explain_draws_mars_class_maps(tmp_path, mars_dir):
-    tiny = [f"data.dir={mars_dir}", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=8"]
+    tiny = [
+        f"data.dir={mars_dir}",
+        "data.folds=3",
+        "trainer.epochs=1",
+        "trainer.batch_size=8",
+        "model.decoder_se_reduction=null",
+    ]
     assert run_kit(["train-fold", "--exp", "mars_smp_unet", *tiny], tmp_path).returncode == 0
     explained = run_kit(["explain", "--exp", "mars_smp_unet", *tiny], tmp_path)
     assert explained.returncode == 0, explained.stderr

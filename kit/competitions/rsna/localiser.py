@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from monai.transforms import Transform
 from torch.utils.data import Dataset
 
 from kit import paths
@@ -90,6 +91,7 @@ def from_grid(row: float, col: float, shape, size: int) -> tuple[float, float]:
 def labelled_lps(series_folders: dict[str, list], points: dict[str, list]) -> np.ndarray:
     """(15, 3) LPS of the labelled canal and foramen points (NaN where unlabelled), each read on its own series."""
     out = np.full((POINTS, 3), np.nan)
+    read: dict[str, list[Series]] = {}
     for view, rows in points.items():
         by_name = {Path(f).name: f for f in series_folders.get(view, [])}
         for channel, series_id, instance, x, y in rows:
@@ -97,7 +99,9 @@ def labelled_lps(series_folders: dict[str, list], points: dict[str, list]) -> np
             if folder is None:
                 raise DataError(f"train_label_coordinates.csv: series {int(series_id)} is not a {view} series of its "
                                 "study in train_series_descriptions.csv")  # fmt: skip
-            stack = next((s for s in read_view(Path(folder)) if int(instance) in s.instance_numbers), None)
+            if folder not in read:
+                read[folder] = read_view(Path(folder))
+            stack = next((s for s in read[folder] if int(instance) in s.instance_numbers), None)
             if stack is None:
                 raise DataError(f"{folder}: no slice with InstanceNumber {int(instance)} (train_label_coordinates.csv)")
             height, width = stack.pixels.shape[1:]
@@ -108,7 +112,7 @@ def labelled_lps(series_folders: dict[str, list], points: dict[str, list]) -> np
     return out
 
 
-class LocaliserInput:
+class LocaliserInput(Transform):  # a MONAI Transform: PersistentDataset caches only what Transforms compute
     """A study (series folders, labelled points) -> its cached stage-1 sample: the input image, each sagittal
     stack's geometry, and the labelled points in LPS and in the input grid."""
 
@@ -237,7 +241,7 @@ class LocaliserTraining(FoldTraining):
         points = landmark_points(self.data_dir, POINT_CONDITIONS) if split == "train" else {}
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()},
                   "points": points.get(i, {})} for i in ids]  # fmt: skip
-        config = {"competition": "rsna", "stage": "localiser", "size": self.size, "version": 1}
+        config = {"competition": "rsna", "stage": "localiser", "size": self.size, "version": 2}
         cached = cached_dataset(items, LocaliserInput(self.size), paths.cache_root() / "rsna_localiser", config)
         for item in cached:
             self._items[int(item["study_id"])] = item

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.transforms import Transform
 from scipy.optimize import minimize_scalar
 from torch.utils.data import Dataset
 
@@ -45,7 +46,7 @@ def localiser_config(cfg: dict) -> dict:
             "trainer": {**cfg["trainer"], **section.get("trainer", {})}}  # fmt: skip
 
 
-class CropInput:
+class CropInput(Transform):  # a MONAI Transform: PersistentDataset caches only what Transforms compute
     """A study and its 15 level points (LPS) -> its cached crops (levels, kinds, slices, P, P) and level gap."""
 
     def __init__(self, size: int, slices: int, scales: list[float]):
@@ -187,9 +188,9 @@ class TwoStageTraining(RsnaTraining, Staged):
             points = self.predicted_points(ids)
         by_id = {s.study_id: s for s in self._studies[split]}
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()},
-                  "points": np.round(points[i], 2).tolist()} for i in ids]  # fmt: skip
+                  "points": np.round(with_canal(points[i]), 2).tolist()} for i in ids]  # fmt: skip
         config = {"competition": "rsna", "stage": "crops", "size": self.cached_size, "slices": self.slices,
-                  "scales": self.scales, "version": 1}  # fmt: skip
+                  "scales": self.scales, "version": 2}  # fmt: skip
         transform = CropInput(self.cached_size, self.slices, self.scales)
         cached = cached_dataset(items, transform, paths.cache_root() / "rsna_crops", config)
         augment = None
@@ -221,6 +222,17 @@ class TwoStageTraining(RsnaTraining, Staged):
 
     def explain(self, model, out: Path, ids: list[int], probs: np.ndarray, studies: int = 3) -> list[Path]:
         raise KitError("kit explain draws attention maps of single-stage models; rsna_two_stage has none")
+
+
+def with_canal(points: np.ndarray) -> np.ndarray:
+    """A level without its canal point (no Sagittal T2) takes the midpoint of its two foramina, which still picks
+    the axial slices through that disc."""
+    points = np.array(points, dtype=np.float64)
+    levels = len(LEVELS)
+    midpoint = (points[levels : 2 * levels] + points[2 * levels :]) / 2
+    missing = ~np.isfinite(points[:levels]).all(axis=1)
+    points[:levels][missing] = midpoint[missing]
+    return points
 
 
 def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:

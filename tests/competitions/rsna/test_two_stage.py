@@ -140,3 +140,15 @@ def test_one_fold_trains_both_stages_and_validates_on_stage_one_points(kit_home,
     sub = pd.read_csv(path)
     assert folds == 1 and len(sub) == 3 * len(TARGETS)
     assert np.allclose(sub[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_a_study_without_sagittal_t2_takes_its_canal_points_from_the_foramina():
+    from kit.competitions.rsna.two_stage import with_canal
+
+    points = np.full((15, 3), np.nan)
+    points[5:10] = [[10.0, 0.0, z] for z in range(5)]
+    points[10:15] = [[-10.0, 4.0, z] for z in range(5)]
+    points[2] = [1.0, 2.0, 3.0]
+    filled = with_canal(points)
+    assert np.allclose(filled[0], [0.0, 2.0, 0.0]) and np.allclose(filled[2], [1.0, 2.0, 3.0])
+    assert np.isfinite(filled).all()
