@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 from monai.transforms import Transform
+from torch import nn
 from torch.utils.data import Dataset
 
 from kit import paths
