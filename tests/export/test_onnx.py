@@ -16,12 +16,16 @@ from kit.export.onnx import export_model, parity
 from kit.models.registry import MODELS, create_model
 from tests.test_cli_errors import run_kit
 
-SMALL = {"rsna": ["data.size=32", "data.slices=2"], "mars": []}
+SMALL = {
+    "rsna": ["data.size=32", "data.slices=2"],
+    "mars": [],
+    "rsna_two_stage": ["data.crop=16", "data.crop_slices=2"],
+}
 
 
 def small(experiment: str) -> dict:
     cfg = load_experiment(experiment)
-    return apply_overrides(cfg, SMALL.get(cfg["competition"], ["data.size=32"]))
+    return apply_overrides(cfg, SMALL.get(experiment, SMALL.get(cfg["competition"], ["data.size=32"])))
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,12 @@ class LocaliserInput(Transform):  # a MONAI Transform: PersistentDataset caches 
                 "points_lps": lps, "points_grid": grid}  # fmt: skip
 
 
+def as_arrays(item: dict) -> dict:
+    """A cached sample as NumPy: the cache hands back tensors where the first, computing pass gave arrays."""
+    arrays = {k: np.asarray(item[k]) for k in ("image", "points_grid")}
+    return {**item, **arrays, "points_lps": np.asarray(item["points_lps"], dtype=np.float64)}
+
+
 class LocaliserSamples(Dataset):
     def __init__(self, cached, sigma: float, augment=None):
         self.cached, self.sigma, self.augment = cached, sigma, augment
@@ -147,8 +153,8 @@ class LocaliserSamples(Dataset):
         return len(self.cached)
 
     def __getitem__(self, index: int) -> dict:
-        item = self.cached[index]
-        image = torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32)
+        item = as_arrays(self.cached[index])
+        image = torch.as_tensor(item["image"], dtype=torch.float32)
         known = np.flatnonzero(np.isfinite(item["points_grid"]).all(axis=1))
         rows = [[c, 0.0, *item["points_grid"][c]] for c in known]
         heatmap = torch.from_numpy(gaussian_heatmaps(np.asarray(rows).reshape(-1, 4), POINTS, image.shape[1:],
@@ -244,8 +250,13 @@ class LocaliserTraining(FoldTraining):
         config = {"competition": "rsna", "stage": "localiser", "size": self.size, "version": 2}
         cached = cached_dataset(items, LocaliserInput(self.size), paths.cache_root() / "rsna_localiser", config)
         for item in cached:
-            self._items[int(item["study_id"])] = item
+            self._items[int(item["study_id"])] = as_arrays(item)
         return cached
+
+    def labelled(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """(15, 3) LPS of each training study's labelled canal and foramen points (NaN where unlabelled)."""
+        self.cached(ids, "train")
+        return {i: self._items[i]["points_lps"] for i in ids}
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> LocaliserSamples:
         from .training import augmentation

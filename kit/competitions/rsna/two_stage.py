@@ -142,8 +142,7 @@ class TwoStageTraining(RsnaTraining, Staged):
         return LocaliserTraining(localiser_config(self.cfg), self.data_dir)
 
     def labelled_points(self, ids: list[int]) -> dict[int, np.ndarray]:
-        localiser = self.localiser()
-        return {int(item["study_id"]): item["points_lps"] for item in localiser.cached(ids, "train")}
+        return self.localiser().labelled(ids)
 
     def predicted_points(self, ids: list[int]) -> dict[int, np.ndarray]:
         """The fold's stage-1 OOF points for its validation studies."""
@@ -176,6 +175,9 @@ class TwoStageTraining(RsnaTraining, Staged):
         return dict(zip(ids, total / len(folds), strict=True))
 
     def stage_error_mm(self) -> float:
+        """Stage 1's median error on this fold's validation studies (0 before it has one, e.g. in a benchmark)."""
+        if self.fold is None:
+            return 0.0
         summary = self.fold_dir() / "summary.json"
         return float(json.loads(summary.read_text())["error_mm"]) if summary.exists() else 0.0
 

@@ -136,6 +136,11 @@ def test_one_fold_trains_both_stages_and_validates_on_stage_one_points(kit_home,
     first = points[points["study_id"] == val_ids[0]].sort_values("channel")[["L", "P", "S"]].to_numpy()
     assert np.allclose(items[val_ids[0]]["points"], first, atol=0.01)  # stage 1's points, not the labels
 
+    localiser = training.localiser()  # a second reading comes from the cache, as tensors: scored all the same
+    localiser.dataset(training.ids("train"), "train", augment_seed=0)
+    grid = np.stack([localiser.prior(training.ids("train"))] * len(val_ids))
+    assert localiser.evaluate(val_ids, grid)["error_mm"] > 0
+
     path, folds, _ = predict_test(cfg)
     sub = pd.read_csv(path)
     assert folds == 1 and len(sub) == 3 * len(TARGETS)
