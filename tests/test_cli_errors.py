@@ -129,7 +129,7 @@ def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
     env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     overrides = ["--", f"data.dir={rsna_dir}", "data.folds=2", "trainer.epochs=1", "trainer.batch_size=2",
-                 "localiser.trainer.epochs=1"]  # fmt: skip
+                 "localiser.trainer.epochs=1", "data.crop=32", "localiser.data.size=64"]  # fmt: skip
     angled = [s for s in load_studies(rsna_dir, "test") for f in s.series.get("axial_t2", []) if len(read_view(f)) > 1]
     assert angled, "the rehearsal's test studies should hold an axial series of angled stacks"
 

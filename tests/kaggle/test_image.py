@@ -13,6 +13,9 @@ from kit.errors import KitError
 from kit.kaggle import code
 from kit.kaggle.image import Profile, linked_stack, profile_path, read_profile, stand_in, to_install
 
+# the session's wheel fixtures are built once, on one xdist worker (`--dist loadgroup`)
+pytestmark = pytest.mark.xdist_group("wheels")
+
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text)

@@ -22,6 +22,9 @@ from kit.kaggle.submit import submit_code
 
 from .conftest import KEY
 
+# the session's wheel fixtures are built once, on one xdist worker (`--dist loadgroup`)
+pytestmark = pytest.mark.xdist_group("wheels")
+
 TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=1", "trainer.batch_size=4"]
 
 

@@ -34,7 +34,7 @@ def test_the_prior_baseline_is_the_mean_image(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_fold_draws_reconstructions_and_refuses_to_merge(tmp_path):
-    tiny = ["trainer.epochs=2", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
+    tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
     trained = run_kit(["train-fold", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.strip().splitlines()[-1].startswith("mse ")
