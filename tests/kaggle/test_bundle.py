@@ -70,3 +70,18 @@ def test_weights_bundle_lists_checkpoints_configs_and_metadata(tmp_path):
     assert "7 files" in bundle.listing()
     with pytest.raises(KitError, match="6 to 50 characters"):
         dataset_metadata("me", "x", "short")
+
+
+def test_a_folds_earlier_stage_travels_with_it(tmp_path):
+    fold = tmp_path / "rsna_two_stage" / "fold0"
+    for folder in (fold, fold / "localiser"):
+        folder.mkdir(parents=True)
+        for name in ("model_best.pt", "config.yaml", "summary.json", "model_last.pt", "history.csv"):
+            (folder / name).write_text("x")
+    (fold / "localiser" / "offsets.json").write_text("{}")
+    (fold / "tensorboard").mkdir()  # not a stage: no summary.json
+    bundle = weights_bundle(tmp_path / "rsna_two_stage", tmp_path / "out", owner="me")
+    assert sorted(map(str, bundle.files)) == [
+        "dataset-metadata.json", "fold0/config.yaml", "fold0/localiser/config.yaml", "fold0/localiser/model_best.pt",
+        "fold0/localiser/offsets.json", "fold0/localiser/summary.json", "fold0/model_best.pt", "fold0/summary.json",
+    ]  # fmt: skip

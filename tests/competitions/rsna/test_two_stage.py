@@ -157,3 +157,20 @@ def test_a_study_without_sagittal_t2_takes_its_canal_points_from_the_foramina():
     filled = with_canal(points)
     assert np.allclose(filled[0], [0.0, 2.0, 0.0]) and np.allclose(filled[2], [1.0, 2.0, 3.0])
     assert np.isfinite(filled).all()
+
+
+def test_a_labelled_point_outside_its_image_or_series_is_one_line_naming_it(rsna_dir):
+    from kit.competitions.rsna.localiser import labelled_lps
+    from kit.competitions.rsna.tables import load_studies
+    from kit.data.dicom import read_view
+    from kit.errors import DataError
+
+    study = load_studies(rsna_dir, "train")[0]
+    folder = study.series["sag_t2"][0]
+    instance = read_view(folder)[0].instance_numbers[0]
+    outside = {"sag_t2": [[0, int(folder.name), instance, 5000.0, 10.0]]}
+    with pytest.raises(DataError, match=f"{folder}: the labelled point x=5000, y=10 on instance {instance} lies out"):
+        labelled_lps({v: [str(f) for f in fs] for v, fs in study.series.items()}, outside)
+    elsewhere = {"sag_t2": [[0, 999, 1, 5.0, 10.0]]}
+    with pytest.raises(DataError, match="series 999 is not a sag_t2 series of its study"):
+        labelled_lps({v: [str(f) for f in fs] for v, fs in study.series.items()}, elsewhere)
