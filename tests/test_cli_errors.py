@@ -113,11 +113,9 @@ def test_config_conflicts_are_one_error_line(workdir, rsna_dir, overrides, fragm
 def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
     """`task train-fold`, `task rehearse`, `task predict` in a user's folder with KIT_HOME unset: relative paths
     everywhere (the rehearsal once linked its inputs to a relative path and found no wheels). The two-stage
-    experiment: its notebook runs stage 1 and then stage 2 offline, on test studies with angled axial stacks."""
+    experiment: its notebook runs stage 1 and then stage 2 offline (test_rehearsal_studies_hold_angled_axial_stacks:
+    on test studies with angled axial stacks, one without Sagittal T2)."""
     import shutil
-
-    from kit.competitions.rsna.tables import load_studies
-    from kit.data.dicom import read_view
 
     task = shutil.which("task", path=str(Path(sys.executable).parent)) or shutil.which("task")
     if task is None:
@@ -130,8 +128,6 @@ def test_readme_tasks_with_the_default_kit_home(tmp_path, rsna_dir):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     overrides = ["--", f"data.dir={rsna_dir}", "data.folds=2", "trainer.epochs=1", "trainer.batch_size=2",
                  "localiser.trainer.epochs=1", "data.crop=32", "localiser.data.size=64"]  # fmt: skip
-    angled = [s for s in load_studies(rsna_dir, "test") for f in s.series.get("axial_t2", []) if len(read_view(f)) > 1]
-    assert angled, "the rehearsal's test studies should hold an axial series of angled stacks"
 
     def task_run(*args):
         result = subprocess.run([task, *args], cwd=user, env=env, capture_output=True, text=True, timeout=900)

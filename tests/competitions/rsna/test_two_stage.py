@@ -174,3 +174,25 @@ def test_a_labelled_point_outside_its_image_or_series_is_one_line_naming_it(rsna
     elsewhere = {"sag_t2": [[0, 999, 1, 5.0, 10.0]]}
     with pytest.raises(DataError, match="series 999 is not a sag_t2 series of its study"):
         labelled_lps({v: [str(f) for f in fs] for v, fs in study.series.items()}, elsewhere)
+
+
+def test_rehearsal_studies_hold_angled_axial_stacks(tmp_path):
+    """The simulated test studies `task rehearse` runs the notebook on (the same generator, size and seed) hold an
+    axial series of angled stacks and a study without Sagittal T2, whose canal points come from its foramina."""
+    import inspect
+    import warnings
+
+    from kit.competitions.rsna import synth
+    from kit.competitions.rsna.tables import load_studies
+    from kit.data.dicom import read_view
+    from kit.kaggle import rehearse
+
+    defaults = inspect.signature(rehearse.rehearse).parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = synth.generate(tmp_path / "comp", studies=rehearse.TRAIN_SAMPLES,
+                              test_studies=defaults["test_samples"].default, seed=defaults["seed"].default)  # fmt: skip
+    studies = load_studies(data, "test")
+    angled = [s for s in studies if any(len(read_view(f)) > 1 for f in s.series.get("axial_t2", []))]
+    assert angled, "no test study with an axial series of angled stacks"
+    assert any("sag_t2" not in s.series for s in studies), "no test study without Sagittal T2"
