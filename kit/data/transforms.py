@@ -68,6 +68,14 @@ def volume_stacks(stacks: Sequence[Series]) -> list[Series]:
     return [s for s in stacks if s.folder == stacks[0].folder]
 
 
+def require_inside(series: Series, instance: int, x: float, y: float) -> None:
+    """A labelled pixel (x = column, y = row) outside its image is an error naming the series folder."""
+    height, width = series.pixels.shape[1:]
+    if not (0 <= x < width and 0 <= y < height):
+        raise DataError(f"{series.folder}: the labelled point x={x:g}, y={y:g} on instance {instance} lies outside its "
+                        f"{width}x{height} image (train_label_coordinates.csv)")  # fmt: skip
+
+
 def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -> np.ndarray:
     """[channel, series_id, instance_number, x (column), y (row)] rows -> [channel, R, A, S] rows."""
     rows = []
@@ -75,11 +83,7 @@ def points_to_ras(stacks: Sequence[Series], points: Sequence[Sequence[float]]) -
         for series in stacks:  # a series folder may hold several stacks; the point lies on one of them
             ras = series.pixel_to_ras(int(instance), x, y) if series.folder.name == str(int(series_id)) else None
             if ras is not None:
-                height, width = series.pixels.shape[1:]
-                if not (0 <= x < width and 0 <= y < height):
-                    where = f"x={x:g}, y={y:g} on instance {int(instance)}"
-                    raise DataError(f"{series.folder}: the labelled point {where} lies outside its {width}x{height} "
-                                    "image (train_label_coordinates.csv)")  # fmt: skip
+                require_inside(series, int(instance), x, y)
                 rows.append([channel, *ras])
                 break
     return np.asarray(rows, dtype=np.float64).reshape(-1, 4)

@@ -26,7 +26,7 @@ from kit.competitions.parts import FoldTraining
 from kit.data.cache import cached_dataset
 from kit.data.dicom import Series, read_view
 from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
-from kit.data.transforms import volume_stacks
+from kit.data.transforms import require_inside, volume_stacks
 from kit.errors import DataError, KitError
 from kit.io import atomic_path, write_text_atomic
 
@@ -104,10 +104,7 @@ def labelled_lps(series_folders: dict[str, list], points: dict[str, list]) -> np
             stack = next((s for s in read[folder] if int(instance) in s.instance_numbers), None)
             if stack is None:
                 raise DataError(f"{folder}: no slice with InstanceNumber {int(instance)} (train_label_coordinates.csv)")
-            height, width = stack.pixels.shape[1:]
-            if not (0 <= x < width and 0 <= y < height):
-                raise DataError(f"{folder}: the labelled point x={x:g}, y={y:g} on instance {int(instance)} lies "
-                                f"outside its {width}x{height} image (train_label_coordinates.csv)")  # fmt: skip
+            require_inside(stack, int(instance), x, y)
             out[int(channel)] = point_lps(stack, int(instance), x, y)
     return out
 

@@ -24,7 +24,7 @@ from kit.data.dicom import read_view
 from kit.errors import KitError
 from kit.train import checkpoint
 
-from .crops import CROP_KINDS, study_crops
+from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
 from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack
 from .tables import load_studies
@@ -58,9 +58,7 @@ class CropInput(Transform):  # a MONAI Transform: PersistentDataset caches only 
         views["axial_t2"] = [s for folder in series.get("axial_t2", []) for s in read_view(Path(folder))]
         points = np.asarray(item["points"], dtype=np.float64)
         crops = study_crops(views, points, self.size, self.slices, self.scales)
-        steps = np.linalg.norm(np.diff(points[: len(LEVELS)], axis=0), axis=1)
-        gap = float(np.nanmedian(steps)) if np.isfinite(steps).any() else 30.0
-        return {"study_id": item["study_id"], "crops": crops, "gap": gap}
+        return {"study_id": item["study_id"], "crops": crops, "gap": level_gap(points[: len(LEVELS)])}
 
 
 class CropAugment:
