@@ -87,13 +87,27 @@ def cmd_folds(args) -> None:
     data_dir = comp.data_dir(args.data)
     folds = comp.folds(data_dir, n_splits=args.k, seed=args.seed)
     sizes = folds.value_counts().sort_index()
-    print(f"{comp.folds_path(data_dir)}: " + ", ".join(f"fold {k}: {n}" for k, n in sizes.items()))
+    print(
+        f"{folds.attrs.get('path', comp.folds_path(data_dir))}: "
+        + ", ".join(f"fold {k}: {n}" for k, n in sizes.items())
+    )
 
 
 def _experiment(args) -> dict:
-    from kit.config import apply_overrides, check_config, load_experiment
+    from kit.config import apply_overrides, check_config, check_name, load_experiment
 
-    return check_config(apply_overrides(load_experiment(args.exp), args.overrides), getattr(args, "fold", None))
+    cfg = apply_overrides(load_experiment(args.exp), args.overrides)
+    check_name(cfg["name"])
+    return check_config(cfg, getattr(args, "fold", None))
+
+
+def _run(args, other_data: bool = False):
+    """The trained run a command after training works on: its own config and data (see kit.train.run)."""
+    from kit.train.run import Run
+
+    run = Run.open(args.exp, args.overrides, force=args.force, other_data=other_data)
+    print(run.describe())
+    return run
 
 
 def cmd_train_fold(args) -> None:
@@ -163,7 +177,7 @@ def cmd_runs(args) -> None:
 def cmd_oof(args) -> None:
     from kit.train.outputs import merge_oof
 
-    path, scores, n_folds = merge_oof(_experiment(args))
+    path, scores, n_folds = merge_oof(_run(args))
     print(f"{path}: {n_folds} fold(s) merged")
     print(f"CV {scores['metric']} {scores[scores['metric']]:.4f}")
 
@@ -173,7 +187,7 @@ def cmd_predict(args) -> None:
 
     if args.backend not in BACKENDS:
         raise KitError(f"--backend {args.backend}: expected one of {', '.join(BACKENDS)}")
-    path, n_folds, scores = predict_test(_experiment(args), args.backend)
+    path, n_folds, scores = predict_test(_run(args, other_data=True), args.backend)
     print(f"{path}: test predictions averaged over {n_folds} fold(s)")
     if scores:
         print(
@@ -184,7 +198,7 @@ def cmd_predict(args) -> None:
 def cmd_package_codabench(args) -> None:
     from kit.competitions.imageclass.codabench import package
 
-    path, found = package(_experiment(args))
+    path, found = package(_run(args))
     print(f"{path}: {found['zip_mb']:.1f} MB, model.py + model.pt2 ({found['classes']} classes)")
     print(
         f"rehearsal without the kit: ({found['images']},) {found['dtype']} labels in range, equal to the kit's "
@@ -196,7 +210,7 @@ def cmd_package_codabench(args) -> None:
 def cmd_explain(args) -> None:
     from kit.report.explain import explain_fold
 
-    written = explain_fold(_experiment(args), args.fold)
+    written = explain_fold(_run(args), args.fold)
     print(f"{len(written)} picture(s) in {written[0].parent}")
 
 
@@ -206,7 +220,8 @@ def cmd_export(args) -> None:
 
     if args.quantize and args.quantize not in MODES:
         raise KitError(f"--quantize {args.quantize}: expected one of {', '.join(MODES)}")
-    path, record = export_fold(_experiment(args), args.fold, args.opset)
+    run = _run(args)
+    path, record = export_fold(run, args.fold, args.opset)
     worst = max(record["max_abs_difference"].values())
     print(
         f"{path}: outputs {', '.join(record['outputs'])}; ONNX Runtime vs PyTorch on {record['batch']} validation "
@@ -215,7 +230,7 @@ def cmd_export(args) -> None:
     if args.quantize:
         from kit.export.quantize import quantize_fold
 
-        path, record = quantize_fold(_experiment(args), args.fold, args.quantize)
+        path, record = quantize_fold(run, args.fold, args.quantize)
         for name in ("fp32", "int8"):
             part = record[name]
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in part["metrics"].items())
@@ -242,7 +257,7 @@ def cmd_compare(args) -> None:
 def cmd_stack(args) -> None:
     from kit.stack.run import run_stack
 
-    out, scores = run_stack(args.competition, args.experiments, args.name, args.seed, args.max_rows)
+    out, scores = run_stack(args.competition, args.experiments, args.name, args.seed, args.max_rows, args.force)
     for name, value in scores.items():
         print(f"{name:<24} {value:.6f}")
     print(f"{out}/report.md")
@@ -277,7 +292,7 @@ def _inference_package(args, owner: str, **options):
 
     if args.stack:
         return build_stack_inference(args.stack, owner, **options)
-    return build_inference(args.exp, owner, **options)
+    return build_inference(_run(args), owner, **options)
 
 
 def _pythons(text: str) -> tuple[str, ...]:
@@ -349,10 +364,19 @@ def cmd_rehearse(args) -> None:
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
 
 
+AFTER_TRAINING = ("oof", "predict", "export", "explain", "package-codabench")
+
+
+def _force_argument(p) -> None:
+    p.add_argument("--force", action="store_true", help="use a trained run even though its YAML changed since")
+
+
 def _package_arguments(p) -> None:
     p.add_argument("--backend", default="torch", help="torch, or onnxruntime (ships each fold's model.onnx)")
     p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
     p.add_argument("--image", default="here", help="rehearse on: here (this machine's packages), old, or a profile")
+    _force_argument(p)
+    p.add_argument("overrides", nargs="*", help="name=<run> (another run of the experiment), data.dir=...")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -416,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
         if verb.startswith("train"):
             p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
             p.add_argument("--force", action="store_true", help="--resume even when the config changed")
+        elif verb in AFTER_TRAINING:
+            _force_argument(p)
         if verb == "tune":
             p.add_argument("--trials", type=int, default=20, help="trials in all (a resumed search counts done ones)")
             p.add_argument("--folds", type=int, nargs="+", default=[0], help="folds each trial trains (mean)")
@@ -439,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="runs/stack-<name> (default: the experiment names joined by '-')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=200_000, help="meta-model training rows per fold (sampled)")
+    _force_argument(p)
     p.set_defaults(func=cmd_stack)
 
     p = verbs.add_parser("submit", help="validate a CSV, submit it to Kaggle, wait for its score")

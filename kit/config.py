@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,25 @@ from kit.errors import KitError, UnknownNameError
 from kit.io import write_text_atomic
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; YAML 1.2 and every user read it as a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader with one more float form
 
 
 def experiment_names() -> list[str]:
@@ -27,7 +47,7 @@ def load_experiment(name: str) -> dict:
     if not path.exists():
         raise KitError(f"{path}: experiment file not found")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise KitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(cfg, dict):
@@ -44,6 +64,8 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         key, sep, raw = override.partition("=")
         if not sep:
             raise KitError(f"override {override!r} is not of the form key=value")
+        if not raw.strip():
+            raise KitError(f"override {override!r}: no value; write {key}=null for none")
         *parents, leaf = key.split(".")
         node = cfg
         for i, part in enumerate(parents):
@@ -53,7 +75,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         if leaf not in node:
             raise KitError(f"override {override!r}: unknown key {key!r}; known here: {', '.join(sorted(node))}")
         try:
-            node[leaf] = yaml.safe_load(raw)
+            node[leaf] = read_yaml(raw)
         except yaml.YAMLError as exc:
             raise KitError(f"override {override!r}: the value is not valid YAML") from exc
     return cfg
@@ -73,7 +95,7 @@ CHECKS = {
     ("trainer", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("trainer", "warmup_epochs"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     ("trainer", "early_stopping"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "seed"): ("a whole number", _is_int),
+    ("trainer", "seed"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     ("trainer", "accumulate"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("trainer", "num_workers"): ("a whole number >= 0, or null", lambda v: v is None or (_is_int(v) and v >= 0)),
     ("trainer", "lr"): ("a number > 0", lambda v: _is_number(v) and v > 0),
@@ -99,11 +121,38 @@ CHECKS = {
     ),
     ("trainer", "mixup"): ("a probability in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
     ("data", "folds"): ("a whole number >= 2", lambda v: _is_int(v) and v >= 2),
-    ("data", "fold_seed"): ("a whole number", _is_int),
+    ("data", "fold_seed"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     ("data", "slices"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("data", "size"): ("a whole number >= 8", lambda v: _is_int(v) and v >= 8),
-    ("data", "dir"): ("a folder path, or null", lambda v: v is None or isinstance(v, str)),
+    ("data", "dir"): (
+        "a folder path, or null (the synthetic data); an empty value names no folder",
+        lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+    ),
+    ("loss", "label_smoothing"): ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    ("loss", "class_weights"): (
+        "balanced, null, or a list of one number > 0 per class",
+        lambda v: (
+            v is None or v == "balanced" or (isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v))
+        ),
+    ),
+    ("model", "head"): (
+        "null (timm's classifier) or a mapping of hidden, se_reduction, dropout",
+        lambda v: v is None or (isinstance(v, dict) and set(v) <= {"hidden", "se_reduction", "dropout"}),
+    ),
+    ("model", "dropout"): ("a probability in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
 }
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(name) -> str:
+    """A run's name is one folder under runs/: no separators, no '..', nothing absolute."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or ".." in name:
+        raise KitError(
+            f"config: name={name!r}; a run name is one folder under runs/ (letters, digits, '_', '-', '.'; "
+            "no '/' or '..')"
+        )
+    return name
 
 
 def check_config(cfg: dict, fold: int | None = None) -> dict:
@@ -112,7 +161,7 @@ def check_config(cfg: dict, fold: int | None = None) -> dict:
         if not isinstance(cfg.get(section), dict):
             raise KitError(f"config: the {section!r} section is missing or not a mapping")
     for (section, key), (expected, ok) in CHECKS.items():
-        if key in cfg[section] and not ok(cfg[section][key]):
+        if isinstance(cfg.get(section), dict) and key in cfg[section] and not ok(cfg[section][key]):
             raise KitError(f"config: {section}.{key}={cfg[section][key]!r}; expected {expected}")
     trainer = cfg["trainer"]
     if 1 < trainer.get("epochs", 1) <= trainer.get("warmup_epochs", 0):  # a 1-epoch smoke run may warm up throughout
@@ -149,7 +198,7 @@ def lookup(cfg: dict, dotted: str):
 def load_config(path: Path) -> dict:
     """A run's resolved config (config.yaml beside its checkpoints)."""
     try:
-        cfg = yaml.safe_load(Path(path).read_text())
+        cfg = read_yaml(Path(path).read_text())
     except FileNotFoundError as exc:
         raise KitError(
             f"{path}: missing; the fold was trained before configs were kept, or was copied without it"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,13 +29,25 @@ def split_folds(ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits
     return folds
 
 
+def keyed_path(path: Path, ids: Sequence, strata: Sequence | None) -> Path:
+    """folds/<data folder>-<key>.csv: the key hashes the sample ids and their strata, so two datasets in folders of
+    the same name never share a split, and the same data moved elsewhere keeps its own."""
+    order = sorted(range(len(ids)), key=lambda k: str(ids[k]))
+    digest = hashlib.sha256()
+    for k in order:
+        digest.update(f"{ids[k]}\0{'' if strata is None else strata[k]}\n".encode())
+    return Path(path).with_name(f"{Path(path).stem}-{digest.hexdigest()[:10]}.csv")
+
+
 def load_or_make_folds(
     path: Path, ids: Sequence, strata: Sequence[int] | None, groups: Sequence | None, n_splits: int = 5,
     seed: int = 42, splitter: Callable = split_folds,
 ) -> pd.Series:  # fmt: skip
     """The folds file at `path` (made on first use by `splitter(ids, strata, groups, n_splits, seed)`) as a Series
-    id -> fold; it must cover every id given."""
-    path = Path(path)
+    id -> fold; it must cover every id given. The file's name is keyed by the data (keyed_path)."""
+    ids = list(ids)
+    strata = None if strata is None else list(np.asarray(strata))
+    path = keyed_path(path, ids, strata)
     meta_path = path.with_suffix(".json")
     if path.exists():
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -51,9 +64,14 @@ def load_or_make_folds(
             raise KitError(
                 f"{path} has no fold for {len(missing)} id(s), e.g. {missing[:3].tolist()}; the data changed"
             )
-        return folds.loc[list(ids)]
+        if meta.get("n") is not None and meta["n"] != len(ids):
+            raise KitError(f"{path} holds {meta['n']} samples, the data has {len(ids)}; delete it to make a new split")
+        folds = folds.loc[ids]
+        folds.attrs["path"] = str(path)
+        return folds
     folds = pd.Series(splitter(ids, strata, groups, n_splits, seed), index=pd.Index(list(ids), name="id"), name="fold")
     with atomic_path(path) as tmp:
         folds.to_csv(tmp)
     write_text_atomic(meta_path, json.dumps({"n_splits": n_splits, "seed": seed, "n": len(folds)}, indent=1))
+    folds.attrs["path"] = str(path)
     return folds

@@ -14,10 +14,11 @@ from torch import nn
 
 from kernels._dispatch import reference_math
 from kit.errors import KitError
-from kit.io import atomic_path, write_text_atomic
+from kit.io import atomic_path, sha256, write_text_atomic
 
 TOLERANCE = 1e-4
 MODEL_FILE = "model.onnx"
+PARITY_FILE = "onnx_parity.json"
 
 
 class Flat(nn.Module):
@@ -101,22 +102,57 @@ class OnnxModel:
         return tensors["output"] if self.names == ["output"] else tensors
 
 
-def export_fold(cfg: dict, fold: int, opset: int = 18) -> tuple[Path, dict]:
-    """runs/<exp>/fold<k>/model.onnx from the fold's best weights, checked against PyTorch on validation images."""
+def written_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def max_opset() -> int:
+    from torch.onnx import _constants
+
+    return _constants.ONNX_MAX_OPSET
+
+
+def export_fold(run, fold: int, opset: int = 18) -> tuple[Path, dict]:
+    """runs/<exp>/fold<k>/model.onnx from the fold's best weights, checked against PyTorch on validation images;
+    onnx_parity.json records the opset written and the weights' SHA-256 (a later retrain makes the export stale)."""
     from kit.train.outputs import best_model, trained_fold
 
-    if opset < 17:
-        raise KitError(f"--opset {opset}: the exporter writes opset 17 or newer")
-    folder, trained, training, folds = trained_fold(cfg, fold)
+    if not 17 <= opset <= max_opset():
+        raise KitError(f"--opset {opset}: the exporter writes opsets 17 to {max_opset()}")
+    folder, trained, training, folds = trained_fold(run, fold)
     model = best_model(trained, training, folder, torch.device("cpu")).to(memory_format=torch.contiguous_format)
     val_ids = folds.index[folds == fold].tolist()[:8]
     dataset = training.dataset(val_ids, "train")  # validation samples are labelled ones
-    batch = torch.stack([dataset[k]["image"] for k in range(len(val_ids))]).float()
+    batch = torch.stack([dataset[k]["image"] for k in range(len(dataset))]).float()
     started = time.perf_counter()
     path = folder / MODEL_FILE
     names = export_model(model, batch, path, opset)
     differences = parity(model, path, batch)
-    record = {"outputs": names, "max_abs_difference": differences, "batch": len(batch), "opset": opset,
-              "export_s": round(time.perf_counter() - started, 1), "tolerance": TOLERANCE}  # fmt: skip
-    write_text_atomic(folder / "onnx_parity.json", json.dumps(record, indent=1))
+    record = {"outputs": names, "max_abs_difference": differences, "batch": len(batch), "opset": written_opset(path),
+              "export_s": round(time.perf_counter() - started, 1), "tolerance": TOLERANCE,
+              "weights_sha256": sha256(folder / "model_best.pt")}  # fmt: skip
+    write_text_atomic(folder / PARITY_FILE, json.dumps(record, indent=1))
     return path, record
+
+
+def export_is_current(folder: Path) -> bool:
+    """model.onnx was exported from the fold's current model_best.pt."""
+
+    record_path = folder / PARITY_FILE
+    if not (folder / MODEL_FILE).exists() or not record_path.exists():
+        return False
+    recorded = json.loads(record_path.read_text()).get("weights_sha256")
+    return recorded == sha256(folder / "model_best.pt")
+
+
+def require_current_export(folder: Path, name: str) -> None:
+    if not (folder / MODEL_FILE).exists():
+        raise KitError(f"{folder / MODEL_FILE}: no ONNX model (task export exp={name} fold={folder.name[4:]} first)")
+    if not export_is_current(folder):
+        raise KitError(
+            f"{folder / MODEL_FILE}: exported from other weights than the fold's model_best.pt (retrained since); "
+            f"export it again: task export exp={name} fold={folder.name[4:]}"
+        )

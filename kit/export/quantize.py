@@ -65,19 +65,20 @@ def validation_metrics(model, cfg: dict, training, ids: list) -> dict[str, float
     return training.evaluate(order, training.probabilities(logits))
 
 
-def quantize_fold(cfg: dict, fold: int, mode: str = "int8", repeats: int = 10) -> tuple[Path, dict]:
+def quantize_fold(run, fold: int, mode: str = "int8", repeats: int = 10) -> tuple[Path, dict]:
+    from kit.export.onnx import require_current_export
     from kit.train.outputs import trained_fold
 
-    folder, trained, training, folds = trained_fold(cfg, fold)
-    if not (folder / MODEL_FILE).exists():
-        raise KitError(f"{folder / MODEL_FILE}: missing (task export exp={cfg['name']} fold={fold} first)")
+    folder, trained, training, folds = trained_fold(run, fold)
+    require_current_export(folder, run.name)
     ids = folds.index[folds == fold].tolist()
     dataset = training.dataset(ids[:64], "train")
     images = torch.stack([dataset[k]["image"] for k in range(len(dataset))]).float()
     calibration = [images[start : start + 16].numpy() for start in range(0, len(images), 16)]
     path = quantize_model(folder / MODEL_FILE, folder / INT8_FILE, mode, calibration)
     batch = images[:16]
-    record = {"mode": mode, "validation_samples": len(ids), "calibration_samples": len(images), "batch": len(batch)}
+    record = {"mode": mode, "validation_samples": len(ids), "calibration_samples": len(images), "batch": len(batch),
+              "data": run.data_record()}  # fmt: skip
     for name, file in (("fp32", MODEL_FILE), ("int8", INT8_FILE)):
         model = OnnxModel(folder / file)
         record[name] = {

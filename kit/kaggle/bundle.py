@@ -9,7 +9,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from kit.errors import KitError
+from kit.train.identity import RUN_FILE
 
 SECRET_NAMES = re.compile(
     r"(^kaggle\.json$|^access_token$|^\.env(\..*)?$|^\.netrc$|^id_(rsa|dsa|ecdsa|ed25519)(\.pub)?$|\.pem$|\.key$|"
@@ -110,6 +113,7 @@ def fold_sources(exp_root: Path, prefix: str = "", files: tuple[str, ...] = ()) 
     if absent:
         raise KitError(f"{absent[0]}: missing (task export exp={exp_root.name} fold=k writes it)")
     sources = {f"{prefix}{p.name}/{name}": p / name for p in folds for name in (*FOLD_FILES, *files)}
+    sources.update({f"{prefix}{p.name}/{RUN_FILE}": p / RUN_FILE for p in folds if (p / RUN_FILE).exists()})
     for fold in folds:  # earlier stages (fold<k>/<stage>/) travel with their fold: weights, config, small records
         for stage in stage_folders(fold):
             for path in sorted(stage.iterdir()):
@@ -130,9 +134,26 @@ def weights_metadata(owner: str, name: str) -> dict:
     return dataset_metadata(owner, f"{name.replace('_', '-')}-weights"[-50:].lstrip("-"), f"{name} weights"[:50])
 
 
+def scrub_local_paths(bundle: Bundle) -> Bundle:
+    """The shipped configs and run records name no folder of this machine: the notebook reads the competition's
+    data where Kaggle mounts it, and the run's data fingerprint still travels."""
+    for name in bundle.files:
+        path = bundle.root / name
+        if path.name == "config.yaml":
+            cfg = yaml.safe_load(path.read_text())
+            if isinstance(cfg.get("data"), dict) and cfg["data"].get("dir") is not None:
+                cfg["data"]["dir"] = None
+                path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        elif path.name == RUN_FILE:
+            record = json.loads(path.read_text())
+            record["data"] = {**record["data"], "dir": None, "path": Path(record["data"]["path"]).name}
+            path.write_text(json.dumps(record, indent=1))
+    return bundle
+
+
 def weights_bundle(exp_root: Path, out: Path, owner: str, files: tuple[str, ...] = ()) -> Bundle:
     """An experiment's trained folds (with `files` of each, e.g. model.onnx), as a dataset."""
-    return assemble(out, fold_sources(exp_root, files=files), weights_metadata(owner, exp_root.name))
+    return scrub_local_paths(assemble(out, fold_sources(exp_root, files=files), weights_metadata(owner, exp_root.name)))
 
 
 def stack_weights_bundle(stack_dir: Path, exp_roots: list[Path], out: Path, owner: str) -> Bundle:
@@ -140,4 +161,4 @@ def stack_weights_bundle(stack_dir: Path, exp_roots: list[Path], out: Path, owne
     sources = {name: path for root in exp_roots for name, path in fold_sources(root, f"{root.name}/").items()}
     meta = [*sorted(stack_dir.glob("meta_fold*.txt")), stack_dir / "stack_model.json"]
     sources.update({f"stack/{path.name}": path for path in meta})
-    return assemble(out, sources, weights_metadata(owner, stack_dir.name))
+    return scrub_local_paths(assemble(out, sources, weights_metadata(owner, stack_dir.name)))

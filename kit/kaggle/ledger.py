@@ -4,33 +4,38 @@ refreshed by `kit submissions`."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from kit import paths
-from kit.io import atomic_path, write_text_atomic
+from kit.io import atomic_path, sha256, write_text_atomic
 
-COLUMNS = ["ref", "competition", "run", "file", "sha256", "message", "submitted", "status", "public_score"]
+COLUMNS = ["ref", "competition", "run", "file", "sha256", "data", "message", "submitted", "status", "public_score"]
 
 
 def ledger_path() -> Path:
     return paths.submissions_root() / "ledger.csv"
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def record_written(run_dir: Path, submission: Path, data: dict | None = None) -> None:
+    """Called where a run writes its submission: the hash that later ties an upload back to this run, and the data
+    it predicted (submission.json)."""
+    digest = sha256(submission)
+    write_text_atomic(Path(run_dir) / "submission.sha256", digest + "\n")
+    record = {"file": str(Path(submission).absolute()), "sha256": digest, "data": data}
+    write_text_atomic(Path(run_dir) / "submission.json", json.dumps(record, indent=1))
 
 
-def record_written(run_dir: Path, submission: Path) -> None:
-    """Called where a run writes its submission: the hash that later ties an upload back to this run."""
-    write_text_atomic(Path(run_dir) / "submission.sha256", sha256(submission) + "\n")
+def data_of(run: str) -> str:
+    """The data folder a run's last submission predicted ('' where not recorded)."""
+    path = paths.runs_root() / run / "submission.json"
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text()).get("data") or {}
+    return data.get("dir", "")
 
 
 def run_of(digest: str) -> str | None:
@@ -44,7 +49,8 @@ def load() -> pd.DataFrame:
     path = ledger_path()
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, dtype={"ref": "int64", "public_score": "string", "status": "string"})
+    frame = pd.read_csv(path, dtype={"ref": "int64", "public_score": "string", "status": "string", "data": "string"})
+    return frame.reindex(columns=COLUMNS)  # a ledger written before the data column gains it empty
 
 
 def save(frame: pd.DataFrame) -> None:
@@ -54,12 +60,14 @@ def save(frame: pd.DataFrame) -> None:
 
 def record_submission(competition: str, file: Path, message: str, submission) -> dict:
     digest = sha256(file)
+    run = run_of(digest)
     row = {
         "ref": int(submission.ref),
         "competition": competition,
-        "run": run_of(digest) or Path(file).stem,
+        "run": run or Path(file).stem,
         "file": str(Path(file).absolute()),
         "sha256": digest,
+        "data": data_of(run) if run else "",
         "message": message,
         "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": submission.status.name,

@@ -76,30 +76,26 @@ print(sorted(p.name for p in runs.iterdir()))
 
 PREDICT = """\
 os.environ["KIT_HOME"] = str(WORK)
-from kit.config import apply_overrides, load_experiment
 from kit.train.outputs import predict_test
+from kit.train.run import Run
 
-trained = load_experiment(str(sorted(runs.glob("fold*"))[0] / "config.yaml"))  # the resolved training config
-cfg = apply_overrides(trained, [f"data.dir={{ROOT / 'input' / {slug!r}}}"])
-path, folds, _ = predict_test(cfg, {backend!r})
+# the run as trained (config.yaml, run.json beside each fold), reading the competition's data here
+run = Run.open({exp!r}, [f"data.dir={{ROOT / 'input' / {slug!r}}}"], force=True, other_data=True)
+path, folds, _ = predict_test(run, {backend!r})
 shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
 """
 
 STACK = """\
 os.environ["KIT_HOME"] = str(WORK)
-from kit.config import apply_overrides, load_experiment
 from kit.stack.apply import predict_stack
+from kit.train.run import Run
 
 data_dir = ROOT / "input" / {slug!r}
-configs = [  # each base experiment's resolved training config, reading the competition's data
-    apply_overrides(load_experiment(str(sorted((WORK / "runs" / exp).glob("fold*"))[0] / "config.yaml")),
-                    [f"data.dir={{data_dir}}"])
-    for exp in {exps!r}
-]
-path = predict_stack(WEIGHTS / "stack", configs)
+runs = [Run.open(exp, [f"data.dir={{data_dir}}"], force=True, other_data=True) for exp in {exps!r}]
+path = predict_stack(WEIGHTS / "stack", runs)
 shutil.copy2(path, WORK / "submission.csv")
-print(f"submission.csv from the stack of {{len(configs)}} experiments: "
+print(f"submission.csv from the stack of {{len(runs)}} experiments: "
       f"{{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
 """
 

@@ -26,6 +26,7 @@ from kit.kaggle.notebook import (
     stack_inference_notebook,
     training_notebook,
 )
+from kit.train.run import Run
 
 CODE_SLUG = "kaggle-kit-code"
 
@@ -81,39 +82,36 @@ def owner_or_default(owner: str | None) -> str:
     return owner
 
 
-def exported_folds(cfg: dict, echo=print) -> None:
-    """Every finished fold's model.onnx, exported (with its parity check) where missing or older than its weights."""
-    from kit.export.onnx import MODEL_FILE, export_fold
+def exported_folds(run: Run, echo=print) -> None:
+    """Every finished fold's model.onnx, exported (with its parity check) where missing or exported from other
+    weights than the fold's current model_best.pt."""
+    from kit.export.onnx import export_fold, export_is_current
 
-    for folder in sorted((paths.runs_root() / cfg["name"]).glob("fold*")):
-        onnx, weights = folder / MODEL_FILE, folder / "model_best.pt"
-        finished = (folder / "summary.json").exists() and weights.exists()
-        if finished and (not onnx.exists() or onnx.stat().st_mtime < weights.stat().st_mtime):
-            path, record = export_fold(cfg, int(folder.name.removeprefix("fold")))
+    for folder in run.folds:
+        if not export_is_current(folder):
+            path, record = export_fold(run, int(folder.name.removeprefix("fold")))
             echo(f"exported {path} (max |ONNX - PyTorch| {max(record['max_abs_difference'].values()):.1e})")
 
 
-def build_inference(exp: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None,
+def build_inference(run: Run, owner: str, gpu: bool = False, wheels: list[Path] | None = None,
                     backend: str = "torch", pythons: tuple[str, ...] = PYTHONS) -> Package:  # fmt: skip
-    """runs/<exp>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs. Backend
+    """runs/<run>/kaggle/{code,weights,notebook}: the three things a code-competition submission needs. Backend
     onnxruntime ships each fold's model.onnx (exported now where needed) and predicts with it."""
-    cfg = load_experiment(exp)
     code_options = {"wheels": wheels, "backend": check_backend(backend), "pythons": pythons}
-    exp_root = paths.runs_root() / cfg["name"]
-    package = Package(exp_root / "kaggle", owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-infer"))
+    package = Package(run.root / "kaggle", owner, run.config["competition"], kaggle_slug(f"{run.name}-infer"))
     files = ()
     if backend == "onnxruntime":
         from kit.export.onnx import MODEL_FILE
 
-        if any(stage_folders(fold) for fold in exp_root.glob("fold*") if fold.is_dir()):
-            raise KitError(f"--backend onnxruntime: {cfg['name']} has earlier stages (fold<k>/localiser/); its "
+        if any(stage_folders(fold) for fold in run.folds):
+            raise KitError(f"--backend onnxruntime: {run.name} has earlier stages (fold<k>/localiser/); its "
                            "notebook predicts with PyTorch only")  # fmt: skip
 
-        exported_folds(cfg)
+        exported_folds(run)
         files = (MODEL_FILE,)
-    weights = weights_bundle(exp_root, fresh(package.weights), owner, files)
-    notebook = partial(inference_notebook, cfg["name"], backend=backend)
-    return inference_package(package, cfg["name"], weights.root, notebook, gpu, code_options)
+    weights = weights_bundle(run.root, fresh(package.weights), owner, files)
+    notebook = partial(inference_notebook, run.name, backend=backend)
+    return inference_package(package, run.name, weights.root, notebook, gpu, code_options)
 
 
 def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list[Path] | None = None,
@@ -128,7 +126,7 @@ def build_stack_inference(name: str, owner: str, gpu: bool = False, wheels: list
     competition = json.loads((stack_dir / "scores.json").read_text())["competition"]
     exps = json.loads((stack_dir / "stack_model.json").read_text())["experiments"]
     package = Package(stack_dir / "kaggle", owner, competition, kaggle_slug(f"{stack_dir.name}-infer"))
-    bases = [paths.runs_root() / exp for exp in exps]
+    bases = [Run.open(exp).root for exp in exps]  # each base as trained: its folds agree, its YAML is unchanged
     weights = stack_weights_bundle(stack_dir, bases, fresh(package.weights), owner)
     notebook = partial(stack_inference_notebook, stack_dir.name, exps)
     code_options = {"wheels": wheels, "pythons": pythons}

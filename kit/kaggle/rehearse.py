@@ -157,7 +157,8 @@ def rehearse(package: Package, competition: str, test_samples: int = 8, visible:
         python = fresh_environment(scratch / "venv", image_folders(package, image, scratch, echo))
         echo(f"fresh environment {python.parent.parent} on the {image} image (the kit only from the code dataset)")
         try:
-            with kernel_spec(python, scratch, {"KAGGLE_ROOT": str(root)}) as kernel:
+            # PYTHONPATH emptied: Kaggle's kernel has none, and a user's would put this checkout before the wheels
+            with kernel_spec(python, scratch, {"KAGGLE_ROOT": str(root), "PYTHONPATH": ""}) as kernel:
                 client = NotebookClient(notebook, kernel_name=kernel, timeout=timeout,
                                         resources={"metadata": {"path": str(root / "working")}})  # fmt: skip
                 client.execute()

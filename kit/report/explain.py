@@ -12,12 +12,13 @@ from kit.errors import KitError
 from kit.train.outputs import best_model, trained_fold
 
 
-def explain_fold(cfg: dict, fold: int) -> list[Path]:
-    comp = competition_of(cfg)
+def explain_fold(run, fold: int) -> list[Path]:
+    """Pictures drawn on the fold's own validation samples, from the data the run was trained on."""
+    comp = competition_of(run.config)
     training_class = comp.training_class
     if not issubclass(training_class, Explaining):
         raise KitError(f"competition {comp.name} draws no explanation pictures (its training has no Explaining part)")
-    folder, trained, training, _ = trained_fold(cfg, fold)
+    folder, trained, training, _ = trained_fold(run, fold)
     ids, probs = training.load_predictions(folder / training.oof_file)
     model = best_model(trained, training, folder, torch.device("cpu"))
     written = training.explain(model, folder / "explain", ids, probs)

@@ -10,19 +10,18 @@ from kit import paths
 from kit.errors import KitError
 from kit.stack.inputs import align
 from kit.stack.meta import StackModel
-from kit.train import distributed
 from kit.train.outputs import predict_test, test_predictions_path
-from kit.train.runner import prepare
+from kit.train.run import Run
 
 
-def predict_stack(stack_dir: Path, base_cfgs: list[dict]) -> Path:
-    """submissions/<slug>/<stack folder>.csv from the stack in stack_dir and its base experiments' configs."""
+def predict_stack(stack_dir: Path, runs: list[Run]) -> Path:
+    """submissions/<slug>/<stack folder>.csv from the stack in stack_dir and its base experiments' runs."""
     model = StackModel.load(stack_dir)
-    by_name = {cfg["name"]: cfg for cfg in base_cfgs}
+    by_name = {run.name: run for run in runs}
     missing = [name for name in model.names if name not in by_name]
     if missing:
-        raise KitError(f"{stack_dir}: the stack combines {model.names}; no config given for {missing}")
-    comp, training, _ = prepare(by_name[model.names[0]], distributed.Context())
+        raise KitError(f"{stack_dir}: the stack combines {model.names}; no run given for {missing}")
+    comp, training, _ = by_name[model.names[0]].prepare()
     ids = training.ids("test")
     probs = []
     for name in model.names:

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kit import paths
 from kit.competitions.parts import stacking
-from kit.config import load_experiment
 from kit.errors import KitError
-from kit.train import distributed
 from kit.train.outputs import test_predictions_path
-from kit.train.runner import prepare
+from kit.train.run import Run
 
 
 @dataclass
@@ -33,43 +30,51 @@ def align(ids: list[int], probs: np.ndarray, order: list[int]) -> np.ndarray:
     return out
 
 
-def load_bases(competition: str, names: list[str]):
-    """(training object, folds, train ids, test ids, base models); refuses mismatched folds or partial OOF."""
+def load_bases(competition: str, names: list[str], force: bool = False):
+    """(training object, folds, train ids, test ids, base models, runs); each base is a trained run on the data it
+    was trained on; refuses runs on other data, mismatched folds or partial OOF."""
     if len(names) < 2:
         raise KitError(f"a stack needs two or more experiments, got {names}")
-    cfgs = [load_experiment(name) for name in names]
-    wrong = [c["name"] for c in cfgs if c["competition"] != competition]
+    runs = [Run.open(name, force=force) for name in names]
+    wrong = [r.name for r in runs if r.config["competition"] != competition]
     if wrong:
         raise KitError(f"experiment(s) {', '.join(wrong)} are not of competition {competition!r}")
-    prepared = [prepare(cfg, distributed.Context()) for cfg in cfgs]
+    data = {r.name: r.trained_data["sha256"] for r in runs if r.trained_data}
+    if len(set(data.values())) > 1:
+        first, *_ = data
+        other = next(n for n in data if data[n] != data[first])
+        raise KitError(
+            f"runs {first} and {other} were trained on different data ({runs[names.index(first)].trained_path()} "
+            f"and {runs[names.index(other)].trained_path()}): their OOF cannot be stacked"
+        )
+    prepared = [run.prepare() for run in runs]
     _, training, folds = prepared[0]
     stacking(training, competition)
-    differing = [cfg["name"] for cfg, (_, _, f) in zip(cfgs, prepared, strict=True) if not same_folds(f, folds)]
+    differing = [run.name for run, (_, _, f) in zip(runs, prepared, strict=True) if not same_folds(f, folds)]
     if differing:
         raise KitError(
-            f"experiments {', '.join(differing)} use other folds than {cfgs[0]['name']} (data.dir, data.folds and "
+            f"experiments {', '.join(differing)} use other folds than {runs[0].name} (data.dir, data.folds and "
             "data.fold_seed must match): their OOF cannot be stacked honestly"
         )
     train_ids, test_ids = folds.index.tolist(), training.ids("test")
     bases = []
-    for cfg in cfgs:
-        root = paths.runs_root() / cfg["name"]
-        trained = {int(p.name[4:]) for p in root.glob("fold*") if (p / training.oof_file).exists()}
+    for run in runs:
+        trained = {int(p.name[4:]) for p in run.folds if (p / training.oof_file).exists()}
         missing = sorted(set(folds.unique().tolist()) - trained)
-        if missing or not (root / training.oof_file).exists():
+        if missing or not (run.root / training.oof_file).exists():
             raise KitError(
-                f"experiment {cfg['name']}: OOF does not cover every fold (missing folds {missing or 'merge'}); "
-                f"run `task train-all exp={cfg['name']}`"
+                f"experiment {run.name}: OOF does not cover every fold (missing folds {missing or 'merge'}); "
+                f"run `task train-all exp={run.name}`"
             )
-        test_path = test_predictions_path(cfg, training)
+        test_path = test_predictions_path(run, training)
         if not test_path.exists():
-            raise KitError(f"experiment {cfg['name']}: no {test_path} (run `task predict exp={cfg['name']}`)")
-        oof = align(*training.load_predictions(root / training.oof_file), train_ids)
+            raise KitError(f"experiment {run.name}: no {test_path} (run `task predict exp={run.name}`)")
+        oof = align(*training.load_predictions(run.root / training.oof_file), train_ids)
         if np.isnan(oof.reshape(len(oof), -1)).all(axis=1).any():
-            raise KitError(f"experiment {cfg['name']}: {root / training.oof_file} lacks some samples of the folds")
+            raise KitError(f"experiment {run.name}: {run.root / training.oof_file} lacks some samples of the folds")
         test = align(*training.load_predictions(test_path), test_ids)
-        bases.append(BaseModel(cfg["name"], oof, test))
-    return training, folds, train_ids, test_ids, bases
+        bases.append(BaseModel(run.name, oof, test))
+    return training, folds, train_ids, test_ids, bases, runs
 
 
 def same_folds(a: pd.Series, b: pd.Series) -> bool:

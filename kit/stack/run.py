@@ -17,9 +17,14 @@ from kit.stack.meta import stack
 
 
 def run_stack(
-    competition: str, names: list[str], name: str | None = None, seed: int = 0, max_rows: int = 200_000
+    competition: str,
+    names: list[str],
+    name: str | None = None,
+    seed: int = 0,
+    max_rows: int = 200_000,
+    force: bool = False,
 ) -> tuple[Path, dict]:
-    training, folds, train_ids, test_ids, bases = load_bases(competition, names)
+    training, folds, train_ids, test_ids, bases, runs = load_bases(competition, names, force)
     comp = get_competition(competition)
     result = stack(training, folds, bases, seed=seed, max_rows=max_rows)
     base_names = [b.name for b in bases]
@@ -38,10 +43,19 @@ def run_stack(
     submission = training.write_submission(
         paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
     )
-    record_written(out, submission)
+    record_written(out, submission, runs[0].data_record())
     write_report(out, scores, metric, training.metric_mode, result.importance, base_names, submission, pools)
     write_text_atomic(
         out / "scores.json",
-        json.dumps({"competition": competition, "metric": metric, "scores": scores, "pools": pools}, indent=1),
+        json.dumps(
+            {
+                "competition": competition,
+                "metric": metric,
+                "scores": scores,
+                "pools": pools,
+                "data": runs[0].data_record(),
+            },
+            indent=1,
+        ),  # fmt: skip
     )
     return out, scores

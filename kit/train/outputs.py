@@ -10,77 +10,45 @@ import torch
 from torch.utils.data import DataLoader
 
 from kit import paths
-from kit.config import config_differences, load_config
 from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.kaggle.ledger import record_written
-from kit.train import checkpoint, distributed
-from kit.train.runner import build_model, memory_format, predict, prepare
+from kit.train import checkpoint
+from kit.train.run import Run
+from kit.train.runner import build_model, memory_format, predict
 
 
-def finished_folds(cfg: dict, oof_file: str) -> list[Path]:
-    """Folds whose run finished (summary.json written last); interrupted or running ones are named and left out."""
-    root = paths.runs_root() / cfg["name"]
-    trained = sorted(p for p in root.glob("fold*") if (p / oof_file).exists() and (p / "model_best.pt").exists())
-    folds = [p for p in trained if (p / "summary.json").exists()]
-    unfinished = [p.name for p in trained if p not in folds]
-    if unfinished:
-        print(f"{root}: left out {', '.join(unfinished)}: not finished (interrupted or still running; --resume)")
-    if not folds:
-        raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
-    return folds
-
-
-def fold_config(folds: list[Path]) -> dict:
-    """The resolved config the folds were trained with; folds trained with different configs are refused."""
-    configs = [load_config(f / "config.yaml") for f in folds]
-    for fold, other in zip(folds[1:], configs[1:], strict=True):
-        changed = [k for k in config_differences(configs[0], other) if k != "fold"]
-        if changed:
-            raise KitError(
-                f"{folds[0]} and {fold} were trained with different configs ({', '.join(changed[:8])}); "
-                "retrain one, or give the other run its own name= override"
-            )
-    return {k: v for k, v in configs[0].items() if k != "fold"}
-
-
-def test_predictions_path(cfg: dict, training) -> Path:
+def test_predictions_path(run: Run, training) -> Path:
     """runs/<exp>/test_pred.* : the fold-averaged test probabilities, in the OOF's format (for stacking)."""
-    return paths.runs_root() / cfg["name"] / training.test_file()
+    return run.root / training.test_file()
 
 
-def merge_oof(cfg: dict) -> tuple[Path, dict[str, float], int]:
+def merge_oof(run: Run) -> tuple[Path, dict[str, float], int]:
     """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric's parts
-    (the official one named under 'metric')."""
-    _, training, _ = prepare(cfg, distributed.Context())
-    folds = finished_folds(cfg, training.oof_file)
-    fold_config(folds)
-    parts = [training.load_predictions(f / training.oof_file) for f in folds]
+    (the official one named under 'metric'), scored against the labels of the data the folds were trained on."""
+    _, training, _ = run.prepare()
+    missing = [f.name for f in run.folds if not (f / training.oof_file).exists()]
+    if missing:
+        raise KitError(f"{run.root}: {', '.join(missing)} finished without {training.oof_file}; retrain them")
+    parts = [training.load_predictions(f / training.oof_file) for f in run.folds]
     ids = [i for part_ids, _ in parts for i in part_ids]
     probs = np.concatenate([part_probs for _, part_probs in parts])
     scores = training.evaluate(ids, probs)
-    path = paths.runs_root() / cfg["name"] / training.oof_file
+    path = run.root / training.oof_file
     training.save_predictions(path, ids, probs)
-    cv = {"metric": training.metric_name, "folds": [f.name for f in folds], **scores}
+    cv = {"metric": training.metric_name, "folds": [f.name for f in run.folds], "data": run.data_record(), **scores}
     write_text_atomic(path.parent / "cv.json", json.dumps(cv, indent=1))
-    return path, {"metric": training.metric_name, **scores}, len(folds)
+    return path, {"metric": training.metric_name, **scores}, len(run.folds)
 
 
 BACKENDS = ("torch", "onnxruntime")
 
 
-def trained_fold(cfg: dict, fold: int):
-    """A finished fold's folder, its own resolved config (reading data from this command's data.dir), the training
-    object and the folds."""
-    from kit.train.runner import fold_dir
-
-    folder = fold_dir(cfg, fold)
-    if not (folder / "summary.json").exists() or not (folder / "model_best.pt").exists():
-        raise KitError(f"{folder}: no finished fold (task train-fold exp={cfg['name']} fold={fold} first)")
-    trained = load_config(folder / "config.yaml")
-    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
-    _, training, folds = prepare(trained, distributed.Context())
-    return folder, trained, training, folds
+def trained_fold(run: Run, fold: int):
+    """A finished fold's folder, the run's config, the training object and the folds."""
+    folder = run.fold(fold)
+    _, training, folds = run.prepare()
+    return folder, run.config, training, folds
 
 
 def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
@@ -112,33 +80,29 @@ def fold_average(cfg: dict, training, folds: list[Path], dataset, ids: list[int]
     return total / len(folds)
 
 
-def predict_test(cfg: dict, backend: str = "torch") -> tuple[Path, int, dict[str, float] | None]:
+def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str, float] | None]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
-    validated submission."""
-    root = paths.runs_root() / cfg["name"]
-    done = sorted(p.parent for p in root.glob("fold*/summary.json"))
-    if not done:
-        raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
-    trained = fold_config(done)
-    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}  # the test data is where this machine has it
-    ignored = [k for k in config_differences(trained, cfg) if not k.startswith("trainer.")]
-    if ignored:
-        print(f"predicting with the folds' own config; the command line's differs in {', '.join(ignored[:8])}")
-    cfg = trained
-    comp, training, _ = prepare(cfg, distributed.Context())
-    folds = finished_folds(cfg, training.oof_file)
+    validated submission. Each file written says which data it predicted."""
+    comp, training, _ = run.prepare()
     ids = training.ids("test")
     if not ids:
-        raise KitError(
-            f"{cfg['data']['dir'] or 'the data'}: no test split to predict; the CV of `task oof` is the figure"
-        )
-    mean = fold_average(cfg, training, folds, training.dataset(ids, "test"), ids, backend)
-    training.save_predictions(test_predictions_path(cfg, training), ids, mean)
+        raise KitError(f"{run.data_dir}: no test split to predict; the CV of `task oof` is the figure")
+    if backend == "onnxruntime":
+        from kit.export.onnx import require_current_export
+
+        for fold in run.folds:
+            require_current_export(fold, run.name)
+    mean = fold_average(run.config, training, run.folds, training.dataset(ids, "test"), ids, backend)
+    training.save_predictions(test_predictions_path(run, training), ids, mean)
     scores = training.evaluate(ids, mean) if training.test_labelled() else None
+    scores_path = run.root / "test_scores.json"
     if scores:
-        record = {"metric": training.metric_name, "folds": [f.name for f in folds], **scores}
-        write_text_atomic(root / "test_scores.json", json.dumps(record, indent=1))
-    path = paths.submissions_root() / comp.slug / f"{cfg['name']}.csv"
+        record = {"metric": training.metric_name, "folds": [f.name for f in run.folds], "backend": backend,
+                  "data": run.data_record(), **scores}  # fmt: skip
+        write_text_atomic(scores_path, json.dumps(record, indent=1))
+    else:
+        scores_path.unlink(missing_ok=True)  # it described predictions that no longer exist
+    path = paths.submissions_root() / comp.slug / f"{run.name}.csv"
     training.write_submission(path, ids, mean)
-    record_written(root, path)
-    return path, len(folds), scores
+    record_written(run.root, path, run.data_record())
+    return path, len(run.folds), scores

@@ -30,6 +30,7 @@ from kit.models.registry import create_model
 from kit.report.progress import plot_progress
 from kit.train import checkpoint, distributed
 from kit.train.finetune import param_groups, set_trainable
+from kit.train.identity import identity, write_identity
 from kit.train.loaders import make_loader, to_device
 from kit.train.precision import Precision
 from kit.train.schedules import epoch_end, make_schedule
@@ -97,11 +98,13 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> None:
+def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> list[str]:
+    """The keys a --resume changes; refused unless --force (then config.yaml is rewritten to say so)."""
     changed = [k for k in config_differences(saved, cfg) if k != "fold"]
     if changed and not force:
         details = ", ".join(f"{k} ({lookup(saved, k)!r} -> {lookup(cfg, k)!r})" for k in changed[:6])
         raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway")
+    return changed
 
 
 def remove_orphaned_writes(folder: Path) -> None:
@@ -182,6 +185,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 epoch_hook=None) -> dict:  # fmt: skip
     trainer = cfg["trainer"]
     comp, training, folds = prepare(cfg, ctx)
+    record = identity(cfg, comp.data_dir(cfg["data"]["dir"])) if ctx.is_main else None
     if isinstance(training, Staged):
         for stage_cfg in training.start_fold(fold):
             _train_fold(stage_cfg, fold, resume, ctx, force)
@@ -236,10 +240,14 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         remove_orphaned_writes(out)
     if resume and last.exists():
         saved = checkpoint.load(last)
-        refuse_changed_config(saved.get("config", cfg), cfg, out, force)
+        changed = refuse_changed_config(saved.get("config", cfg), cfg, out, force)
         state = restore(saved, model, optimizer, scheduler, ema, precision.scaler, last)
         replaced = True
         if ctx.is_main:
+            (out / "summary.json").unlink(missing_ok=True)  # until this continuation finishes, the fold is unfinished
+            if changed or not (out / "config.yaml").exists():
+                dump_config({**cfg, "fold": fold}, out / "config.yaml")
+            write_identity(record, out)
             print(f"resuming {out} after epoch {state['epoch']}")
 
     mixing = mixup(trainer, training.num_outputs)
@@ -302,6 +310,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             if not replaced:
                 (out / "summary.json").unlink(missing_ok=True)  # from here on the fold holds this run, unfinished
                 dump_config({**cfg, "fold": fold}, out / "config.yaml")
+                write_identity(record, out)
                 replaced = True
             epoch_end(scheduler, improved)
             if improved:

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from kit import paths
-from kit.config import config_differences, load_experiment, lookup
+from kit.config import config_differences, load_experiment, lookup, read_yaml
 from kit.errors import KitError
 from kit.io import atomic_path
 from kit.kaggle.ledger import latest_public
+from kit.train.identity import read_identity
 
 
 def run_rows() -> pd.DataFrame:
@@ -22,13 +22,13 @@ def run_rows() -> pd.DataFrame:
         configs = sorted(run.glob("fold*/config.yaml"))
         if not configs:
             continue
-        cfg = yaml.safe_load(configs[-1].read_text()) or {}
+        cfg = read_yaml(configs[-1].read_text()) or {}
         experiment = cfg.get("experiment", cfg.get("name", run.name))
         try:
             base = load_experiment(experiment)
         except KitError:
             base = {}
-        changed = [k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment")]
+        changed = [k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment", "data.dir")]
         finished = sorted(p.parent.name for p in run.glob("fold*/summary.json"))
         seconds = sum(
             pd.read_csv(h)["seconds"].sum() for h in run.glob("fold*/history.csv") if h.parent.name in finished
@@ -39,6 +39,7 @@ def run_rows() -> pd.DataFrame:
             {
                 "experiment": experiment,
                 "run": run.name,
+                "data": data_of(configs[-1].parent),
                 "overrides": " ".join(f"{k}={lookup(cfg, k)}" for k in changed) or "-",
                 "folds": f"{len(finished)}/{cfg.get('data', {}).get('folds', '?')}",
                 "cv": cv.get(cv.get("metric", "")),
@@ -47,8 +48,16 @@ def run_rows() -> pd.DataFrame:
                 "public_lb": latest_public(run.name),
             }
         )
-    columns = ["experiment", "run", "overrides", "folds", "cv", "cv_folds", "minutes", "public_lb"]
+    columns = ["experiment", "run", "data", "overrides", "folds", "cv", "cv_folds", "minutes", "public_lb"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def data_of(fold: Path) -> str:
+    """The data a fold trained on, shortly: synthetic, or its folder (the run's own record, run.json)."""
+    record = read_identity(fold)
+    if record is None:
+        return "-"
+    return "synthetic" if record["data"]["dir"] is None else record["data"]["path"]
 
 
 def plot_cv_against_lb(frame: pd.DataFrame, out: Path) -> Path:

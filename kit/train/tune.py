@@ -15,7 +15,7 @@ import yaml
 
 from kit import paths
 from kit.competitions import competition_of
-from kit.config import apply_overrides, check_config
+from kit.config import apply_overrides, check_config, config_differences, lookup
 from kit.errors import KitError
 from kit.io import write_text_atomic
 
@@ -50,7 +50,43 @@ def check_search(cfg: dict) -> dict[str, dict]:
             raise KitError(f"search.{key}: low={low!r}, high={high!r}; expected two numbers with low < high")
         if space.get("log") and low <= 0:
             raise KitError(f"search.{key}: a log range needs low > 0, got {low!r}")
+    for key, space in search.items():
+        for value in space.get("choices", [space.get("low"), space.get("high")]):
+            try:
+                check_config(with_params(cfg, {key: value}))
+            except KitError as exc:
+                raise KitError(f"search.{key}: the value {value!r} is outside the key's valid range ({exc})") from exc
     return search
+
+
+STUDY_FILE = "study.json"
+
+
+def study_config(cfg: dict, root: Path) -> dict:
+    """The configuration a study searches around: recorded when it starts (data folder made absolute), and the
+    one a resumed search continues with. A resume that leaves data.dir out searches the recorded data; any other
+    difference is refused, since its trials would not be comparable with the earlier ones."""
+    path = root / STUDY_FILE
+    if not path.exists():
+        cfg = copy.deepcopy(cfg)
+        if cfg["data"].get("dir"):
+            cfg["data"]["dir"] = str(Path(cfg["data"]["dir"]).absolute())
+        write_text_atomic(path, json.dumps({"config": cfg}, indent=1))
+        return cfg
+    recorded = json.loads(path.read_text())["config"]
+    given = copy.deepcopy(cfg)
+    if given["data"].get("dir") is None:
+        given["data"]["dir"] = recorded["data"].get("dir")
+    elif given["data"]["dir"]:
+        given["data"]["dir"] = str(Path(given["data"]["dir"]).absolute())
+    changed = config_differences(recorded, given)
+    if changed:
+        details = ", ".join(f"{k} {lookup(recorded, k)!r} -> {lookup(given, k)!r}" for k in changed[:4])
+        raise KitError(
+            f"{root}: the study was started with another configuration ({details}); resume it with the same one, "
+            f"or start a new study with name=..."
+        )
+    return recorded
 
 
 def suggest(trial, search: dict) -> dict:
@@ -87,7 +123,10 @@ def tune(cfg: dict, trials: int, folds: list[int]) -> tuple[pd.DataFrame, Path]:
     training_class = competition_of(cfg).training_class
     metric, mode = training_class.metric_name, training_class.metric_mode
     root = paths.runs_root() / cfg["name"] / "tune"
+    if (root / "study.db").exists() and not (root / STUDY_FILE).exists():
+        raise KitError(f"{root}: a study from before studies recorded their configuration; start a new one (name=...)")
     root.mkdir(parents=True, exist_ok=True)
+    cfg = study_config(cfg, root)
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{root / 'study.db'}",
         heartbeat_interval=HEARTBEAT_S,

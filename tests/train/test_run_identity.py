@@ -10,6 +10,7 @@ from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
 from kit.train import checkpoint, runner
 from kit.train.outputs import merge_oof, predict_test
+from kit.train.run import Run
 from kit.train.runner import train_fold
 
 TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=2", "trainer.batch_size=4"]
@@ -44,7 +45,7 @@ def test_interrupted_folds_stay_out_of_merges_and_tmp_files_are_cleaned(tiny_cfg
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=1)
     (fold_dir(kit_home, 1) / "summary.json").unlink()  # as if killed before it finished
-    _, _, merged = merge_oof(tiny_cfg)
+    _, _, merged = merge_oof(Run.open("rsna_resnet"))
     assert merged == 1 and "left out fold1: not finished" in capsys.readouterr().out
     orphan = fold_dir(kit_home, 1) / ".model_last.pt.abc123.tmp"
     orphan.write_bytes(b"half a checkpoint")
@@ -82,17 +83,18 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_cfg, kit_home, monkeypa
 def test_folds_trained_with_different_configs_are_not_merged(tiny_cfg, kit_home):
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1"]), fold=0)
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "trainer.lr=0.01"]), fold=1)
-    with pytest.raises(KitError, match=r"trained with different configs \(trainer.lr\)"):
-        merge_oof(tiny_cfg)
-    with pytest.raises(KitError, match=r"trainer.lr"):
-        predict_test(tiny_cfg)
+    with pytest.raises(KitError, match=r"trained with different configs \(trainer.lr 0.002 -> 0.01\)"):
+        Run.open("rsna_resnet")
 
 
-def test_predict_uses_the_folds_own_config(tiny_cfg, kit_home, capsys):
+def test_predict_uses_the_folds_own_config(tiny_cfg, kit_home):
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "data.size=48"]), fold=0)
-    path, n, _ = predict_test(tiny_cfg)  # the command line says size 32: the fold was trained at 48
+    run = Run.open("rsna_resnet")  # the YAML says size 64 and no data.dir: the fold was trained at 48 on rsna_dir
+    assert run.config["data"]["size"] == 48 and run.config["data"]["dir"] == tiny_cfg["data"]["dir"]
+    path, n, _ = predict_test(run)
     assert n == 1 and path.exists()
-    assert "the command line's differs in data.size" in capsys.readouterr().out
+    with pytest.raises(KitError, match=r"data.size=32: .* was trained with data.size=48"):
+        Run.open("rsna_resnet", ["data.size=32"])
 
 
 def test_tensorboard_events_and_the_runs_table(tiny_cfg, kit_home, capsys):
@@ -108,7 +110,7 @@ def test_tensorboard_events_and_the_runs_table(tiny_cfg, kit_home, capsys):
     assert "progress" in events.Tags()["images"]
 
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "name=short"]), fold=1)
-    merge_oof(apply_overrides(tiny_cfg, ["name=short"]))
+    merge_oof(Run.open("rsna_resnet", ["name=short"]))
     capsys.readouterr()
     assert main(["runs"]) == 0
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[1:]}

@@ -57,7 +57,9 @@ class ChestXray14(Competition):
             return patient_folds(train.patients, train.labels, n, s)
 
         folds = load_or_make_folds(self.folds_path(data_dir), train.images, None, None, n_splits, seed, split)
-        return pd.Series(folds.to_numpy(), index=range(len(train.images)), name="fold")
+        by_position = pd.Series(folds.to_numpy(), index=range(len(train.images)), name="fold")
+        by_position.attrs = folds.attrs  # the folds file's path
+        return by_position
 
     def score(self, solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, float]:
         """The solution holds Image Index and either Finding Labels (as in Data_Entry_2017.csv) or one 0/1 column

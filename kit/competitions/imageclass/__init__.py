@@ -45,7 +45,9 @@ class ImageClassification(Competition):
         folds = load_or_make_folds(path, split.keys, split.labels, groups, n_splits, seed)
         if report is not None:
             write_text_atomic(path.with_suffix(".cleaning.json"), json.dumps(report, indent=1))
-        return pd.Series(folds.to_numpy(), index=range(len(split.keys)), name="fold")
+        by_position = pd.Series(folds.to_numpy(), index=range(len(split.keys)), name="fold")
+        by_position.attrs = folds.attrs  # the folds file's path
+        return by_position
 
     def score(self, solution: pd.DataFrame, submission: pd.DataFrame) -> dict[str, float]:
         """Aligned by id. With a probability column per class the AUC is scored too; from labels alone it is not."""

@@ -26,9 +26,7 @@ from kit import paths
 from kit.competitions import competition_of
 from kit.errors import KitError
 from kit.io import atomic_path
-from kit.train import distributed
-from kit.train.outputs import best_model, finished_folds, fold_average, fold_config
-from kit.train.runner import prepare
+from kit.train.outputs import best_model, fold_average
 
 from .training import MEAN_STD, Images, ImageTraining
 
@@ -57,22 +55,16 @@ class Delivered(nn.Module):
         return total / len(self.models)
 
 
-def _trained(cfg: dict) -> tuple[dict, str, ImageTraining, list[Path]]:
-    if not issubclass(competition_of(cfg).training_class, ImageTraining):
-        raise KitError(f"{cfg['name']}: Codabench packages are for the image-classification family only")
-    root = paths.runs_root() / cfg["name"]
-    done = sorted(p.parent for p in root.glob("fold*/summary.json"))
-    if not done:
-        raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={cfg['name']}` first)")
-    trained = fold_config(done)
-    trained["data"] = {**trained["data"], "dir": cfg["data"]["dir"]}
-    comp, training, _ = prepare(trained, distributed.Context())
-    return trained, comp.slug, training, finished_folds(trained, training.oof_file)
+def _trained(run) -> tuple[dict, str, ImageTraining, list[Path]]:
+    if not issubclass(competition_of(run.config).training_class, ImageTraining):
+        raise KitError(f"{run.name}: Codabench packages are for the image-classification family only")
+    comp, training, _ = run.prepare()
+    return run.config, comp.slug, training, run.folds
 
 
-def package(cfg: dict) -> tuple[Path, dict]:
-    """submissions/<slug>/<exp>.zip, then its rehearsal; returns the zip and the rehearsal's findings."""
-    cfg, slug, training, folds = _trained(cfg)
+def package(run) -> tuple[Path, dict]:
+    """submissions/<slug>/<run>.zip, then its rehearsal; returns the zip and the rehearsal's findings."""
+    cfg, slug, training, folds = _trained(run)
     cpu = torch.device("cpu")
     models = [best_model(cfg, training, fold, cpu).to(memory_format=torch.contiguous_format) for fold in folds]
     delivered = Delivered(models, training.in_channels, bool(cfg["trainer"].get("tta"))).eval()

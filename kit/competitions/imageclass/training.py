@@ -162,9 +162,19 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
 
     def loss(self) -> nn.Module:
         spec = dict(self.cfg["loss"])
-        if spec.pop("class_weights", None) == "balanced":
+        weights = spec.pop("class_weights", None)
+        if weights == "balanced":
             counts = np.bincount(self.samples.train.labels, minlength=len(self.classes)).astype(np.float64)
             spec["weight"] = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        elif isinstance(weights, list):
+            if len(weights) != len(self.classes):
+                raise KitError(
+                    f"config: loss.class_weights has {len(weights)} values for {len(self.classes)} classes "
+                    f"({', '.join(self.classes)}); give one weight per class, in that order"
+                )
+            spec["weight"] = torch.tensor(weights, dtype=torch.float32)
+        elif weights is not None:
+            raise KitError(f"config: loss.class_weights={weights!r}; expected balanced, null or one number per class")
         return self.loss_from(spec)
 
     def test_labelled(self) -> bool:

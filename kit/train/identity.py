@@ -1,0 +1,52 @@
+"""What a fold records about where it came from, beside its config.yaml: run.json holds the experiment YAML as it
+read when the fold started, the data folder (absolute) and that folder's fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kit.config import load_experiment
+from kit.data.fingerprint import fingerprint
+from kit.errors import KitError
+from kit.io import write_text_atomic
+
+RUN_FILE = "run.json"
+
+
+def yaml_snapshot(cfg: dict) -> dict | None:
+    """The experiment YAML a run started from, as it reads now (None where it is no named experiment)."""
+    try:
+        return load_experiment(cfg.get("experiment", cfg["name"]))
+    except KitError:
+        return None
+
+
+def identity(cfg: dict, data_dir: Path) -> dict:
+    return {
+        "experiment": cfg.get("experiment", cfg["name"]),
+        "experiment_yaml": yaml_snapshot(cfg),
+        "data": {"dir": cfg["data"].get("dir"), "path": str(Path(data_dir).absolute()), **fingerprint(data_dir)},
+    }
+
+
+def write_identity(record: dict, folder: Path) -> None:
+    write_text_atomic(Path(folder) / RUN_FILE, json.dumps(record, indent=1))
+
+
+def read_identity(folder: Path) -> dict | None:
+    """A fold's run.json; None for a fold trained before runs recorded it."""
+    path = Path(folder) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise KitError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
+        raise KitError(f"{path}: not a run record (expected experiment, experiment_yaml and data)")
+    return record
+
+
+def describe_data(data: dict) -> str:
+    return f"{data['path']} ({data['files']} files, fingerprint {data['sha256'][:12]})"
