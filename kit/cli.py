@@ -15,16 +15,9 @@ from kit.kaggle.code import PYTHONS
 
 
 def _read_csv(path: str) -> pd.DataFrame:
-    if Path(path).is_dir():
-        raise KitError(f"{path}: is a folder, expected a CSV file")
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError as exc:
-        raise KitError(f"{path}: file not found") from exc
-    except PermissionError as exc:
-        raise KitError(f"{path}: not readable (permission denied)") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise KitError(f"{path}: not a readable CSV ({exc})") from exc
+    from kit.io import read_csv_file
+
+    return read_csv_file(path)
 
 
 def cmd_synth(args) -> None:
@@ -295,6 +288,14 @@ def _inference_package(args, owner: str, **options):
     return build_inference(_run(args), owner, **options)
 
 
+def _fold_list(text: str) -> list[int]:
+    """`0` or `0,1,2`: one argument, so that overrides after it (task tune … -- data.dir=DIR) stay overrides."""
+    folds = [v.strip() for v in text.split(",") if v.strip()]
+    if not folds or not all(v.isdigit() for v in folds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected fold numbers such as 0 or 0,1,2")
+    return [int(v) for v in folds]
+
+
 def _pythons(text: str) -> tuple[str, ...]:
     pythons = tuple(v.strip() for v in text.split(",") if v.strip())
     bad = [v for v in pythons if not re.fullmatch(r"3\.\d+", v)]
@@ -309,11 +310,13 @@ def _pythons(text: str) -> tuple[str, ...]:
 def _code_options(args) -> dict:
     """What goes in the code dataset: the inference backend's packages, wheels for these CPythons. The rehearsal's
     image profile is checked here too, before anything is built."""
+    from kit.kaggle.push import check_backend
+
     if args.image != "here":
         from kit.kaggle.image import profile_path
 
         profile_path(args.image)
-    return {"backend": args.backend, "pythons": _pythons(args.pythons)}
+    return {"backend": check_backend(args.backend), "pythons": _pythons(args.pythons)}
 
 
 def cmd_kaggle_freeze(args) -> None:
@@ -444,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
             _force_argument(p)
         if verb == "tune":
             p.add_argument("--trials", type=int, default=20, help="trials in all (a resumed search counts done ones)")
-            p.add_argument("--folds", type=int, nargs="+", default=[0], help="folds each trial trains (mean)")
+            p.add_argument(
+                "--folds", type=_fold_list, default=[0], help="folds each trial trains, e.g. 0 or 0,1,2 (mean)"
+            )
         if verb == "bench-train":
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")

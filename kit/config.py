@@ -53,7 +53,8 @@ def load_experiment(name: str) -> dict:
     if not isinstance(cfg, dict):
         raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
     cfg.setdefault("name", path.stem)
-    cfg.setdefault("experiment", path.stem)  # the YAML a run started from, whatever name= it is given
+    cfg.setdefault("experiment", path.stem)  # the experiment a run started from, whatever name= it is given
+    cfg["source"] = name if path.parent == EXPERIMENTS else str(path.resolve())  # the YAML file, to read again
     return cfg
 
 

@@ -13,6 +13,7 @@ from kit import paths
 from kit.competitions.parts import FoldTraining
 from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
+from kit.io import atomic_folder
 
 
 class Competition(ABC):
@@ -50,10 +51,14 @@ class Competition(ABC):
         (e.g. RSNA's `real`: real-sized series for scale checks)."""
         if size not in self.image_sizes:
             raise KitError(f"--size {size}: {self.name} has {', '.join(self.image_sizes)}")
+        out = Path(out)
+        if out.exists() and not force:
+            raise KitError(f"{out} already exists; pass --force to replace it")
         options = {"size": size} if size != "default" else {}
-        return self.generate(
-            Path(out), train or self.synth_sizes["train"], test or self.synth_sizes["test"], seed, force, **options
-        )
+        train, test = train or self.synth_sizes["train"], test or self.synth_sizes["test"]
+        with atomic_folder(out) as staging:  # a generation cut short (Ctrl-C, a full disk) leaves `out` as it was
+            self.generate(staging, train, test, seed, True, **options)
+        return out
 
     @abstractmethod
     def generate(self, out: Path, train: int, test: int, seed: int, force: bool) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -89,18 +90,23 @@ def bench(batches=(1, 16), repeats: int = 20, threads: int | None = None) -> pd.
     return pd.DataFrame(rows)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime intra-op threads")
     args = parser.parse_args(argv)
+    for option, value in (("--repeats", args.repeats), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            print(f"error: {option} {value}: give at least 1", file=sys.stderr)
+            return 2
     frame = bench(repeats=args.repeats, threads=args.threads)
     out = paths.runs_root() / "bench-onnx"
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "bench.csv", frame.to_csv(index=False))
     write_text_atomic(out / "bench.md", markdown_table(frame))
     print(f"wrote {out / 'bench.csv'} and bench.md")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

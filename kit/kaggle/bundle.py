@@ -20,7 +20,9 @@ SECRET_NAMES = re.compile(
 )
 SECRET_DIRS = {".kaggle", ".ssh", ".aws", ".git"}
 SECRET_CONTENT = [
-    re.compile(rb'"key"\s*:\s*"[0-9a-f]{32}"'),  # a kaggle.json key
+    # a Kaggle key (32 hex digits) under a "key" name: kaggle.json, a YAML `key: ...`, a Python dict or assignment
+    re.compile(rb"""(?<![A-Za-z0-9_])['"]?key['"]?\s*[:=]\s*['"]?[0-9a-f]{32}(?![0-9a-f])""", re.IGNORECASE),
+    re.compile(rb"KGAT_[A-Za-z0-9]{16,}"),  # a Kaggle API token, also bare
     re.compile(rb"KAGGLE_(KEY|API_TOKEN)\s*[=:]\s*['\"]?[A-Za-z0-9_\-]{16,}"),
     re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     re.compile(rb"AKIA[0-9A-Z]{16}"),  # an AWS access key id
@@ -141,12 +143,16 @@ def scrub_local_paths(bundle: Bundle) -> Bundle:
         path = bundle.root / name
         if path.name == "config.yaml":
             cfg = yaml.safe_load(path.read_text())
-            if isinstance(cfg.get("data"), dict) and cfg["data"].get("dir") is not None:
+            if isinstance(cfg.get("data"), dict):
                 cfg["data"]["dir"] = None
-                path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            if str(cfg.get("source", "")).startswith("/"):
+                cfg["source"] = Path(cfg["source"]).name
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         elif path.name == RUN_FILE:
             record = json.loads(path.read_text())
             record["data"] = {**record["data"], "dir": None, "path": Path(record["data"]["path"]).name}
+            if str(record.get("experiment", "")).startswith("/"):
+                record["experiment"], record["experiment_yaml"] = Path(record["experiment"]).name, None
             path.write_text(json.dumps(record, indent=1))
     return bundle
 

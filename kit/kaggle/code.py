@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from kit.errors import KitError
-from kit.kaggle.bundle import SCAN_BYTES, Bundle, assemble, dataset_metadata, secret_in
+from kit.kaggle.bundle import SCAN_BYTES, Bundle, assemble, dataset_metadata, secret_in, secret_reason
 from kit.kaggle.image import profile_path, read_profile
 
 # Runtime packages of the kit that Kaggle's Python image (checked 2026-11) does not ship.
@@ -91,21 +91,42 @@ def pip(*args: str, what: str) -> str:
     return result.stdout
 
 
+PACKAGED = ("kit/", "kernels/")  # what the wheel is built from: the packages, pyproject.toml and the README
+BUILD_FILES = ("pyproject.toml", "README.md")
+
+
+def git_listed(root: Path, *flags: str) -> list[str]:
+    command = ["git", "-C", str(root), "ls-files", "-z", *flags, "--", *PACKAGED]
+    return [f for f in subprocess.run(command, capture_output=True, check=True).stdout.decode().split("\0") if f]
+
+
 def source_files(root: Path) -> list[str]:
-    """The checkout's files that git does not ignore (tracked or new); without git, every file outside build/."""
+    """The files the kit's wheel is built from: git-tracked files of the packages (an allowlist: an untracked file
+    there, a scratch note or a copied credential, is left out and named), pyproject.toml and the README. Without
+    git, the packages' .py/.yaml/.txt files."""
     if (root / ".git").exists():
-        command = ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-        listed = subprocess.run(command, capture_output=True, check=True).stdout.decode()
-        return [f for f in listed.split("\0") if f and (root / f).is_file()]
-    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "build" not in p.parts]
+        tracked = [f for f in git_listed(root, "--cached") if (root / f).is_file()]
+        untracked = git_listed(root, "--others", "--exclude-standard")
+        if untracked:
+            print(f"the kit's wheel leaves out {len(untracked)} file(s) git does not track: {', '.join(untracked[:5])}")
+    else:
+        tracked = [
+            str(p.relative_to(root)) for folder in PACKAGED for p in sorted((root / folder).rglob("*"))
+            if p.suffix in (".py", ".yaml", ".txt") and "__pycache__" not in p.parts
+        ]  # fmt: skip
+    return [*tracked, *(name for name in BUILD_FILES if (root / name).is_file())]
 
 
 def build_kit_wheel(dest: Path) -> Path:
-    """The kit's wheel, built from a copy of the checkout's non-ignored files, so that no git-ignored file (and no
-    stale build/ folder) can end up in it."""
+    """The kit's wheel, built from a copy of source_files (so that no untracked file and no stale build/ folder can
+    end up in it); a file that looks like a credential stops the build, named."""
     dest.mkdir(parents=True, exist_ok=True)
+    files = source_files(PROJECT_ROOT)
+    refused = [f"{name}: {reason}" for name in files if (reason := secret_reason(PROJECT_ROOT / name))]
+    if refused:
+        raise KitError("refusing to build the kit's wheel: " + "; ".join(refused))
     with tempfile.TemporaryDirectory() as scratch:
-        for name in source_files(PROJECT_ROOT):
+        for name in files:
             (Path(scratch) / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT_ROOT / name, Path(scratch) / name)
         pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), scratch,

@@ -101,14 +101,14 @@ def build_inference(run: Run, owner: str, gpu: bool = False, wheels: list[Path] 
     package = Package(run.root / "kaggle", owner, run.config["competition"], kaggle_slug(f"{run.name}-infer"))
     files = ()
     if backend == "onnxruntime":
-        from kit.export.onnx import MODEL_FILE
+        from kit.export.onnx import MODEL_FILE, PARITY_FILE
 
         if any(stage_folders(fold) for fold in run.folds):
             raise KitError(f"--backend onnxruntime: {run.name} has earlier stages (fold<k>/localiser/); its "
                            "notebook predicts with PyTorch only")  # fmt: skip
 
         exported_folds(run)
-        files = (MODEL_FILE,)
+        files = (MODEL_FILE, PARITY_FILE)  # the record names the weights the export came from: checked on Kaggle
     weights = weights_bundle(run.root, fresh(package.weights), owner, files)
     notebook = partial(inference_notebook, run.name, backend=backend)
     return inference_package(package, run.name, weights.root, notebook, gpu, code_options)

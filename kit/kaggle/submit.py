@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
 from kagglesdk.competitions.types.competition_api_service import (
     ApiCreateCodeSubmissionRequest,
     ApiCreateSubmissionRequest,
@@ -15,14 +14,13 @@ from kagglesdk.competitions.types.competition_api_service import (
 
 from kit.competitions import get_competition
 from kit.errors import KitError
+from kit.io import read_csv_file
 from kit.kaggle.client import make_client, upload, with_retries
 
 
 def validated(competition: str, path: Path) -> None:
     comp = get_competition(competition)
-    if not path.exists():
-        raise KitError(f"{path}: file not found")
-    problems = comp.validate(pd.read_csv(path), comp.known_sample())
+    problems = comp.validate(read_csv_file(path), comp.known_sample())
     if problems:
         raise KitError(f"{path}: not submitted; " + "; ".join(problems))
 

@@ -14,19 +14,19 @@ from kit.io import write_text_atomic
 RUN_FILE = "run.json"
 
 
-def yaml_snapshot(cfg: dict) -> dict | None:
-    """The experiment YAML a run started from, as it reads now (None where it is no named experiment)."""
+def yaml_snapshot(source: str | None) -> dict | None:
+    """The experiment YAML a run started from, as it reads now (None where it is gone or was never a file)."""
     try:
-        return load_experiment(cfg.get("experiment", cfg["name"]))
+        return load_experiment(source) if source else None
     except KitError:
         return None
 
 
 def identity(cfg: dict, data_dir: Path) -> dict:
     return {
-        "experiment": cfg.get("experiment", cfg["name"]),
-        "experiment_yaml": yaml_snapshot(cfg),
-        "data": {"dir": cfg["data"].get("dir"), "path": str(Path(data_dir).absolute()), **fingerprint(data_dir)},
+        "experiment": cfg.get("source"),
+        "experiment_yaml": yaml_snapshot(cfg.get("source")),
+        "data": {"dir": cfg["data"].get("dir"), "path": str(Path(data_dir).resolve()), **fingerprint(data_dir)},
     }
 
 

@@ -14,7 +14,7 @@ from kit import paths
 from kit.config import apply_overrides, check_name, config_differences, load_config, load_experiment, lookup
 from kit.data.fingerprint import fingerprint
 from kit.errors import KitError
-from kit.train.identity import describe_data, read_identity
+from kit.train.identity import describe_data, read_identity, yaml_snapshot
 
 # what a command after training may change without changing what the run is
 INFERENCE_KEYS = ("data.dir", "trainer.batch_size", "trainer.num_workers", "trainer.precision")
@@ -26,7 +26,7 @@ def _show(value) -> str:
 
 
 def _differences(a: dict, b: dict, limit: int = 4) -> str:
-    keys = [k for k in config_differences(a, b) if k not in ("fold", "name", "experiment")]
+    keys = [k for k in config_differences(a, b) if k not in ("fold", "name", "experiment", "source")]
     return ", ".join(f"{k} {_show(lookup(a, k))} -> {_show(lookup(b, k))}" for k in keys[:limit])
 
 
@@ -101,10 +101,10 @@ class Run:
         if data is not None and data["dir"] is not None:
             config["data"]["dir"] = data["path"]
         run = cls(name, root, config, folds, data)
-        run._apply(overrides, other_data, force)
+        run._apply(overrides, other_data)
         return run
 
-    def _apply(self, overrides, other_data: bool, force: bool) -> None:
+    def _apply(self, overrides, other_data: bool) -> None:
         wanted = apply_overrides(self.config, [o for o in overrides if not o.startswith("name=")])
         for key in config_differences(self.config, wanted):
             value = lookup(wanted, key)
@@ -116,27 +116,26 @@ class Run:
                 )
             self.overridden[key] = value
         if "data.dir" in self.overridden:
-            self._check_data_override(self.overridden["data.dir"], other_data, force)
+            self._check_data_override(self.overridden["data.dir"], other_data)
         self.config = wanted
         if "data.dir" not in self.overridden:
-            self._check_trained_data_present(force)
+            self._check_trained_data_present()
 
-    def _check_data_override(self, value, other_data: bool, force: bool) -> None:
+    def _check_data_override(self, value, other_data: bool) -> None:
         if not isinstance(value, str) or not value.strip():
             raise KitError(f"data.dir={_show(value)}: name the folder of the data (or leave data.dir out)")
         if not Path(value).exists():
             raise KitError(f"data.dir={value}: no such folder")
-        if other_data or force or self.trained_data is None:
-            return
+        if other_data or self.trained_data is None:
+            return  # --force never makes other data the run's own: OOF scores and calibration would mix sources
         now = fingerprint(value)
         if now["sha256"] != self.trained_data["sha256"]:
             raise KitError(
                 f"data.dir={value}: {self.root} was trained on {describe_data(self.trained_data)}, this folder is "
                 f"other data ({now['files']} files, fingerprint {now['sha256'][:12]}); only predict takes other data"
-                " (add --force to use it anyway)"
             )
 
-    def _check_trained_data_present(self, force: bool) -> None:
+    def _check_trained_data_present(self) -> None:
         data = self.trained_data
         if data is None or data["dir"] is None:
             return  # the synthetic data, or an old run: prepare() finds or regenerates it
@@ -160,7 +159,7 @@ class Run:
     @property
     def data_dir(self) -> Path:
         comp = self.prepare()[0]
-        return comp.data_dir(self.config["data"]["dir"]).absolute()
+        return comp.data_dir(self.config["data"]["dir"]).resolve()
 
     def fold(self, k: int) -> Path:
         folder = self.root / f"fold{k}"
@@ -187,14 +186,13 @@ def _check_experiment(trained: dict, record: dict | None, root: Path, force: boo
     dataset.classes, would relabel the run's predictions)."""
     if record is None or record.get("experiment_yaml") is None:
         return
-    try:
-        now = load_experiment(record["experiment"])
-    except KitError:
+    now = yaml_snapshot(record["experiment"])
+    if now is None:
         return
     changed = _differences(record["experiment_yaml"], now)
     if changed and not force:
         raise KitError(
-            f"{root}: experiment {record['experiment']}'s YAML changed since the run was trained ({changed}); "
+            f"{root}: the YAML {record['experiment']} changed since the run was trained ({changed}); "
             f"retrain, or add --force to use the run as it was trained"
         )
     if changed:

@@ -28,7 +28,9 @@ def run_rows() -> pd.DataFrame:
             base = load_experiment(experiment)
         except KitError:
             base = {}
-        changed = [k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment", "data.dir")]
+        changed = [
+            k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment", "source", "data.dir")
+        ]
         finished = sorted(p.parent.name for p in run.glob("fold*/summary.json"))
         seconds = sum(
             pd.read_csv(h)["seconds"].sum() for h in run.glob("fold*/history.csv") if h.parent.name in finished

@@ -70,7 +70,7 @@ def study_config(cfg: dict, root: Path) -> dict:
     if not path.exists():
         cfg = copy.deepcopy(cfg)
         if cfg["data"].get("dir"):
-            cfg["data"]["dir"] = str(Path(cfg["data"]["dir"]).absolute())
+            cfg["data"]["dir"] = str(Path(cfg["data"]["dir"]).resolve())
         write_text_atomic(path, json.dumps({"config": cfg}, indent=1))
         return cfg
     recorded = json.loads(path.read_text())["config"]
@@ -78,7 +78,7 @@ def study_config(cfg: dict, root: Path) -> dict:
     if given["data"].get("dir") is None:
         given["data"]["dir"] = recorded["data"].get("dir")
     elif given["data"]["dir"]:
-        given["data"]["dir"] = str(Path(given["data"]["dir"]).absolute())
+        given["data"]["dir"] = str(Path(given["data"]["dir"]).resolve())
     changed = config_differences(recorded, given)
     if changed:
         details = ", ".join(f"{k} {lookup(recorded, k)!r} -> {lookup(given, k)!r}" for k in changed[:4])
@@ -201,7 +201,9 @@ def best_experiment(cfg: dict, study, root: Path) -> Path:
         best = study.best_trial
     except ValueError as exc:
         raise KitError(f"{root}: no trial completed (all pruned or failed); widen the search ranges") from exc
-    tuned = {k: v for k, v in copy.deepcopy(with_params(cfg, best.params)).items() if k not in ("search", "name")}
+    tuned = {
+        k: v for k, v in copy.deepcopy(with_params(cfg, best.params)).items() if k not in ("search", "name", "source")
+    }
     tuned["experiment"] = cfg.get("experiment", cfg["name"])  # `kit runs` shows the tuned values as overrides
     path = root / f"{cfg['name']}_tuned.yaml"
     header = f"# {cfg['name']} with trial {best.number}'s values ({study.direction.name.lower()}d: {best.value:.4f})\n"

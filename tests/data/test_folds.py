@@ -26,14 +26,31 @@ def test_folds_file_is_made_once_and_reused(tmp_path):
     strata = [i % 2 for i in ids]
     path = tmp_path / "folds.csv"
     first = load_or_make_folds(path, ids, strata, ids, n_splits=3, seed=0)
-    written = path.read_bytes()
-    again = load_or_make_folds(path, ids[::-1], [0] * 30, ids, n_splits=3, seed=0)  # other strata: file wins
-    assert path.read_bytes() == written
+    (made,) = tmp_path.glob("folds-*.csv")  # keyed by the data: its ids and strata
+    written = made.read_bytes()
+    again = load_or_make_folds(path, ids[::-1], strata[::-1], ids, n_splits=3, seed=0)  # the same data, reordered
+    assert made.read_bytes() == written and first.attrs["path"] == str(made)
     pd.testing.assert_series_equal(first.loc[ids], again.loc[ids])
+    load_or_make_folds(path, ids, [0] * 30, ids, n_splits=3, seed=0)  # other labels: other data, its own split
+    assert len(list(tmp_path.glob("folds-*.csv"))) == 2
     with pytest.raises(KitError, match="made with n_splits=3, seed=0"):
         load_or_make_folds(path, ids, strata, ids, n_splits=5, seed=0)
-    with pytest.raises(KitError, match="no fold for 1 id"):
-        load_or_make_folds(path, [*ids, 999], [*strata, 0], [*ids, 999], n_splits=3, seed=0)
+    assert load_or_make_folds(path, [*ids, 999], [*strata, 0], [*ids, 999], n_splits=3, seed=0).attrs["path"] != str(
+        made
+    )  # a dataset with one more sample is another dataset: it never reuses this split
+
+
+def test_a_folds_file_that_holds_other_data_is_refused(tmp_path):
+    from kit.data.folds import keyed_path
+
+    ids, strata = list(range(30)), [i % 2 for i in range(30)]
+    path = tmp_path / "data.csv"
+    load_or_make_folds(path, ids, strata, ids, n_splits=3, seed=0)
+    made = keyed_path(path, ids, strata)
+    meta = made.with_suffix(".json")
+    meta.write_text(meta.read_text().replace('"n": 30', '"n": 40'))  # as if written for a larger dataset
+    with pytest.raises(KitError, match="holds 40 samples, the data has 30"):
+        load_or_make_folds(path, ids, strata, ids, n_splits=3, seed=0)
 
 
 def test_rsna_folds_cover_every_study(rsna_dir, kit_home):

@@ -19,6 +19,7 @@ from kit.kaggle.bundle import assemble, dataset_metadata
 from kit.kaggle.push import build_inference, build_stack_inference, build_training, pull_fold
 from kit.kaggle.rehearse import check_submission, rehearse
 from kit.kaggle.submit import submit_code
+from kit.train.run import Run
 
 from .conftest import KEY
 
@@ -52,11 +53,11 @@ def stacked(trained, tmp_path):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
         for fold in folds:
             train_fold(cfg, fold=fold)
-        merge_oof(cfg)
-        predict_test(cfg)
+        merge_oof(Run.open(name))
+        predict_test(Run.open(name))
         bases.append(str(tmp_path / f"{name}.yaml"))
     out, _ = run_stack("rsna", bases)
-    return out, [load_experiment(b) for b in bases]
+    return out, [Run.open(b) for b in bases]
 
 
 def posted(standin, method):
@@ -183,9 +184,9 @@ def test_check_submission_catches_the_classic_failures(tmp_path, rsna_dir):
 def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels, ort_wheels):
     """The onnxruntime notebook (the PyTorch one is rehearsed by the stack's test): each fold's model.onnx in the
     weights dataset, onnxruntime and monai from the code dataset (the simulated image lacks both)."""
-    package = build_inference("rsna_resnet", "tester", wheels=[*wheels, *ort_wheels], backend="onnxruntime")
+    package = build_inference(Run.open("rsna_resnet"), "tester", wheels=[*wheels, *ort_wheels], backend="onnxruntime")
     assert (package.weights / "fold0" / "model.onnx").exists()
-    assert "predict_test(cfg, 'onnxruntime')" in nbformat.read(package.notebook / "notebook.ipynb", 4).cells[-1].source
+    assert "predict_test(run, 'onnxruntime')" in nbformat.read(package.notebook / "notebook.ipynb", 4).cells[-1].source
     lines = []
     assert rehearse(package, "rsna", test_samples=5, visible=2, echo=lines.append) == []
     assert lines[-1] == "submission.csv: 125 rows, valid"
@@ -217,14 +218,14 @@ def test_the_install_cell_keeps_installs_or_stops_with_one_line(tmp_path):
 def test_onnxruntime_wheels_cover_every_python_and_are_required(trained, wheels, ort_wheels):
     assert {code.wheel_tags(w)[1].pop() for w in ort_wheels} == set(code.PYTHONS)
     with pytest.raises(KitError, match="lacks wheels of onnxruntime"):
-        build_inference("rsna_resnet", "tester", wheels=wheels, backend="onnxruntime")
+        build_inference(Run.open("rsna_resnet"), "tester", wheels=wheels, backend="onnxruntime")
 
 
 def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
     from kit.stack.apply import predict_stack
 
-    out, cfgs = stacked
-    path = predict_stack(out, cfgs)  # what the notebook's last cell runs, here on the local test set
+    out, runs = stacked
+    path = predict_stack(out, runs)  # what the notebook's last cell runs, here on the local test set
     again, saved = pd.read_csv(path), pd.read_csv(out / "test_pred.csv")
     assert path.name == "stack-rsna_resnet-tiny_dropout.csv" and again.shape == saved.shape
     assert (again.drop(columns="row_id") - saved.drop(columns="row_id")).abs().to_numpy().max() < 1e-5

@@ -26,6 +26,22 @@ def experiment(tmp_path, name, base, data_dir, **data) -> str:
     return str(path)
 
 
+def mark_trained(cfg: dict, folds: list[int]) -> None:
+    """What a finished fold holds for Run.open: its config, run record, best weights and summary."""
+    from kit.competitions import competition_of
+    from kit.config import dump_config
+    from kit.train.identity import identity, write_identity
+
+    record = identity(cfg, competition_of(cfg).data_dir(cfg["data"]["dir"]))
+    for k in folds:
+        out = paths.runs_root() / cfg["name"] / f"fold{k}"
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config({**cfg, "fold": int(k)}, out / "config.yaml")
+        write_identity(record, out)
+        (out / "model_best.pt").write_bytes(b"")
+        (out / "summary.json").write_text(json.dumps({"fold": int(k)}))
+
+
 def fake_base(cfg_path, seed, strength, confuse=None, folds_trained=None):
     """A 'trained and predicted' experiment: per-fold and merged OOF plus test predictions, drawn as noisy truth
     row by row (so neighbouring rows carry independent noise); `confuse=(a, b)` makes it mistake a for b."""
@@ -40,7 +56,9 @@ def fake_base(cfg_path, seed, strength, confuse=None, folds_trained=None):
     rows = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     probs = training.from_meta(rows.astype(np.float32), len(ids))
     root = paths.runs_root() / cfg["name"]
-    for k in sorted(folds.unique()) if folds_trained is None else folds_trained:
+    trained = sorted(folds.unique()) if folds_trained is None else folds_trained
+    mark_trained(cfg, trained)
+    for k in trained:
         part = [p for p, i in enumerate(ids) if folds[i] == k]
         (root / f"fold{k}").mkdir(parents=True, exist_ok=True)
         training.save_predictions(root / f"fold{k}" / training.oof_file, [ids[p] for p in part], probs[part])
@@ -72,11 +90,14 @@ def test_mars_stack_beats_the_best_base_and_the_mean_blend(mars_bases):
 
 
 def test_mismatched_folds_are_refused_by_name(tmp_path, mars_dir, mars_bases):
+    other_split = experiment(tmp_path, "mars_s", "mars_smp_unet", mars_dir, fold_seed=7)
+    mark_trained(load_experiment(other_split), [0, 1, 2])
     with pytest.raises(KitError, match="must share one split"):  # same data, another split: the folds file refuses
-        load_bases("mars", [mars_bases[0], experiment(tmp_path, "mars_s", "mars_smp_unet", mars_dir, fold_seed=7)])
+        load_bases("mars", [mars_bases[0], other_split])
     copy = tmp_path / "mars_copy"
     shutil.copytree(mars_dir, copy)
     other = experiment(tmp_path, "mars_c", "mars_smp_unet", copy, fold_seed=7)
+    mark_trained(load_experiment(other), [0, 1, 2])
     with pytest.raises(KitError, match="experiments mars_c use other folds than mars_a"):
         load_bases("mars", [mars_bases[0], other])
 
@@ -101,14 +122,14 @@ def rsna_bases(tmp_path, rsna_dir):
 
 
 def test_a_planted_leak_scores_better_than_the_honest_stack(rsna_bases):
-    training, folds, ids, _, bases = load_bases("rsna", list(rsna_bases))
+    training, folds, ids, _, bases, _ = load_bases("rsna", list(rsna_bases))
     honest = training.evaluate(ids, stack(training, folds, bases).oof)["score"]
     leaky = training.evaluate(ids, stack(training, folds, bases, leak=True).oof)["score"]
     assert leaky < honest  # log loss: the meta-model that saw the rows it predicts looks better
 
 
 def test_rsna_meta_features_see_neighbouring_levels_and_the_other_side(rsna_bases):
-    training, folds, ids, _, bases = load_bases("rsna", list(rsna_bases))
+    training, folds, ids, _, bases, _ = load_bases("rsna", list(rsna_bases))
     x = training.meta_features([b.oof for b in bases], [b.name for b in bases])
     assert len(x) == len(ids) * 25
     grid = bases[0].oof.reshape(len(ids), 5, 5, 3)
@@ -132,7 +153,7 @@ def test_rsna_stack_of_a_strong_and_a_weak_base_beats_both_and_the_mean_blend(tm
     assert len(pools) == 3 and all(p["weights"]["rsna_strong"] > p["weights"]["rsna_weak"] for p in pools)
     assert "## Pools (one per fold)" in (out / "report.md").read_text()
 
-    training, _, _, test_ids, bases = load_bases("rsna", [strong, weak])  # the saved meta-models redo the test
+    training, _, _, test_ids, bases, _ = load_bases("rsna", [strong, weak])  # the saved meta-models redo the test
     saved_ids, saved = training.load_predictions(out / "test_pred.csv")
     again = StackModel.load(out).predict(training, [b.test for b in bases])
     assert saved_ids == test_ids and np.abs(again - saved).max() < 1e-5

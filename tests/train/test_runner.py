@@ -13,6 +13,7 @@ from kit.cli import main
 from kit.config import apply_overrides, experiment_names, load_experiment
 from kit.errors import KitError, UnknownNameError
 from kit.train.outputs import merge_oof, predict_test
+from kit.train.run import Run
 from kit.train.runner import train_fold
 
 TINY = [
@@ -110,18 +111,19 @@ def test_fold_outputs_and_oof_honesty(tiny_cfg, kit_home, rsna_dir):
     assert saved["score"] == pytest.approx(summary["score"]) and saved["prior_baseline_score"] > 0
     assert saved["best_epoch"] in (0, 1)
 
-    folds = pd.read_csv(kit_home / "folds" / f"{rsna_dir.name}.csv", index_col="id")["fold"]
+    (folds_file,) = (kit_home / "folds").glob(f"{rsna_dir.name}-*.csv")  # keyed by the data
+    folds = pd.read_csv(folds_file, index_col="id")["fold"]
     oof = pd.read_csv(out / "oof.csv")
     assert sorted({int(r.split("_")[0]) for r in oof.row_id}) == sorted(folds.index[folds == 1])
     assert len(oof) == 25 * int((folds == 1).sum())
     np.testing.assert_allclose(oof[["normal_mild", "moderate", "severe"]].sum(axis=1), 1, atol=1e-6)
 
-    path, scores, n = merge_oof(tiny_cfg)
+    path, scores, n = merge_oof(Run.open(tiny_cfg["name"]))
     merged = pd.read_csv(path)
     assert n == 1 and len(merged) == len(oof)  # folds never trained are absent, not zero
     assert scores["score"] == pytest.approx(saved["score"], abs=1e-9)
 
-    sub_path, n, _ = predict_test(tiny_cfg)
+    sub_path, n, _ = predict_test(Run.open(tiny_cfg["name"]))
     sub = pd.read_csv(sub_path)
     sample = pd.read_csv(rsna_dir / "sample_submission.csv")
     assert sorted(sub.row_id) == sorted(sample.row_id)

@@ -82,9 +82,12 @@ def read_split(data_dir: Path, split: str, entries: pd.DataFrame, files: dict[st
     if not path.exists():
         raise KitError(f"{path}: file not found (the official split lists)")
     names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    labels, patients, paths = [], [], []
+    labels, patients, paths, seen = [], [], [], {}
     for line, name in enumerate(names, start=1):
         where = f"{path} line {line}"
+        if name in seen:
+            raise DataError(f"{where}: {name} is listed twice (first on line {seen[name]}); each image once")
+        seen[name] = line
         if name not in entries.index:
             raise DataError(f"{where}: {name} is not in {ENTRY_FILE}")
         if name not in files:
@@ -102,6 +105,9 @@ def read_dataset(data_dir: Path) -> tuple[Split, Split]:
     data_dir = Path(data_dir)
     entries, files = read_entries(data_dir), image_files(data_dir)
     train, test = (read_split(data_dir, s, entries, files) for s in ("train", "test"))
+    both = sorted(set(train.images) & set(test.images))
+    if both:
+        raise DataError(f"{data_dir}: image {both[0]} is in both {LISTS['train']} and {LISTS['test']}")
     shared = set(train.patients) & set(test.patients)
     if shared:
         raise DataError(f"{data_dir}: patient {sorted(shared)[0]} is in both {LISTS['train']} and {LISTS['test']}")

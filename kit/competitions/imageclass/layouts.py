@@ -17,6 +17,9 @@ from PIL import Image, UnidentifiedImageError
 from kit.errors import DataError, KitError, UnknownNameError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # PIL's convert("L") clamps these at 255: all white
+SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}  # fmt: skip
 
 
 @dataclass
@@ -64,10 +67,22 @@ def read_layout(data_dir: Path, spec: dict) -> Samples:
 
 
 def fit_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Any colour mode (grayscale, RGBA, palette) as (size, size, channels) uint8."""
+    """Any colour mode (grayscale, 16-bit or float grayscale, RGBA, palette) as (size, size, channels) uint8."""
+    if image.mode in WIDE_MODES:
+        image = Image.fromarray(stretch_to_uint8(np.asarray(image)))
     image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
+
+
+def stretch_to_uint8(array: np.ndarray) -> np.ndarray:
+    """A 16-bit, 32-bit or float image mapped from its own range (lowest to highest value) onto 0-255: a 12-bit
+    X-ray stored as 16 bits uses only its low values, so a fixed 65535 scale would leave it nearly black."""
+    values = array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
 def fit_array(array: np.ndarray, size: int, channels: int) -> np.ndarray:
@@ -147,26 +162,65 @@ def read_npz(data_dir: Path, spec: dict) -> Samples:
     )
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files in `folder` (and its sub-folders when `recursive`), hidden ones left out."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )  # fmt: skip
 
 
-def _class_tree(root: Path, data_dir: Path, classes: list[str] | None) -> tuple[list[str], Split]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = [p.name for p in folders]
+def _folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _match_classes(root: Path, classes: list[str] | None) -> tuple[list[str], dict[str, Path]]:
+    """The classes and each one's folder; folder names match the experiment's classes whatever their case."""
+    folders = _folders(root)
     if classes is None:
-        classes = found
-    unknown = sorted(set(found) - set(classes))
+        classes = [p.name for p in folders]
+    by_lower = {c.lower(): c for c in classes}
+    matched: dict[str, Path] = {}
+    unknown = []
+    for folder in folders:
+        name = by_lower.get(folder.name.lower())
+        if name is None:
+            unknown.append(folder.name)
+        elif name in matched:
+            raise DataError(f"{root}: folders {matched[name].name}/ and {folder.name}/ are both class {name!r}")
+        else:
+            matched[name] = folder
     if unknown:
         raise DataError(f"{root}: folder(s) {', '.join(unknown)} are not among the classes {classes}")
-    if not classes:
-        raise DataError(f"{root}: no class folders (expected one sub-folder of images per class)")
+    if len(classes) < 2:
+        raise DataError(
+            f"{root}: {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a classifier needs one "
+            "sub-folder of images per class and at least two classes"
+        )
+    return classes, matched
+
+
+def _class_tree(
+    root: Path, data_dir: Path, classes: list[str] | None, complete: bool = True
+) -> tuple[list[str], Split]:
+    """Samples of one folder per class, read recursively. `complete`: every class must have images (the labelled
+    training split); a validation or test split may lack one."""
+    classes, matched = _match_classes(root, classes)
+    stray = _images_in(root)
+    if stray:
+        raise DataError(
+            f"{root}: {len(stray)} image(s) outside the class folders (e.g. {stray[0].name}); put each image in its "
+            "class's folder"
+        )
     keys, labels, files = [], [], []
     for index, name in enumerate(classes):
-        folder = root / name
-        images = _images_in(folder) if folder.is_dir() else []
-        if not images:
-            raise DataError(f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        folder = matched.get(name)
+        images = _images_in(folder, recursive=True) if folder else []
+        if not images and complete:
+            where = folder or root / name
+            raise DataError(f"{where}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for path in images:
             keys.append(path.relative_to(data_dir).as_posix())
             labels.append(index)
@@ -174,25 +228,55 @@ def _class_tree(root: Path, data_dir: Path, classes: list[str] | None) -> tuple[
     return classes, Split(keys, np.asarray(labels, dtype=np.int64), files=files)
 
 
+def _split_folders(data_dir: Path) -> dict[str, Path]:
+    """train/, val/ and test/ (or training/, validation/, testing/…, any case) when `data_dir` is split that way."""
+    folders = _folders(data_dir)
+    splits: dict[str, Path] = {}
+    for folder in folders:
+        split = SPLIT_FOLDERS.get(folder.name.lower())
+        if split in splits:
+            raise DataError(f"{data_dir}: {splits[split].name}/ and {folder.name}/ are both the {split} split")
+        if split:
+            splits[split] = folder
+    if splits and "train" not in splits:
+        named = ", ".join(f"{p.name}/" for p in splits.values())
+        raise DataError(f"{data_dir}: split folder(s) {named} but no train/ (train/ holds one folder per class)")
+    others = [p.name for p in folders if p.name.lower() not in SPLIT_FOLDERS]
+    if splits and others:
+        raise DataError(
+            f"{data_dir}: split folders ({', '.join(p.name for p in splits.values())}) beside other folders "
+            f"({', '.join(others)}); give data.dir the folder that holds train/ alone, or one folder per class"
+        )
+    return splits
+
+
+def _joined(first: Split, second: Split) -> Split:
+    labels = np.concatenate([first.labels, second.labels])
+    return Split(first.keys + second.keys, labels, files=first.files + second.files)
+
+
 @register_layout("folders")
 def read_folders(data_dir: Path, spec: dict) -> Samples:
-    """One sub-folder of images per class (mixed sizes, formats and colour modes). With train/ and test/
-    sub-folders, train/ holds the class folders and test/ either class folders (labelled) or images (unlabelled)."""
+    """One sub-folder of images per class (mixed sizes, formats and colour modes; images in a class's sub-folders
+    count). Split as Kaggle sets often are, into train/, val/ and test/: train/ and val/ hold class folders and are
+    the labelled samples that the folds divide; test/ holds class folders (labelled) or images (unlabelled)."""
     if not data_dir.is_dir():
         raise KitError(f"{data_dir}: folder not found")
     classes = spec.get("classes")
-    if (data_dir / "train").is_dir():
-        classes, train = _class_tree(data_dir / "train", data_dir, classes)
-        test_root = data_dir / "test"
-        if not test_root.is_dir():
-            return Samples(classes, train, Split([], None))
-        if any(p.is_dir() for p in test_root.iterdir()):
-            _, test = _class_tree(test_root, data_dir, classes)
-            return Samples(classes, train, test)
-        files = _images_in(test_root)
-        return Samples(classes, train, Split([p.relative_to(data_dir).as_posix() for p in files], None, files=files))
-    classes, train = _class_tree(data_dir, data_dir, classes)
-    return Samples(classes, train, Split([], None))
+    splits = _split_folders(data_dir)
+    if not splits:
+        classes, train = _class_tree(data_dir, data_dir, classes)
+        return Samples(classes, train, Split([], None))
+    classes, train = _class_tree(splits["train"], data_dir, classes)
+    if "val" in splits:
+        train = _joined(train, _class_tree(splits["val"], data_dir, classes, complete=False)[1])
+    test_root = splits.get("test")
+    if test_root is None:
+        return Samples(classes, train, Split([], None))
+    if _folders(test_root):
+        return Samples(classes, train, _class_tree(test_root, data_dir, classes, complete=False)[1])
+    files = _images_in(test_root)
+    return Samples(classes, train, Split([p.relative_to(data_dir).as_posix() for p in files], None, files=files))
 
 
 @register_layout("tinyimagenet")

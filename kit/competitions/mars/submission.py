@@ -75,6 +75,9 @@ def validate_submission(frame: pd.DataFrame, expected_rows: int | None = None) -
         problems.append(f"ids are not 0, 1, …, n-1 once each ({detail})")
     if expected_rows is not None and len(frame) != expected_rows:
         problems.append(f"{len(frame)} rows, expected {expected_rows} (one per test image)")
+    booleans = [str(c) for c, dtype in frame.drop(columns="id").dtypes.items() if dtype.kind == "b"]
+    if booleans:
+        return [*problems, f"column(s) {', '.join(booleans[:5])} hold True/False; give labels 0–{NUM_CLASSES - 1}"]
     values, bad_cell = _label_values(frame.drop(columns="id"))
     if bad_cell:
         return [*problems, bad_cell]

@@ -78,6 +78,12 @@ def validate_submission(frame: pd.DataFrame, expected_row_ids: Iterable[str] | N
     malformed = [value for value in ids if split_row_id(value) is None]
     if malformed:
         problems.append(f"{len(malformed)} malformed row_id(s) (want '<study_id>_<target>'), e.g. {malformed[:3]}")
+    padded = [value for value in ids if (parts := split_row_id(value)) and len(parts[0]) > 1 and parts[0][0] == "0"]
+    if padded:
+        problems.append(
+            f"{len(padded)} row_id(s) whose study id has a leading zero, e.g. {padded[:3]} (Kaggle matches row ids "
+            "as text: '0123_…' is not study 123)"
+        )
 
     if expected_row_ids is not None:
         expected = pd.Index(list(expected_row_ids))
@@ -97,6 +103,9 @@ def validate_submission(frame: pd.DataFrame, expected_row_ids: Iterable[str] | N
             )
 
     value_columns = [c for c in SEVERITY_COLUMNS if c in columns]
+    booleans = [c for c in value_columns if frame[c].dtype.kind == "b"]
+    if booleans:
+        problems.append(f"column(s) {', '.join(booleans)} hold True/False; give probabilities")
     values = frame[value_columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     checks = (
         (np.isnan(values).any(axis=1), "NaN or non-numeric values"),

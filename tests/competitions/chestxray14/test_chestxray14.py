@@ -94,6 +94,8 @@ def test_score_cli_prints_each_finding_and_the_mean_last(chest_dir, tmp_path):
         ("finding", ["unknown finding 'Flu'"]),
         ("image", ["train_val_list.txt line 1", "has no image"]),
         ("age", ["row 2", "Patient Age 'fifty'"]),
+        ("twice", ["train_val_list.txt line 3", "is listed twice (first on line 1)"]),
+        ("both", ["is in both train_val_list.txt and test_list.txt"]),
     ],
 )
 def test_broken_files_are_one_error_line(chest_dir, tmp_path, how, fragments):
@@ -109,6 +111,10 @@ def test_broken_files_are_one_error_line(chest_dir, tmp_path, how, fragments):
         entries.write_text("\n".join(lines[:row] + [lines[row].replace(",", ",Flu|", 1)] + lines[row + 1 :]) + "\n")
     elif how == "image":
         next(data.glob(f"images_*/images/{first}")).unlink()
+    elif how in ("twice", "both"):
+        target = data / ("train_val_list.txt" if how == "twice" else "test_list.txt")
+        listed = target.read_text().splitlines()
+        target.write_text("\n".join([*listed[:2], first, *listed[2:]]) + "\n")
     else:
         fields = lines[1].split(",")
         fields[4] = "fifty"
@@ -130,7 +136,8 @@ def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp
     oof = pd.read_csv(fold / "oof.csv")
     assert list(oof.columns) == ["Image Index", *[f"y_{f}" for f in FINDINGS], *FINDINGS]
     train, test = read_dataset(chest_dir)
-    folds = pd.read_csv(tmp_path / "folds" / "data.csv")
+    (folds_file,) = (tmp_path / "folds").glob("data-*.csv")
+    folds = pd.read_csv(folds_file)
     assert sorted(oof["Image Index"]) == sorted(folds.loc[folds["fold"] == 0, "id"])
     patients = dict(zip(train.images, train.patients, strict=True))
     assert (

@@ -108,3 +108,64 @@ def test_real_pneumoniamnist_reads_with_its_official_splits():
     assert len(samples.train.keys) == 3882 + 524 and len(samples.test.keys) == 624
     assert np.bincount(samples.train.labels).tolist() == [388 + 135, 3494 + 389]
     assert np.bincount(samples.test.labels).tolist() == [234, 390]
+
+
+def picture(path: Path, mode: str = "RGB", size=(10, 12)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size).save(path)
+
+
+def test_a_16_bit_png_keeps_its_contrast(tmp_path):
+    ramp = np.linspace(1000, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)  # a 12-bit X-ray stored as 16 bits
+    Image.fromarray(ramp).save(tmp_path / "xray.png")
+    with Image.open(tmp_path / "xray.png") as image:
+        assert image.mode.startswith("I")
+        assert set(np.unique(np.asarray(image.convert("L")))) == {255}, "PIL alone clamps it to white"
+    loaded = layouts.load_image(tmp_path / "xray.png", 64, 1)[..., 0]
+    assert loaded.min() == 0 and loaded.max() == 255
+    assert np.all(np.diff(loaded.astype(int).ravel()) >= 0), "the ramp stays a ramp"
+    assert np.unique(loaded).size > 200
+    Image.fromarray(np.full((8, 8), 700, np.uint16)).save(tmp_path / "flat.png")
+    assert layouts.load_image(tmp_path / "flat.png", 8, 3).shape == (8, 8, 3)
+
+
+def test_kaggle_train_val_test_split_folders(tmp_path):
+    for name in ("train/NORMAL/1.jpeg", "train/PNEUMONIA/2.jpeg", "train/PNEUMONIA/3.jpeg", "val/NORMAL/4.jpeg",
+                 "val/PNEUMONIA/5.jpeg", "test/NORMAL/6.jpeg", "test/PNEUMONIA/7.jpeg"):  # fmt: skip
+        picture(tmp_path / "chest_xray" / name)
+    samples = layouts.read_layout(tmp_path / "chest_xray", folders_spec(classes=["normal", "pneumonia"]))
+    assert samples.classes == ["normal", "pneumonia"], "folder names match the classes whatever their case"
+    assert samples.train.keys == ["train/NORMAL/1.jpeg", "train/PNEUMONIA/2.jpeg", "train/PNEUMONIA/3.jpeg",
+                                  "val/NORMAL/4.jpeg", "val/PNEUMONIA/5.jpeg"]  # fmt: skip
+    assert list(samples.train.labels) == [0, 1, 1, 0, 1]
+    assert samples.test.keys == ["test/NORMAL/6.jpeg", "test/PNEUMONIA/7.jpeg"] and list(samples.test.labels) == [0, 1]
+    for name in ("Training/glioma/a.png", "Training/meningioma/b.png", "Testing/glioma/c.png"):
+        picture(tmp_path / "brain" / name)
+    samples = layouts.read_layout(tmp_path / "brain", folders_spec())
+    assert samples.classes == ["glioma", "meningioma"] and samples.test.keys == ["Testing/glioma/c.png"]
+
+
+def test_class_folders_are_read_recursively(tmp_path):
+    for name in ("a/1.png", "a/scan2/2.png", "a/scan2/deeper/3.png", "b/4.png", "b/.hidden/5.png"):
+        picture(tmp_path / name)
+    samples = layouts.read_layout(tmp_path, folders_spec())
+    assert samples.train.keys == ["a/1.png", "a/scan2/2.png", "a/scan2/deeper/3.png", "b/4.png"]
+    assert list(samples.train.labels) == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "files, spec, fragment",
+    [
+        (["only/1.png", "only/2.png"], {}, r"1 class folder\(s\) \(only\); .* at least two classes"),
+        (["a/1.png", "b/2.png", "stray.png"], {}, r"1 image\(s\) outside the class folders \(e.g. stray.png\)"),
+        (["train/a/1.png", "train/b/2.png", "extra/c.png"], {}, r"split folders \(train\) beside other folders"),
+        (["a/1.png", "b/2.png", "test/3.png"], {}, r"split folder\(s\) test/ but no train/"),
+        (["Cat/1.png", "cat/2.png", "dog/3.png"], {"classes": ["cat", "dog"]}, r"Cat/ and cat/ are both class 'cat'"),
+        (["train/a/1.png", "train/b/2.png", "Train/a/3.png"], {}, r"are both the train split"),
+    ],
+)
+def test_folder_trees_that_would_train_wrongly_are_refused(tmp_path, files, spec, fragment):
+    for name in files:
+        picture(tmp_path / name)
+    with pytest.raises(KitError, match=fragment):
+        layouts.read_layout(tmp_path, folders_spec(**spec))

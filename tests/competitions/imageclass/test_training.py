@@ -37,7 +37,8 @@ def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
     assert list(oof.columns) == ["id", "label", "normal", "pneumonia"]
     assert set(oof["label"]) == {"normal", "pneumonia"}
     assert np.allclose(oof[["normal", "pneumonia"]].sum(axis=1), 1.0, atol=1e-4)
-    folds = pd.read_csv(tmp_path / "folds" / "pneumoniamnist-synth.csv", dtype={"id": str})
+    (folds_file,) = (tmp_path / "folds").glob("pneumoniamnist-synth-*.csv")
+    folds = pd.read_csv(folds_file, dtype={"id": str})
     assert sorted(oof["id"]) == sorted(folds.loc[folds["fold"] == 0, "id"])
 
     merged = run_kit(["oof", "--exp", "pneumonia_resnet18", *TINY], tmp_path)

@@ -60,6 +60,9 @@ def test_validation_lists_every_problem():
     text = good.astype(object)
     text.loc[1, "77"] = "rock"
     assert submission.validate_submission(text) == ["row 1, column '77': 'rock' is not a class label"]
+    flags = good.assign(**{"3": True})
+    flags = pd.read_csv(pd.io.common.StringIO(flags.to_csv(index=False)))
+    assert submission.validate_submission(flags) == ["column(s) 3 hold True/False; give labels 0–4"]
 
 
 def test_score_aligns_rows_by_id_as_kaggle_does(tmp_path, capsys):

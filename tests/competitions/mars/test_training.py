@@ -10,6 +10,7 @@ from kit.config import apply_overrides, load_experiment
 from kit.kaggle import code
 from kit.kaggle.push import build_inference
 from kit.train.outputs import merge_oof, predict_test
+from kit.train.run import Run
 from kit.train.runner import train_fold
 
 
@@ -39,11 +40,11 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
     assert np.allclose(probs.astype(np.float32).sum(axis=1), 1.0, atol=1e-2)
     assert 0.0 <= summary["score"] <= 1.0 and summary["prior_baseline_score"] > 0
 
-    path, scores, n_folds = merge_oof(tiny_mars)
+    path, scores, n_folds = merge_oof(Run.open("mars_dual_unet"))
     assert n_folds == 1 and scores["score"] == pytest.approx(summary["score"], abs=1e-3)
     assert path.name == "oof.npz"
 
-    sub_path, n, _ = predict_test(tiny_mars)
+    sub_path, n, _ = predict_test(Run.open("mars_dual_unet"))
     frame = pd.read_csv(sub_path)
     assert n == 1 and submission.validate_submission(frame, expected_rows=12) == []
     assert sub_path.parent.name == get_competition("mars").slug
@@ -53,7 +54,7 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
         fake_wheels.append(kit_home / f"{name}-0-py3-none-any.whl")
         with zipfile.ZipFile(fake_wheels[-1], "w") as wheel:
             wheel.writestr(f"{name}/__init__.py", "")
-    package = build_inference("mars_dual_unet", "tester", wheels=fake_wheels)
+    package = build_inference(Run.open("mars_dual_unet"), "tester", wheels=fake_wheels)
     notebook = (package.notebook / "notebook.ipynb").read_text()
     assert "oof.npz" in notebook and "oof.csv" not in notebook, "the notebook marks folds with Mars's own OOF file"
 

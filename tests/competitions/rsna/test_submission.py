@@ -53,6 +53,12 @@ def break_frame(frame, how):
         frame.loc[3, "normal_mild"] += 0.3
     if how == "malformed row id":
         frame.loc[3, "row_id"] = "111_spinal_canal_stenosis_l9_l9"
+    if how == "leading zero":
+        frame.loc[3, "row_id"] = "0" + frame.loc[3, "row_id"]
+    if how == "booleans":
+        frame = frame.assign(normal_mild=True, moderate=False, severe=False)
+        csv = frame.to_csv(index=False)  # as read back from a user's file: pandas parses True/False as booleans
+        frame = pd.read_csv(pd.io.common.StringIO(csv))
     return frame
 
 
@@ -66,6 +72,8 @@ PROBLEMS = {
     "inf": "infinite",
     "not summing to 1": "do not sum to 1",
     "malformed row id": "malformed row_id",
+    "leading zero": "study id has a leading zero",
+    "booleans": "normal_mild, moderate, severe hold True/False",
 }
 
 

@@ -17,6 +17,7 @@ from kit.competitions.rsna.localiser import from_grid, soft_argmax, to_grid
 from kit.competitions.rsna.two_stage import SWAPPED, CropAugment, fit_temperature
 from kit.config import apply_overrides, load_experiment
 from kit.data.dicom import Series
+from kit.train.run import Run
 
 TINY = [
     "data.folds=2",
@@ -141,7 +142,7 @@ def test_one_fold_trains_both_stages_and_validates_on_stage_one_points(kit_home,
     grid = np.stack([localiser.prior(training.ids("train"))] * len(val_ids))
     assert localiser.evaluate(val_ids, grid)["error_mm"] > 0
 
-    path, folds, _ = predict_test(cfg)
+    path, folds, _ = predict_test(Run.open(cfg["name"]))
     sub = pd.read_csv(path)
     assert folds == 1 and len(sub) == 3 * len(TARGETS)
     assert np.allclose(sub[["normal_mild", "moderate", "severe"]].sum(axis=1), 1.0, atol=1e-4)
