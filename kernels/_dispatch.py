@@ -9,6 +9,7 @@ import logging
 import os
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 log = logging.getLogger("kernels")
 
@@ -17,6 +18,24 @@ TRITON_MIN_CAPABILITY = (7, 0)  # Triton's GPU compiler refuses older devices (K
 
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+if interpreting():
+    # In Triton's interpreter torch.library.wrap_triton hands back the kernel untraced (it has no JIT metadata), so
+    # torch.compile cannot see through a triton_op there: keep each op whole in the graph (as a GPU export does),
+    # and run it eagerly inside the compiled graph. On a GPU the ops decompose and Inductor sees the kernels.
+    import torch._functorch.config
+
+    torch._functorch.config.decompose_custom_triton_ops = False
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """kernel[grid](*args, **kwargs) through torch.library.wrap_triton, which torch.compile traces inside a triton_op.
+    Under the interpreter a trace on fake tensors (compile's shape propagation) launches nothing: the op's outputs
+    are only allocated there, and computed when the compiled graph runs."""
+    if interpreting() and any(isinstance(a, torch.Tensor) and is_fake(a) for a in args):
+        return
+    torch.library.wrap_triton(kernel)[grid](*args, **kwargs)
 
 
 def triton_disabled() -> bool:
@@ -69,7 +88,3 @@ def use_triton(tensor: torch.Tensor) -> bool:
     if tensor.is_cuda:
         return _cuda_decision(tensor.device.index, False)[0]
     return tensor.device.type == "cpu" and interpreting()
-
-
-def next_power_of_2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from kernels._dispatch import interpreting, next_power_of_2, use_triton
+from kernels._dispatch import interpreting, launch, use_triton
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -161,7 +161,7 @@ def count_valid(target: torch.Tensor, ignore_index: int) -> torch.Tensor:
     flat = target.reshape(-1)
     block = 4096
     partial = torch.empty(max(1, triton.cdiv(flat.numel(), block)), device=target.device, dtype=torch.int32)
-    _count_valid_kernel[(partial.numel(),)](flat, partial, flat.numel(), int(ignore_index), BLOCK=block)
+    launch(_count_valid_kernel, (partial.numel(),), flat, partial, flat.numel(), int(ignore_index), BLOCK=block)
     return partial.sum()
 
 
@@ -191,7 +191,7 @@ def _check_softmax_inputs(logits, target, alpha, reduction):
         raise ValueError(f"alpha must have one weight per class ({logits.shape[1]}), got {tuple(alpha.shape)}")
 
 
-@torch.library.custom_op("kit::focal_forward", mutates_args=())
+@torch.library.triton_op("kit::focal_forward", mutates_args=())
 def focal_forward(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -201,12 +201,12 @@ def focal_forward(
     reduction: str,
     compute_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss and, when compute_grad, its gradient (else an empty tensor). A custom op, so torch.compile keeps it
-    whole."""
+    """The loss and, when compute_grad, its gradient (else an empty tensor), computed in one pass. A triton_op:
+    torch.compile traces into it and sees the kernels."""
     n, s, (sl_n, sl_c, sl_s), (st_n, st_s) = _as_ncs(logits, target)
     num_classes, acc = logits.shape[1], _accumulation_dtype(logits)
-    block_c = next_power_of_2(num_classes)
-    block_s = max(1, min(next_power_of_2(s), 4096 // block_c))
+    block_c = triton.next_power_of_2(num_classes)
+    block_s = max(1, min(triton.next_power_of_2(s), 4096 // block_c))
     grid = (triton.cdiv(s, block_s), n)
     count = count_valid(target, ignore_index).to(acc)
     grad_scale = 1.0 / count.clamp(min=1) if reduction == "mean" else torch.ones((), device=logits.device, dtype=acc)
@@ -214,8 +214,8 @@ def focal_forward(
     _, _, (sg_n, sg_c, sg_s), _ = _as_ncs(grad, target)
     partial = reduction != "none"
     loss = torch.empty((n, grid[0]) if partial else (n, s), device=logits.device, dtype=acc)
-    _softmax_focal_kernel[grid](
-        logits, target, alpha if alpha is not None else logits, loss, grad, grad_scale,
+    launch(
+        _softmax_focal_kernel, grid, logits, target, alpha if alpha is not None else logits, loss, grad, grad_scale,
         num_classes, s, float(gamma), int(ignore_index),
         sl_n, sl_c, sl_s, st_n, st_s, sg_n, sg_c, sg_s,
         HAS_ALPHA=alpha is not None, GAMMA_ZERO=gamma == 0, COMPUTE_GRAD=compute_grad, PARTIAL_SUMS=partial,
@@ -225,13 +225,7 @@ def focal_forward(
     return loss.to(logits.dtype), (grad if compute_grad else logits.new_empty(0))
 
 
-@focal_forward.register_fake
-def _(logits, target, alpha, gamma, ignore_index, reduction, compute_grad):
-    loss = logits.new_empty(target.shape if reduction == "none" else ())
-    return loss, (torch.empty_like(logits) if compute_grad else logits.new_empty(0))
-
-
-@torch.library.custom_op("kit::sigmoid_focal_forward", mutates_args=())
+@torch.library.triton_op("kit::sigmoid_focal_forward", mutates_args=())
 def sigmoid_focal_forward(
     logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float, reduction: str, compute_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,20 +236,13 @@ def sigmoid_focal_forward(
     partial = reduction != "none"
     loss = torch.empty(grid[0] if partial else numel, device=x.device, dtype=acc)
     grad = torch.empty_like(x) if compute_grad else x
-    _sigmoid_focal_kernel[grid](
+    launch(
+        _sigmoid_focal_kernel, grid,
         x, t, loss, grad, numel, float(alpha), float(gamma), 1.0 / max(numel, 1) if reduction == "mean" else 1.0,
         HAS_ALPHA=alpha >= 0, GAMMA_ZERO=gamma == 0, COMPUTE_GRAD=compute_grad, PARTIAL_SUMS=partial, BLOCK=block,
     )  # fmt: skip
     loss = _reduced(loss.view(x.shape) if reduction == "none" else loss, reduction, numel)
     return loss.to(logits.dtype), (grad if compute_grad else logits.new_empty(0))
-
-
-@sigmoid_focal_forward.register_fake
-def _(logits, targets, alpha, gamma, reduction, compute_grad):
-    loss = logits.new_empty(logits.shape if reduction == "none" else ())
-    return loss, (
-        torch.empty_like(logits, memory_format=torch.contiguous_format) if compute_grad else logits.new_empty(0)
-    )
 
 
 def _reduced(loss, reduction, count):
@@ -274,32 +261,33 @@ def scale_grad(grad: torch.Tensor, grad_output: torch.Tensor, reduction: str, cl
     return grad * grad_output
 
 
-class FocalLossFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, target, alpha, gamma, ignore_index, reduction):
-        loss, grad = focal_forward(logits, target, alpha, gamma, ignore_index, reduction, logits.requires_grad)
-        ctx.save_for_backward(grad)
-        ctx.reduction = reduction
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return scale_grad(grad, grad_output, ctx.reduction, class_dim=True), None, None, None, None, None
+def _save_gradient(ctx, inputs, output):
+    _, grad = output
+    ctx.mark_non_differentiable(grad)
+    ctx.save_for_backward(grad)
+    ctx.reduction = inputs[-2]
 
 
-class SigmoidFocalLossFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, targets, alpha, gamma, reduction):
-        loss, grad = sigmoid_focal_forward(logits, targets, alpha, gamma, reduction, logits.requires_grad)
-        ctx.save_for_backward(grad)
-        ctx.reduction = reduction
-        return loss
+def _softmax_backward(ctx, grad_output, _grad_of_grad):
+    (grad,) = ctx.saved_tensors
+    return scale_grad(grad, grad_output, ctx.reduction, class_dim=True), None, None, None, None, None, None
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return scale_grad(grad, grad_output, ctx.reduction, class_dim=False), None, None, None, None
+
+def _sigmoid_backward(ctx, grad_output, _grad_of_grad):
+    (grad,) = ctx.saved_tensors
+    return scale_grad(grad, grad_output, ctx.reduction, class_dim=False), None, None, None, None, None
+
+
+focal_forward.register_autograd(_softmax_backward, setup_context=_save_gradient)
+sigmoid_focal_forward.register_autograd(_sigmoid_backward, setup_context=_save_gradient)
+
+
+def fused_focal_loss(logits, target, alpha, gamma, ignore_index, reduction):
+    return focal_forward(logits, target, alpha, gamma, ignore_index, reduction, logits.requires_grad)[0]
+
+
+def fused_sigmoid_focal_loss(logits, targets, alpha, gamma, reduction):
+    return sigmoid_focal_forward(logits, targets, alpha, gamma, reduction, logits.requires_grad)[0]
 
 
 def focal_loss_reference(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
@@ -342,7 +330,7 @@ def focal_loss(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reducti
     _check_softmax_inputs(logits, target, alpha, reduction)
     if use_triton(logits):
         alpha = alpha.to(device=logits.device).contiguous() if alpha is not None else None
-        return FocalLossFunction.apply(logits, target, alpha, gamma, ignore_index, reduction)
+        return fused_focal_loss(logits, target, alpha, gamma, ignore_index, reduction)
     return focal_loss_reference(logits, target, gamma, alpha, ignore_index, reduction)
 
 
@@ -353,7 +341,7 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none")
     if logits.shape != targets.shape:
         raise ValueError(f"sigmoid_focal_loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
     if use_triton(logits):
-        return SigmoidFocalLossFunction.apply(logits, targets, alpha, gamma, reduction)
+        return fused_sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)
     return sigmoid_focal_loss_reference(logits, targets, alpha, gamma, reduction)
 
 

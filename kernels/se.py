@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from kernels._dispatch import interpreting, next_power_of_2, use_triton
+from kernels._dispatch import interpreting, launch, use_triton
 
 
 def _tile_configs() -> list[triton.Config]:
@@ -30,7 +30,7 @@ def _tile_configs() -> list[triton.Config]:
 def _prune_tiles(configs, named_args, **_):
     """Drop tiles far wider than the tensor along either axis (a 128-channel tile on 5 channels)."""
     c, hw = named_args["C"], named_args["HW"]
-    widest_c, widest_hw = max(4, next_power_of_2(c)), max(32, next_power_of_2(hw))
+    widest_c, widest_hw = max(4, triton.next_power_of_2(c)), max(32, triton.next_power_of_2(hw))
     fitting = [cfg for cfg in configs if cfg.kwargs["BLOCK_C"] <= widest_c and cfg.kwargs["BLOCK_HW"] <= widest_hw]
     return fitting or configs[:1]
 
@@ -155,7 +155,8 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor | None = None, scale: float = 1
     chunk = triton.cdiv(triton.cdiv(hw, max(1, wanted)), SPLIT_ALIGN) * SPLIT_ALIGN
     splits = triton.cdiv(hw, chunk)
     partial = torch.empty((n, c, splits), device=a.device, dtype=accumulation_dtype(a))
-    _channel_dot_kernel[lambda meta: (n * splits, triton.cdiv(c, meta["BLOCK_C"]))](
+    launch(
+        _channel_dot_kernel, lambda meta: (n * splits, triton.cdiv(c, meta["BLOCK_C"])),
         a, a if b is None else b, partial, c, hw, chunk, splits,
         *_strides(a), *_strides(a if b is None else b),
         HAS_B=b is not None, PIXELS_CONTIGUOUS=_pixels_contiguous(a),
@@ -167,7 +168,8 @@ def channel_affine(a: torch.Tensor, s: torch.Tensor, t: torch.Tensor | None = No
     """a * s[:, :, None, None] (+ t[:, :, None, None]) in a's dtype and memory format."""
     n, c, h, w = a.shape
     out = torch.empty_like(a)
-    _channel_affine_kernel[lambda meta: (triton.cdiv(h * w, meta["BLOCK_HW"]), triton.cdiv(c, meta["BLOCK_C"]), n)](
+    launch(
+        _channel_affine_kernel, lambda meta: (triton.cdiv(h * w, meta["BLOCK_HW"]), triton.cdiv(c, meta["BLOCK_C"]), n),
         a, s, s if t is None else t, out, c, h * w,
         *_strides(a), *_strides(out),
         HAS_T=t is not None, PIXELS_CONTIGUOUS=_pixels_contiguous(a),
@@ -187,31 +189,18 @@ def _mlp_unautocast(mean, w1, b1, w2, b2):
     return z1, hidden, gate
 
 
-@torch.library.custom_op("kit::se_forward", mutates_args=())
+@torch.library.triton_op("kit::se_forward", mutates_args=())
 def se_forward(
     x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """y and what the backward needs (mean, z1, hidden, gate). A custom op, so torch.compile keeps it whole."""
+    """y and what the backward needs (mean, z1, hidden, gate). A triton_op: torch.compile traces into it and sees
+    the kernels (wrap_triton), so it can fuse around them without a graph break."""
     mean = channel_dot(x, scale=1.0 / (x.shape[2] * x.shape[3]))
     z1, hidden, gate = _mlp(mean, w1, b1, w2, b2)
     return channel_affine(x, gate), mean, z1, hidden, gate
 
 
-@se_forward.register_fake
-def _(x, w1, b1, w2, b2):
-    acc = accumulation_dtype(x)
-    n, c = x.shape[:2]
-    rows = x.new_empty((n, w1.shape[0]), dtype=acc)
-    return (
-        torch.empty_like(x),
-        x.new_empty((n, c), dtype=acc),
-        rows,
-        torch.empty_like(rows),
-        x.new_empty((n, c), dtype=acc),
-    )
-
-
-@torch.library.custom_op("kit::se_backward", mutates_args=())
+@torch.library.triton_op("kit::se_backward", mutates_args=())
 def se_backward(
     grad_y: torch.Tensor,
     x: torch.Tensor,
@@ -232,32 +221,26 @@ def se_backward(
     return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
 
 
-@se_backward.register_fake
-def _(grad_y, x, w1, w2, mean, z1, hidden, gate):
-    acc = mean.dtype
-    return (
-        torch.empty_like(grad_y),
-        w1.new_empty(w1.shape, dtype=acc),
-        w1.new_empty(w1.shape[:1], dtype=acc),
-        w2.new_empty(w2.shape, dtype=acc),
-        w2.new_empty(w2.shape[:1], dtype=acc),
-    )
+def _se_setup(ctx, inputs, output):
+    x, w1, b1, w2, b2 = inputs
+    _, *saved = output
+    ctx.mark_non_differentiable(*saved)
+    ctx.save_for_backward(x, w1, w2, *saved)
+    ctx.dtypes = (w1.dtype, b1.dtype, w2.dtype, b2.dtype)
 
 
-class SqueezeExciteFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2):
-        x = _flattenable(x)
-        y, *saved = se_forward(x, w1, b1, w2, b2)
-        ctx.save_for_backward(x, w1, w2, *saved)
-        ctx.dtypes = (w1.dtype, b1.dtype, w2.dtype, b2.dtype)
-        return y
+def _se_backward(ctx, grad_y, *_saved_outputs_grads):
+    x, w1, w2, *saved = ctx.saved_tensors
+    grads = se_backward(_flattenable(grad_y), x, w1, w2, *saved)
+    return grads[0], *(g.to(dtype) for g, dtype in zip(grads[1:], ctx.dtypes, strict=True))
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, w1, w2, *saved = ctx.saved_tensors
-        grads = se_backward(_flattenable(grad_y), x, w1, w2, *saved)
-        return grads[0], *(g.to(dtype) for g, dtype in zip(grads[1:], ctx.dtypes, strict=True))
+
+se_forward.register_autograd(_se_backward, setup_context=_se_setup)
+
+
+def fused_squeeze_excite(x, w1, b1, w2, b2):
+    """The Triton path: x in a layout whose H and W walk as one axis, weights as (R, C) and (C, R)."""
+    return se_forward(_flattenable(x), w1, b1, w2, b2)[0]
 
 
 def squeeze_excite_reference(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias):
@@ -279,7 +262,7 @@ def squeeze_excite(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias):
             f"and fc2_weight is {tuple(fc2_weight.shape)}"
         )
     if use_triton(x):
-        return SqueezeExciteFunction.apply(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
+        return fused_squeeze_excite(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
     return squeeze_excite_reference(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
 
 

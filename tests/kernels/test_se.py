@@ -76,8 +76,8 @@ def test_non_contiguous_input_and_gradient():
 
 def test_module_is_a_drop_in_block_and_takes_the_triton_path(monkeypatch):
     calls = []
-    original = se.SqueezeExciteFunction.apply
-    monkeypatch.setattr(se.SqueezeExciteFunction, "apply", lambda *a: calls.append(1) or original(*a))
+    original = se.fused_squeeze_excite
+    monkeypatch.setattr(se, "fused_squeeze_excite", lambda *a: calls.append(1) or original(*a))
     block = SqueezeExcite(32, reduction=8)
     x = torch.randn(2, 32, 9, 9)
     expected = squeeze_excite_reference(x, block.fc1.weight, block.fc1.bias, block.fc2.weight, block.fc2.bias)
@@ -93,7 +93,7 @@ def test_conv_form_weights_are_accepted():
 
 def test_cpu_without_interpreter_takes_the_reference(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    monkeypatch.setattr(se.SqueezeExciteFunction, "apply", lambda *a: pytest.fail("Triton path taken"))
+    monkeypatch.setattr(se, "fused_squeeze_excite", lambda *a: pytest.fail("Triton path taken"))
     x, weights = random_se((1, 8, 3, 3), seed=5)
     assert torch.equal(squeeze_excite(x, *weights), squeeze_excite_reference(x, *weights))
 

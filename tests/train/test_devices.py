@@ -62,8 +62,8 @@ def test_fused_ops_take_the_reference_on_a_p100(fake_gpu, monkeypatch):
 
     fake_gpu((6, 0))
     monkeypatch.setattr(_dispatch, "interpreting", lambda: False)
-    monkeypatch.setattr(se.SqueezeExciteFunction, "apply", lambda *a: pytest.fail("Triton path taken"))
-    monkeypatch.setattr(focal.FocalLossFunction, "apply", lambda *a: pytest.fail("Triton path taken"))
+    monkeypatch.setattr(se, "fused_squeeze_excite", lambda *a: pytest.fail("Triton path taken"))
+    monkeypatch.setattr(focal, "fused_focal_loss", lambda *a: pytest.fail("Triton path taken"))
     x = torch.randn(2, 4, 3, 3)
     se.SqueezeExcite(4, 2)(x)
     focal.focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
