@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
+import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +23,7 @@ import pandas as pd
 import torch
 import torch._functorch.config as functorch_config
 
+from kernels._dispatch import TABLE_FILE, shape_class
 from kernels.focal import focal_loss, focal_loss_reference
 from kernels.se import squeeze_excite, squeeze_excite_reference
 
@@ -69,7 +72,15 @@ def focal_case(shape):
 
 
 SHAPES = {
-    "se": [(32, 64, 128, 128), (32, 256, 32, 32), (64, 512, 16, 16), (64, 128, 128, 128)],
+    "se": [
+        (32, 64, 128, 128),
+        (32, 256, 32, 32),
+        (64, 512, 16, 16),
+        (64, 128, 128, 128),
+        (64, 256, 8, 8),
+        (64, 512, 7, 7),
+        (32, 64, 32, 32),
+    ],  # the last three: small maps (shape class "small")
     "focal": [(64, 5, 64, 128), (16, 5, 512, 512), (256, 75), (32, 19, 512, 512)],
 }
 CASES = {"se": se_case, "focal": focal_case}
@@ -157,6 +168,7 @@ def run(ops, dtypes, out_dir: Path) -> pd.DataFrame:
     if not torch.cuda.is_available():
         raise SystemExit("kernels.bench needs a CUDA GPU: the Triton kernels are timed on the device")
     device = torch.device("cuda")
+    os.environ["KIT_FORCE_TRITON"] = "1"  # "triton" times the kernels whatever the dispatch table says
     # the "backward" mode replays one graph (retain_graph), which compiled backwards with donated buffers refuse
     functorch_config.donated_buffer = False
     copy_gbs = copy_bandwidth(device)
@@ -185,7 +197,32 @@ def run(ops, dtypes, out_dir: Path) -> pd.DataFrame:
         f"{date.today().isoformat()}\n\n"
     )
     (out_dir / "bench.md").write_text(header + markdown_table(frame))
+    write_table(TABLE_FILE, torch.cuda.get_device_name(), decide(frame), f"task bench-kernels, {date.today()}")
     return frame
+
+
+def decide(frame: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """op -> shape class -> "triton" where the kernel's forward+backward wall time (host launches included) beats
+    the best PyTorch path (eager or torch.compile) in every measured shape and dtype of the class, else
+    "reference": a path that loses anywhere in a class is not taken there."""
+    timed = frame[frame["mode"] == "forward+backward"]
+    wide = timed.pivot_table(index=["op", "shape", "dtype"], columns="impl", values="ms").reset_index()
+    shapes = [tuple(map(int, shape.split("x"))) for shape in wide["shape"]]
+    wide["kind"] = [shape_class(op, shape) for op, shape in zip(wide["op"], shapes, strict=True)]
+    wide["wins"] = wide["triton"] < wide[["eager", "compile"]].min(axis=1)
+    table: dict[str, dict[str, str]] = {}
+    for (op, kind), rows in wide.groupby(["op", "kind"]):
+        table.setdefault(op, {})[kind] = "triton" if rows["wins"].all() else "reference"
+    return table
+
+
+def write_table(path: Path, gpu: str, decided: dict, source: str) -> None:
+    """Merge one GPU's decisions into the dispatch table that ships with the package."""
+    record = json.loads(path.read_text()) if path.exists() else {"gpus": {}}
+    record["gpus"][gpu] = {**decided, "source": source}
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    os.replace(partial, path)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

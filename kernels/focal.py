@@ -328,7 +328,7 @@ def sigmoid_focal_loss_reference(logits, targets, alpha=0.25, gamma=2.0, reducti
 def focal_loss(logits, target, gamma=2.0, alpha=None, ignore_index=-100, reduction="mean"):
     """Softmax focal loss over logits (N, C) or (N, C, d1, ...) and integer targets (N,) or (N, d1, ...)."""
     _check_softmax_inputs(logits, target, alpha, reduction)
-    if use_triton(logits):
+    if use_triton(logits, "focal"):
         alpha = alpha.to(device=logits.device).contiguous() if alpha is not None else None
         return fused_focal_loss(logits, target, alpha, gamma, ignore_index, reduction)
     return focal_loss_reference(logits, target, gamma, alpha, ignore_index, reduction)
@@ -340,7 +340,7 @@ def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0, reduction="none")
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if logits.shape != targets.shape:
         raise ValueError(f"sigmoid_focal_loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
-    if use_triton(logits):
+    if use_triton(logits, "focal"):
         return fused_sigmoid_focal_loss(logits, targets, alpha, gamma, reduction)
     return sigmoid_focal_loss_reference(logits, targets, alpha, gamma, reduction)
 

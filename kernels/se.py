@@ -261,7 +261,7 @@ def squeeze_excite(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias):
             f"squeeze_excite: x has {x.shape[1]} channels but fc1_weight is {tuple(fc1_weight.shape)} "
             f"and fc2_weight is {tuple(fc2_weight.shape)}"
         )
-    if use_triton(x):
+    if use_triton(x, "se"):
         return fused_squeeze_excite(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
     return squeeze_excite_reference(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
 

@@ -31,8 +31,8 @@ def fake_gpu(monkeypatch):
     _dispatch._cuda_decision.cache_clear()
 
 
-def cuda_tensor():
-    return SimpleNamespace(is_cuda=True, device=SimpleNamespace(type="cuda", index=0))
+def cuda_tensor(shape=(8, 64, 7, 7)):
+    return SimpleNamespace(is_cuda=True, device=SimpleNamespace(type="cuda", index=0), shape=shape)
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,9 @@ def cuda_tensor():
 def test_triton_only_where_it_runs(fake_gpu, monkeypatch, capability, name, triton):
     monkeypatch.delenv("KIT_DISABLE_TRITON", raising=False)
     fake_gpu(capability, name)
-    assert _dispatch.use_triton(cuda_tensor()) is triton
+    assert _dispatch.use_triton(cuda_tensor(), "focal") is triton
     line = _dispatch.describe(torch.device("cuda", 0))
-    assert name in line and ("Triton kernels" in line) is triton
+    assert name in line and ("fused ops by measured speed" in line) is triton
     if not triton:
         assert "compute capability 6.0" in line and "7.0" in line
 
@@ -52,8 +52,8 @@ def test_triton_only_where_it_runs(fake_gpu, monkeypatch, capability, name, trit
 def test_switch_disables_triton_everywhere(fake_gpu, monkeypatch):
     fake_gpu((9, 0))
     monkeypatch.setenv("KIT_DISABLE_TRITON", "1")
-    assert not _dispatch.use_triton(cuda_tensor())
-    assert not _dispatch.use_triton(torch.ones(2))  # the interpreter's CPU path too
+    assert not _dispatch.use_triton(cuda_tensor(), "focal")
+    assert not _dispatch.use_triton(torch.ones(2), "focal")  # the interpreter's CPU path too
     assert "KIT_DISABLE_TRITON=1" in _dispatch.describe(torch.device("cuda", 0))
 
 
