@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels run in its interpreter on CPU
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker (and per `kit` it starts): two workers on two cores, each with two OpenMP threads, spin
+    # against each other (LightGBM's inner CV ran 18x slower than alone)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import warnings
 from pathlib import Path

@@ -54,6 +54,7 @@ def project(tmp_path, monkeypatch):
     return home
 
 
+@pytest.mark.slow
 def test_a_run_trained_on_real_data_stays_on_it(project, capsys):
     given = "data.dir=../xrays"
     kit(capsys, "train-all", "--exp", "pneumonia_resnet18", given, *TINY)

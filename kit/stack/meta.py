@@ -11,6 +11,7 @@ which keeps a small meta-training set from undoing what the pool already gets ri
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +95,14 @@ def training_rows(y: np.ndarray, rows: np.ndarray, seed: int, max_rows: int) -> 
 
 def classifier(training, seed: int, **params) -> lgb.LGBMClassifier:
     return lgb.LGBMClassifier(
-        objective="multiclass", num_class=training.meta_classes, random_state=seed, n_jobs=2,
+        objective="multiclass", num_class=training.meta_classes, random_state=seed, n_jobs=threads(),
         **{**BASE_PARAMS, **training.meta_params, **params},
     )  # fmt: skip
+
+
+def threads() -> int:
+    """LightGBM's threads: OMP_NUM_THREADS where set (a shared or busy machine), else 2."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or 2
 
 
 def rounds_by_inner_cv(training, x, init, y, rows, seed: int) -> int:
@@ -105,7 +111,7 @@ def rounds_by_inner_cv(training, x, init, y, rows, seed: int) -> int:
     params = {**BASE_PARAMS, **training.meta_params}
     rounds = params.pop("n_estimators")
     params.update(objective="multiclass", num_class=training.meta_classes, metric="multi_logloss", seed=seed,
-                  num_threads=2)  # fmt: skip
+                  num_threads=threads())  # fmt: skip
 
     def dataset(part: np.ndarray) -> lgb.Dataset:
         return lgb.Dataset(x.iloc[part], y[part], weight=training.meta_weights(y[part]), init_score=init[part])

@@ -181,6 +181,7 @@ def test_check_submission_catches_the_classic_failures(tmp_path, rsna_dir):
     assert any("NaN" in p for p in check_submission(path, "rsna", expected))
 
 
+@pytest.mark.slow
 def test_rehearsal_runs_the_notebook_offline_from_the_wheels(trained, wheels, ort_wheels):
     """The onnxruntime notebook (the PyTorch one is rehearsed by the stack's test): each fold's model.onnx in the
     weights dataset, onnxruntime and monai from the code dataset (the simulated image lacks both)."""
@@ -221,6 +222,7 @@ def test_onnxruntime_wheels_cover_every_python_and_are_required(trained, wheels,
         build_inference(Run.open("rsna_resnet"), "tester", wheels=wheels, backend="onnxruntime")
 
 
+@pytest.mark.slow
 def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheels):
     from kit.stack.apply import predict_stack
 

@@ -44,6 +44,7 @@ def test_a_pool_is_normalised_and_ignores_a_zero_weight_model(strong_and_weak):
     assert np.isfinite(log_probs([np.zeros((2, 3)), np.ones((2, 3))])).all()  # a confident zero stays finite
 
 
+@pytest.mark.slow
 def test_inner_cv_grows_trees_for_signal_and_stops_early_on_noise():
     from types import SimpleNamespace
 

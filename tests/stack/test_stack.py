@@ -78,6 +78,7 @@ def mars_bases(tmp_path, mars_dir):
     return a, b
 
 
+@pytest.mark.slow
 def test_mars_stack_beats_the_best_base_and_the_mean_blend(mars_bases):
     out, scores = run_stack("mars", list(mars_bases), max_rows=20_000)
     assert out.name == "stack-mars_a-mars_b"
@@ -121,6 +122,7 @@ def rsna_bases(tmp_path, rsna_dir):
     return a, b
 
 
+@pytest.mark.slow
 def test_a_planted_leak_scores_better_than_the_honest_stack(rsna_bases):
     training, folds, ids, _, bases, _ = load_bases("rsna", list(rsna_bases))
     honest = training.evaluate(ids, stack(training, folds, bases).oof)["score"]

@@ -142,6 +142,7 @@ class ScaledFp32(Precision):
         return contextlib.nullcontext()
 
 
+@pytest.mark.slow
 def test_fp16_scaler_state_is_saved_and_restored_on_resume(tiny_mars, kit_home, monkeypatch):
     monkeypatch.setattr(
         runner.Precision, "for_device", staticmethod(lambda *a: ScaledFp32(*vars(fp16_on_cpu()).values()))
@@ -164,6 +165,7 @@ def test_fp16_scaler_state_is_saved_and_restored_on_resume(tiny_mars, kit_home, 
     assert restored == [1234.0]
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_a_fold(mars_dir, kit_home):
     cfg = apply_overrides(
         load_experiment("mars_dual_unet"),
@@ -178,6 +180,7 @@ def test_compiled_model_trains_a_fold(mars_dir, kit_home):
     assert (kit_home / "runs" / "mars_dual_unet" / "fold0" / "model_best.pt").exists()
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_steps_once_per_group(tiny_mars, monkeypatch):
     steps = []
     original = Stepper.step
@@ -212,6 +215,7 @@ def test_a_non_finite_loss_stops_naming_epoch_and_batch(tiny_mars, monkeypatch):
         runner.train_fold(tiny_mars, fold=0)
 
 
+@pytest.mark.slow
 def test_bench_train_measures_loader_model_and_both(tiny_mars, kit_home, capsys):
     import pandas as pd
 

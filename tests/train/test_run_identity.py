@@ -53,6 +53,7 @@ def test_interrupted_folds_stay_out_of_merges_and_tmp_files_are_cleaned(tiny_cfg
     assert not orphan.exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_cfg, kit_home, monkeypatch):
     cfg = apply_overrides(tiny_cfg, ["trainer.epochs=3", "model.dropout=0.5"])
     train_fold(cfg, fold=0)

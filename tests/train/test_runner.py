@@ -232,6 +232,7 @@ def test_heatmap_head_returns_level_maps_and_trains_every_parameter(attention):
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home):
     """Trained on train_label_coordinates.csv, the level heatmaps' peaks move towards the true level rows."""
     from kit.competitions import get_competition

@@ -156,6 +156,7 @@ def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp
     assert list(submission.columns) == ["Image Index", *FINDINGS] and list(submission["Image Index"]) == test.images
 
 
+@pytest.mark.slow
 def test_multi_label_stack_of_two_bases(chest_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_HOME", str(tmp_path))
     a = experiment(tmp_path, "cxr_a", "chestxray14_densenet121", chest_dir)

@@ -26,6 +26,7 @@ def tiny_mars(mars_dir):
     return cfg
 
 
+@pytest.mark.slow
 def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_home, mars_dir):
     summary = train_fold(tiny_mars, fold=0)
     out = kit_home / "runs" / "mars_dual_unet" / "fold0"
