@@ -176,7 +176,8 @@ def cmd_oof(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from kit.train.outputs import BACKENDS, predict_test
+    from kit.runtime.inference import BACKENDS
+    from kit.train.outputs import predict_test
 
     if args.backend not in BACKENDS:
         raise KitError(f"--backend {args.backend}: expected one of {', '.join(BACKENDS)}")
@@ -189,7 +190,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_package_codabench(args) -> None:
-    from kit.competitions.imageclass.codabench import package
+    from kit.codabench.package import package
 
     path, found = package(_run(args))
     print(f"{path}: {found['zip_mb']:.1f} MB, model.py + model.pt2 ({found['classes']} classes)")
@@ -201,7 +202,7 @@ def cmd_package_codabench(args) -> None:
 
 
 def cmd_explain(args) -> None:
-    from kit.report.explain import explain_fold
+    from kit.explain import explain_fold
 
     written = explain_fold(_run(args), args.fold)
     print(f"{len(written)} picture(s) in {written[0].parent}")
@@ -258,8 +259,8 @@ def cmd_stack(args) -> None:
 
 
 def cmd_submit(args) -> None:
-    from kit.kaggle.ledger import record_submission
     from kit.kaggle.submit import describe, submit_csv
+    from kit.ledger import record_submission
 
     submission = submit_csv(args.competition, Path(args.file), args.message, args.poll)
     row = record_submission(args.competition, Path(args.file), args.message, submission)
@@ -268,8 +269,8 @@ def cmd_submit(args) -> None:
 
 
 def cmd_submissions(args) -> None:
-    from kit.kaggle.ledger import refresh
     from kit.kaggle.submit import describe, list_submissions
+    from kit.ledger import refresh
 
     submissions = list_submissions(args.competition)
     for submission in submissions:

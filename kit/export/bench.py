@@ -23,7 +23,7 @@ from kit.competitions.parts import Staged
 from kit.config import experiment_names, load_experiment
 from kit.export.onnx import export_model, parity, session
 from kit.io import write_text_atomic
-from kit.train.runner import build_model
+from kit.runtime.inference import build_model
 
 
 def experiments_by_model() -> dict[str, str]:

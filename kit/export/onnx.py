@@ -1,6 +1,5 @@
 """ONNX export of a trained fold (torch.onnx's dynamo exporter, dynamic batch, the fused ops as their reference math)
-with a parity check in onnxruntime on a real validation batch, and an onnxruntime stand-in for the PyTorch model at
-prediction time."""
+with a parity check in onnxruntime on a real validation batch (the stand-in itself is kit.runtime.onnx_model)."""
 
 from __future__ import annotations
 
@@ -15,10 +14,9 @@ from torch import nn
 from kernels._dispatch import reference_math
 from kit.errors import KitError
 from kit.io import atomic_path, sha256, write_text_atomic
+from kit.runtime.onnx_model import MODEL_FILE, PARITY_FILE, session
 
 TOLERANCE = 1e-4
-MODEL_FILE = "model.onnx"
-PARITY_FILE = "onnx_parity.json"
 
 
 class Flat(nn.Module):
@@ -59,15 +57,6 @@ def export_model(model: nn.Module, batch: torch.Tensor, path: Path, opset: int =
     return names
 
 
-def session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def parity(model: nn.Module, path: Path, batch: torch.Tensor, tolerance: float = TOLERANCE) -> dict[str, float]:
     """Max |ONNX Runtime - PyTorch| per output on the batch; above `tolerance` anywhere is an error."""
     names = output_names(model, batch)
@@ -82,24 +71,6 @@ def parity(model: nn.Module, path: Path, batch: torch.Tensor, tolerance: float =
             f"(tolerance {tolerance:.0e}); the export is not used"
         )
     return differences
-
-
-class OnnxModel:
-    """Called like the PyTorch model by kit.train.runner.predict: a tensor in, a tensor (or dict) out."""
-
-    def __init__(self, path: Path):
-        if not Path(path).exists():
-            raise KitError(f"{path}: no ONNX model (task export exp=... fold=k first)")
-        self.session = session(path)
-        self.names = [o.name for o in self.session.get_outputs()]
-
-    def eval(self) -> OnnxModel:
-        return self
-
-    def __call__(self, x: torch.Tensor):
-        outputs = self.session.run(None, {"image": x.float().contiguous().cpu().numpy()})
-        tensors = {n: torch.from_numpy(o) for n, o in zip(self.names, outputs, strict=True)}
-        return tensors["output"] if self.names == ["output"] else tensors
 
 
 def written_opset(path: Path) -> int:
@@ -118,7 +89,8 @@ def max_opset() -> int:
 def export_fold(run, fold: int, opset: int = 18) -> tuple[Path, dict]:
     """runs/<exp>/fold<k>/model.onnx from the fold's best weights, checked against PyTorch on validation images;
     onnx_parity.json records the opset written and the weights' SHA-256 (a later retrain makes the export stale)."""
-    from kit.train.outputs import best_model, trained_fold
+    from kit.runtime.inference import best_model
+    from kit.train.outputs import trained_fold
 
     if not 17 <= opset <= max_opset():
         raise KitError(f"--opset {opset}: the exporter writes opsets 17 to {max_opset()}")
@@ -136,23 +108,3 @@ def export_fold(run, fold: int, opset: int = 18) -> tuple[Path, dict]:
               "weights_sha256": sha256(folder / "model_best.pt")}  # fmt: skip
     write_text_atomic(folder / PARITY_FILE, json.dumps(record, indent=1))
     return path, record
-
-
-def export_is_current(folder: Path) -> bool:
-    """model.onnx was exported from the fold's current model_best.pt."""
-
-    record_path = folder / PARITY_FILE
-    if not (folder / MODEL_FILE).exists() or not record_path.exists():
-        return False
-    recorded = json.loads(record_path.read_text()).get("weights_sha256")
-    return recorded == sha256(folder / "model_best.pt")
-
-
-def require_current_export(folder: Path, name: str) -> None:
-    if not (folder / MODEL_FILE).exists():
-        raise KitError(f"{folder / MODEL_FILE}: no ONNX model (task export exp={name} fold={folder.name[4:]} first)")
-    if not export_is_current(folder):
-        raise KitError(
-            f"{folder / MODEL_FILE}: exported from other weights than the fold's model_best.pt (retrained since); "
-            f"export it again: task export exp={name} fold={folder.name[4:]}"
-        )

@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from kit.errors import KitError
 from kit.export.bench import median_ms
-from kit.export.onnx import MODEL_FILE, OnnxModel
 from kit.io import write_text_atomic
+from kit.runtime.onnx_model import MODEL_FILE, OnnxModel
 
 INT8_FILE = "model.int8.onnx"
 MODES = ("int8", "int8-dynamic")
@@ -58,7 +58,7 @@ def quantize_model(source: Path, target: Path, mode: str = "int8", calibration: 
 
 
 def validation_metrics(model, cfg: dict, training, ids: list) -> dict[str, float]:
-    from kit.train.runner import predict
+    from kit.runtime.inference import predict
 
     loader = DataLoader(training.dataset(ids, "train"), cfg["trainer"]["batch_size"])
     order, logits, _ = predict(model, loader, cfg, torch.device("cpu"))
@@ -66,7 +66,7 @@ def validation_metrics(model, cfg: dict, training, ids: list) -> dict[str, float
 
 
 def quantize_fold(run, fold: int, mode: str = "int8", repeats: int = 10) -> tuple[Path, dict]:
-    from kit.export.onnx import require_current_export
+    from kit.runtime.onnx_model import require_current_export
     from kit.train.outputs import trained_fold
 
     folder, trained, training, folds = trained_fold(run, fold)

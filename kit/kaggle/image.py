@@ -92,10 +92,20 @@ def requirement_closure(names) -> set[str]:
     return seen
 
 
+def distribution_roots(names) -> set[str]:
+    """Top-level names in site-packages (packages, modules, dist-info folders) that belong to these distributions."""
+    roots = set()
+    for name in names:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        roots.update(f.parts[0] for f in files if f.parts and f.parts[0] != "..")
+    return roots
+
+
 def link_distributions(dest: Path, names: set[str]) -> None:
     """Symbolic links in `dest` to this environment's files of the distributions `names`."""
-    from kit.kaggle.rehearse import distribution_roots
-
     dest.mkdir(parents=True, exist_ok=True)
     site = Path(sysconfig.get_paths()["purelib"])
     for root in distribution_roots(names):

@@ -85,7 +85,8 @@ def owner_or_default(owner: str | None) -> str:
 def exported_folds(run: Run, echo=print) -> None:
     """Every finished fold's model.onnx, exported (with its parity check) where missing or exported from other
     weights than the fold's current model_best.pt."""
-    from kit.export.onnx import export_fold, export_is_current
+    from kit.export.onnx import export_fold
+    from kit.runtime.onnx_model import export_is_current
 
     for folder in run.folds:
         if not export_is_current(folder):
@@ -101,7 +102,7 @@ def build_inference(run: Run, owner: str, gpu: bool = False, wheels: list[Path] 
     package = Package(run.root / "kaggle", owner, run.config["competition"], kaggle_slug(f"{run.name}-infer"))
     files = ()
     if backend == "onnxruntime":
-        from kit.export.onnx import MODEL_FILE, PARITY_FILE
+        from kit.runtime.onnx_model import MODEL_FILE, PARITY_FILE
 
         if any(stage_folders(fold) for fold in run.folds):
             raise KitError(f"--backend onnxruntime: {run.name} has earlier stages (fold<k>/localiser/); its "

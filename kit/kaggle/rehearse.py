@@ -17,7 +17,6 @@ import sysconfig
 import tempfile
 import warnings
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from unittest import mock
 
@@ -30,22 +29,10 @@ from kit.competitions import get_competition
 from kit.errors import KitError
 from kit.kaggle import datasets
 from kit.kaggle.code import BACKEND_PACKAGES, IMAGE_LACKS, MANIFEST, runtime_needs
-from kit.kaggle.image import profile_path, read_profile, stand_in
+from kit.kaggle.image import distribution_roots, profile_path, read_profile, stand_in
 from kit.kaggle.push import CODE_SLUG, Package
 
 KERNEL_NAME = "kit-rehearsal"
-
-
-def distribution_roots(names) -> set[str]:
-    """Top-level names in site-packages (packages, modules, dist-info folders) that belong to these distributions."""
-    roots = set()
-    for name in names:
-        try:
-            files = metadata.distribution(name).files or []
-        except metadata.PackageNotFoundError:
-            continue
-        roots.update(f.parts[0] for f in files if f.parts and f.parts[0] != "..")
-    return roots
 
 
 def simulated_image(dest: Path, lacks=IMAGE_LACKS) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 from kit import paths
 from kit.competitions import get_competition
 from kit.io import write_text_atomic
-from kit.kaggle.ledger import record_written
+from kit.ledger import record_written
 from kit.report.stack import write_report
 from kit.stack.inputs import load_bases
 from kit.stack.meta import stack

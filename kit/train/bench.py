@@ -17,10 +17,12 @@ from kernels import _dispatch as dispatch
 from kit import paths
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
+from kit.runtime.devices import to_device
+from kit.runtime.inference import build_model, memory_format
+from kit.runtime.precision import Precision
 from kit.train.distributed import Context
-from kit.train.loaders import make_loader, to_device
-from kit.train.precision import Precision
-from kit.train.runner import build_model, memory_format, prepare, seed_everything
+from kit.train.loaders import make_loader
+from kit.train.runner import prepare, seed_everything
 from kit.train.step import Stepper
 
 

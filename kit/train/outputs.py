@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from kit import paths
 from kit.errors import KitError
 from kit.io import write_text_atomic
-from kit.kaggle.ledger import record_written
-from kit.train import checkpoint
+from kit.ledger import record_written
+from kit.runtime.inference import fold_average
 from kit.train.run import Run
-from kit.train.runner import build_model, memory_format, predict
 
 
 def test_predictions_path(run: Run, training) -> Path:
@@ -41,43 +38,11 @@ def merge_oof(run: Run) -> tuple[Path, dict[str, float], int]:
     return path, {"metric": training.metric_name, **scores}, len(run.folds)
 
 
-BACKENDS = ("torch", "onnxruntime")
-
-
 def trained_fold(run: Run, fold: int):
     """A finished fold's folder, the run's config, the training object and the folds."""
     folder = run.fold(fold)
     _, training, folds = run.prepare()
     return folder, run.config, training, folds
-
-
-def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
-    """A fold's best weights in the config's model, in eval mode and the run's memory format."""
-    model = build_model(cfg, training).to(device)
-    checkpoint.load_weights(model, checkpoint.load(fold / "model_best.pt")["model"], fold / "model_best.pt")
-    return model.to(memory_format=memory_format(cfg)).eval()
-
-
-def fold_average(cfg: dict, training, folds: list[Path], dataset, ids: list[int], backend: str = "torch") -> np.ndarray:
-    """The probabilities of every fold's best model over a dataset (with the config's TTA), averaged; backend
-    onnxruntime runs each fold's exported model.onnx instead."""
-    if backend not in BACKENDS:
-        raise KitError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
-    device = torch.device("cuda" if torch.cuda.is_available() and backend == "torch" else "cpu")
-    loader = DataLoader(dataset, cfg["trainer"]["batch_size"])
-    total = None
-    for fold in folds:
-        if backend == "onnxruntime":
-            from kit.export.onnx import MODEL_FILE, OnnxModel
-
-            model = OnnxModel(fold / MODEL_FILE)
-        else:
-            model = best_model(cfg, training, fold, device)
-        order, logits, _ = predict(model, loader, cfg, device)
-        assert order == list(ids), "the loader keeps the dataset's order"
-        probs = training.probabilities(logits)
-        total = probs if total is None else total + probs
-    return total / len(folds)
 
 
 def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str, float] | None]:
@@ -88,7 +53,7 @@ def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str,
     if not ids:
         raise KitError(f"{run.data_dir}: no test split to predict; the CV of `task oof` is the figure")
     if backend == "onnxruntime":
-        from kit.export.onnx import require_current_export
+        from kit.runtime.onnx_model import require_current_export
 
         for fold in run.folds:
             require_current_export(fold, run.name)

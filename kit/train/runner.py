@@ -26,13 +26,15 @@ from kit.competitions.parts import FoldReport, Staged
 from kit.config import check_config, config_differences, dump_config, lookup
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
-from kit.models.registry import create_model
 from kit.report.progress import plot_progress
-from kit.train import checkpoint, distributed
+from kit.runtime import checkpoint
+from kit.runtime.devices import to_device
+from kit.runtime.inference import build_model, memory_format, predict
+from kit.runtime.precision import Precision
+from kit.train import distributed
 from kit.train.finetune import param_groups, set_trainable
 from kit.train.identity import identity, write_identity
-from kit.train.loaders import make_loader, to_device
-from kit.train.precision import Precision
+from kit.train.loaders import make_loader
 from kit.train.schedules import epoch_end, make_schedule
 from kit.train.step import Stepper
 from kit.train.tracking import FoldTracker
@@ -46,11 +48,6 @@ def seed_everything(seed: int) -> None:
 
 def fold_dir(cfg: dict, fold: int) -> Path:
     return paths.runs_root() / cfg["name"] / f"fold{fold}" / cfg.get("stage", "")
-
-
-def build_model(cfg: dict, training) -> torch.nn.Module:
-    spec = {k: v for k, v in cfg["model"].items() if k != "name"}
-    return create_model(cfg["model"]["name"], training.in_channels, training.num_outputs, **spec)
 
 
 def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | None:
@@ -125,15 +122,6 @@ def prepare(cfg: dict, ctx: distributed.Context):
     return comp, comp.training(cfg, data_dir), folds
 
 
-def memory_format(cfg: dict):
-    return torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
-
-
-def logits_of(out) -> torch.Tensor:
-    """The prediction a model returns: its tensor, or out['logits'] for models that also return auxiliary heads."""
-    return out["logits"] if isinstance(out, dict) else out
-
-
 def mixup(trainer: dict, classes: int) -> Mixup | None:
     """timm's Mixup/CutMix on single-label batches: soft targets, on which the loss's own label smoothing applies."""
     if not trainer.get("mixup"):
@@ -142,33 +130,6 @@ def mixup(trainer: dict, classes: int) -> Mixup | None:
         raise KitError(f"trainer.mixup needs an even trainer.batch_size (got {trainer['batch_size']})")
     return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=float(trainer["mixup"]), num_classes=classes,
                  label_smoothing=0.0)  # fmt: skip
-
-
-def flip_average(out, flipped):
-    """Test-time augmentation: the mean of the logits of an image and of its horizontal flip (flipped back where
-    the output is a map)."""
-    out, flipped = logits_of(out), logits_of(flipped)
-    return (out + (flipped.flip(-1) if flipped.ndim == 4 else flipped)) / 2
-
-
-@torch.no_grad()
-def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tuple[list[int], torch.Tensor, float]:
-    """Logits over a loader, in its order, and the mean loss where targets are known."""
-    model.eval()
-    ids, logits, total, count = [], [], 0.0, 0
-    precision = Precision.for_device(cfg["trainer"].get("precision", "auto"), device)
-    for batch in loader:
-        image = to_device(batch["image"], device, memory_format(cfg))
-        with precision.autocast():
-            out = model(image)
-            if cfg["trainer"].get("tta"):
-                out = flip_average(out, model(image.flip(-1)))
-        if loss_fn is not None:
-            total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
-            count += len(image)
-        ids.extend(int(i) for i in batch["id"])
-        logits.append(logits_of(out).float().cpu())
-    return ids, torch.cat(logits), total / max(count, 1)
 
 
 def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:

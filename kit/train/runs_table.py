@@ -12,7 +12,7 @@ from kit import paths
 from kit.config import config_differences, load_experiment, lookup, read_yaml
 from kit.errors import KitError
 from kit.io import atomic_path
-from kit.kaggle.ledger import latest_public
+from kit.ledger import latest_public
 from kit.train.identity import read_identity
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from timm.utils.model_ema import ModelEmaV3
 
-from kit.train.precision import Precision
+from kit.runtime.precision import Precision
 
 
 @dataclass

@@ -72,7 +72,7 @@ def test_missing_credentials_say_where_to_put_them(monkeypatch, tmp_path, mars_c
 def test_the_ledger_ties_a_submission_to_its_run_and_follows_kaggles_scores(standin, mars_csv, kit_home, capsys):
     import pandas as pd
 
-    from kit.kaggle import ledger
+    from kit import ledger
 
     ledger.record_written(kit_home / "runs" / "mars_dual_unet", mars_csv)  # as `kit predict` does
     renamed = mars_csv.with_name("final_try.csv")

@@ -12,8 +12,8 @@ import torch
 from kernels import _dispatch
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
+from kit.runtime.precision import Precision, resolve
 from kit.train import runner
-from kit.train.precision import Precision, resolve
 from kit.train.step import Stepper
 
 
@@ -82,7 +82,7 @@ def test_precision_by_compute_capability(fake_gpu, setting, capability, expected
 
 
 def test_precision_on_the_cpu_and_bad_settings(monkeypatch):
-    from kit.train import precision
+    from kit.runtime import precision
 
     cpu = torch.device("cpu")
     assert resolve("auto", cpu) == "fp32"

@@ -77,7 +77,7 @@ def test_the_plateau_state_survives_a_resume():
 
 
 def test_flip_tta_averages_logits_and_flips_maps_back():
-    from kit.train.runner import flip_average
+    from kit.runtime.inference import flip_average
 
     image = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3)
     identity = lambda x: x  # noqa: E731 - a "segmenter" whose output map is its input

@@ -8,7 +8,8 @@ import yaml
 
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
-from kit.train import checkpoint, runner
+from kit.runtime import checkpoint
+from kit.train import runner
 from kit.train.outputs import merge_oof, predict_test
 from kit.train.run import Run
 from kit.train.runner import train_fold

@@ -142,7 +142,7 @@ def test_resume_continues_without_repeating_epochs(tiny_cfg, kit_home):
 
 def test_weight_average_validates_checkpoints_and_resumes(tiny_cfg, kit_home):
     from kit.models.registry import create_model
-    from kit.train import checkpoint
+    from kit.runtime import checkpoint
     from kit.train.runner import restore, weight_average
     from kit.train.schedules import make_schedule
 
@@ -236,7 +236,7 @@ def test_heatmap_head_returns_level_maps_and_trains_every_parameter(attention):
 def test_heatmap_supervised_fold_learns_where_the_levels_are(tiny_cfg, kit_home):
     """Trained on train_label_coordinates.csv, the level heatmaps' peaks move towards the true level rows."""
     from kit.competitions import get_competition
-    from kit.train.runner import build_model
+    from kit.runtime.inference import build_model
 
     cfg = apply_overrides(
         load_experiment("rsna_unet"),

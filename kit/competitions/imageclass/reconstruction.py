@@ -70,8 +70,8 @@ class Reconstruction:
     def report_fold(self, out: Path, ids: list[int], reconstructions: np.ndarray) -> None:
         """reconstructions.png: input, reconstruction and the encoder's activation map for the first images."""
         from kit.report.panels import save_panels
-        from kit.train import checkpoint
-        from kit.train.runner import build_model
+        from kit.runtime import checkpoint
+        from kit.runtime.inference import build_model
 
         picked = list(range(min(self.pictures, len(ids))))
         model = build_model(self.cfg, self)

@@ -22,7 +22,7 @@ from kit.competitions.parts import Staged
 from kit.data.cache import cached_dataset
 from kit.data.dicom import read_view
 from kit.errors import KitError
-from kit.train import checkpoint
+from kit.runtime import checkpoint
 
 from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
@@ -155,8 +155,7 @@ class TwoStageTraining(RsnaTraining, Staged):
 
     def test_points(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Every finished fold's stage-1 points for the test studies, averaged in patient millimetres."""
-        from kit.train.outputs import best_model
-        from kit.train.runner import predict
+        from kit.runtime.inference import best_model, predict
 
         root = paths.runs_root() / self.cfg["name"]
         folds = sorted(p.parent for p in root.glob(f"fold*/{STAGE}/summary.json"))

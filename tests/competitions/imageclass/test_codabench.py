@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from kit.competitions.imageclass import codabench
+from kit.codabench import package as codabench
 from kit.competitions.imageclass.layouts import fit_array
 from kit.errors import KitError
 from tests.test_cli_errors import run_kit

@@ -9,7 +9,8 @@ import torch
 from kit.competitions import competition_of
 from kit.competitions.parts import Explaining
 from kit.errors import KitError
-from kit.train.outputs import best_model, trained_fold
+from kit.runtime.inference import best_model
+from kit.train.outputs import trained_fold
 
 
 def explain_fold(run, fold: int) -> list[Path]:

@@ -24,13 +24,12 @@ from torch.export import Dim
 from kernels._dispatch import reference_math
 from kit import paths
 from kit.competitions import competition_of
+from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining
 from kit.errors import KitError
 from kit.io import atomic_path
-from kit.train.outputs import best_model, fold_average
+from kit.runtime.inference import best_model, fold_average
 
-from .training import MEAN_STD, Images, ImageTraining
-
-TEMPLATE = Path(__file__).with_name("codabench_model.py")
+TEMPLATE = Path(__file__).with_name("model_template.py")
 LABEL_MARGIN = 1e-4  # labels must agree wherever the kit's top two probabilities are further apart than this
 
 
