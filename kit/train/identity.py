@@ -48,5 +48,9 @@ def read_identity(folder: Path) -> dict | None:
     return record
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def describe_data(data: dict) -> str:
-    return f"{data['path']} ({data['files']} files, fingerprint {data['sha256'][:12]})"
+    return f"{data['path']} ({plural(data['files'], 'file')}, fingerprint {data['sha256'][:12]})"

@@ -14,7 +14,7 @@ from kit import paths
 from kit.config import apply_overrides, check_name, config_differences, load_config, load_experiment, lookup
 from kit.data.fingerprint import fingerprint
 from kit.errors import KitError
-from kit.train.identity import describe_data, read_identity, yaml_snapshot
+from kit.train.identity import describe_data, plural, read_identity, yaml_snapshot
 
 # what a command after training may change without changing what the run is
 INFERENCE_KEYS = ("data.dir", "trainer.batch_size", "trainer.num_workers", "trainer.precision")
@@ -132,7 +132,8 @@ class Run:
         if now["sha256"] != self.trained_data["sha256"]:
             raise KitError(
                 f"data.dir={value}: {self.root} was trained on {describe_data(self.trained_data)}, this folder is "
-                f"other data ({now['files']} files, fingerprint {now['sha256'][:12]}); only predict takes other data"
+                f"other data ({plural(now['files'], 'file')}, fingerprint {now['sha256'][:12]}); only predict takes "
+                "other data"
             )
 
     def _check_trained_data_present(self) -> None:
