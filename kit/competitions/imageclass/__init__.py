@@ -105,7 +105,7 @@ class ImageClassification(Competition):
         return layouts.read_layout(data_dir, self.spec).test.keys[:limit]
 
 
-FIELDS = {"family", "layout", "slug", "classes", "metric", "channels", "file", "arrays", "synth_size",
+FIELDS = {"family", "layout", "slug", "classes", "aliases", "metric", "channels", "file", "arrays", "synth_size",
           "synth_classes", "clean"}  # fmt: skip
 
 
@@ -115,11 +115,13 @@ def declare(name: str, spec: dict) -> type[ImageClassification]:
     unknown = sorted(set(spec) - FIELDS)
     if unknown:
         raise KitError(f"dataset {name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
-    if spec.get("layout") not in layouts.LAYOUTS:
-        raise KitError(f"dataset {name}: layout {spec.get('layout')!r}; valid: {', '.join(sorted(layouts.LAYOUTS))}")
+    try:
+        names = layouts.layout_names(spec)
+    except KitError as exc:
+        raise KitError(f"dataset {name}: {exc}") from exc
     metric = metrics.check_metric(spec.get("metric", "accuracy"))
     duplicates.check_clean(spec.get("clean"))
-    if spec.get("layout") == "npz" and not spec.get("classes"):
+    if "npz" in names and not spec.get("classes"):
         raise KitError(f"dataset {name}: an npz layout needs its class names (dataset.classes, by label index)")
     title = "".join(part.title() for part in name.split("_"))
     training = type(f"{title}Training", (ImageTraining,), {"spec": spec, "metric_name": metric, "__module__": __name__})

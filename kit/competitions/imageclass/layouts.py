@@ -59,11 +59,32 @@ def register_layout(name: str):
     return wrap
 
 
+def layout_names(spec: dict) -> list[str]:
+    """dataset.layout as a list: one name, or several a dataset is published in (e.g. [npz, folders])."""
+    names = spec.get("layout")
+    names = list(names) if isinstance(names, (list, tuple)) else [names]
+    unknown = [n for n in names if n not in LAYOUTS]
+    if unknown or not names:
+        raise UnknownNameError(f"dataset.layout={spec.get('layout')!r}; valid: {', '.join(sorted(LAYOUTS))}")
+    return names
+
+
+def present(name: str, data_dir: Path, spec: dict) -> bool:
+    """Whether data_dir looks like layout `name` (the file an npz layout names, wnids.txt, or sub-folders)."""
+    if name == "npz":
+        return (data_dir / spec.get("file", "training_set.npz")).exists()
+    if name == "tinyimagenet":
+        return (data_dir / "wnids.txt").exists()
+    return data_dir.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in data_dir.iterdir())
+
+
 def read_layout(data_dir: Path, spec: dict) -> Samples:
-    name = spec.get("layout")
-    if name not in LAYOUTS:
-        raise UnknownNameError(f"dataset.layout={name!r}; valid: {', '.join(sorted(LAYOUTS))}")
-    return LAYOUTS[name](Path(data_dir), spec)
+    """The samples of data_dir in the first of dataset.layout's layouts it is in (the first one when none fits, so
+    that its reader names what is missing)."""
+    names = layout_names(spec)
+    data_dir = Path(data_dir)
+    name = next((n for n in names if present(n, data_dir, spec)), names[0])
+    return LAYOUTS[name](data_dir, spec)
 
 
 def fit_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
@@ -176,12 +197,19 @@ def _folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _match_classes(root: Path, classes: list[str] | None) -> tuple[list[str], dict[str, Path]]:
-    """The classes and each one's folder; folder names match the experiment's classes whatever their case."""
+def _match_classes(
+    root: Path, classes: list[str] | None, aliases: dict | None = None
+) -> tuple[list[str], dict[str, Path]]:
+    """The classes and each one's folder; folder names match the experiment's classes (or dataset.aliases, folder
+    name -> class) whatever their case."""
     folders = _folders(root)
     if classes is None:
         classes = [p.name for p in folders]
     by_lower = {c.lower(): c for c in classes}
+    for folder_name, name in (aliases or {}).items():
+        if name not in classes:
+            raise KitError(f"dataset.aliases: {folder_name}: {name!r} is not among the classes {classes}")
+        by_lower[str(folder_name).lower()] = name
     matched: dict[str, Path] = {}
     unknown = []
     for folder in folders:
@@ -203,11 +231,11 @@ def _match_classes(root: Path, classes: list[str] | None) -> tuple[list[str], di
 
 
 def _class_tree(
-    root: Path, data_dir: Path, classes: list[str] | None, complete: bool = True
+    root: Path, data_dir: Path, classes: list[str] | None, complete: bool = True, aliases: dict | None = None
 ) -> tuple[list[str], Split]:
     """Samples of one folder per class, read recursively. `complete`: every class must have images (the labelled
     training split); a validation or test split may lack one."""
-    classes, matched = _match_classes(root, classes)
+    classes, matched = _match_classes(root, classes, aliases)
     stray = _images_in(root)
     if stray:
         raise DataError(
@@ -262,19 +290,19 @@ def read_folders(data_dir: Path, spec: dict) -> Samples:
     the labelled samples that the folds divide; test/ holds class folders (labelled) or images (unlabelled)."""
     if not data_dir.is_dir():
         raise KitError(f"{data_dir}: folder not found")
-    classes = spec.get("classes")
+    classes, aliases = spec.get("classes"), spec.get("aliases")
     splits = _split_folders(data_dir)
     if not splits:
-        classes, train = _class_tree(data_dir, data_dir, classes)
+        classes, train = _class_tree(data_dir, data_dir, classes, aliases=aliases)
         return Samples(classes, train, Split([], None))
-    classes, train = _class_tree(splits["train"], data_dir, classes)
+    classes, train = _class_tree(splits["train"], data_dir, classes, aliases=aliases)
     if "val" in splits:
-        train = _joined(train, _class_tree(splits["val"], data_dir, classes, complete=False)[1])
+        train = _joined(train, _class_tree(splits["val"], data_dir, classes, False, aliases)[1])
     test_root = splits.get("test")
     if test_root is None:
         return Samples(classes, train, Split([], None))
     if _folders(test_root):
-        return Samples(classes, train, _class_tree(test_root, data_dir, classes, complete=False)[1])
+        return Samples(classes, train, _class_tree(test_root, data_dir, classes, False, aliases)[1])
     files = _images_in(test_root)
     return Samples(classes, train, Split([p.relative_to(data_dir).as_posix() for p in files], None, files=files))
 

@@ -13,6 +13,8 @@ from PIL import Image
 from kit.errors import KitError
 from kit.io import atomic_path
 
+from . import layouts
+
 WRITERS: dict[str, Callable] = {}
 
 
@@ -145,7 +147,7 @@ def write_tinyimagenet(out: Path, spec: dict, train: int, test: int, rng: np.ran
 
 def generate(out: Path, spec: dict, train: int, test: int, seed: int = 0, force: bool = False) -> Path:
     out = Path(out)
-    layout = spec.get("layout")
+    layout = layouts.layout_names(spec)[0]  # the first layout the dataset is published in
     if layout not in WRITERS:
         raise KitError(f"dataset.layout={layout!r} has no synthetic writer; valid: {', '.join(sorted(WRITERS))}")
     staging = _fresh(out.with_name(out.name + ".partial"), force=True)

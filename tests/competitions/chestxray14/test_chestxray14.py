@@ -92,7 +92,7 @@ def test_score_cli_prints_each_finding_and_the_mean_last(chest_dir, tmp_path):
     [
         ("list_row", ["train_val_list.txt line 1", "is not in Data_Entry_2017.csv"]),
         ("finding", ["unknown finding 'Flu'"]),
-        ("image", ["train_val_list.txt line 1", "has no image"]),
+        ("image", ["train_val_list.txt: 1 of", "listed images have no file", "line 1)", "to train on the"]),
         ("age", ["row 2", "Patient Age 'fifty'"]),
         ("twice", ["train_val_list.txt line 3", "is listed twice (first on line 1)"]),
         ("both", ["is in both train_val_list.txt and test_list.txt"]),

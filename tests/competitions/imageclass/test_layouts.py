@@ -169,3 +169,35 @@ def test_folder_trees_that_would_train_wrongly_are_refused(tmp_path, files, spec
         picture(tmp_path / name)
     with pytest.raises(KitError, match=fragment):
         layouts.read_layout(tmp_path, folders_spec(**spec))
+
+
+def test_a_dataset_published_in_two_layouts_reads_either(tmp_path):
+    spec = folders_spec(layout=["npz", "folders"], file="cells.npz", classes=["Basophil", "Immature granulocytes"],
+                        aliases={"ig": "Immature granulocytes"})  # fmt: skip
+    for name in ("BASOPHIL/a.jpg", "ig/c.jpg"):
+        picture(tmp_path / "tree" / name)
+    samples = layouts.read_layout(tmp_path / "tree", spec)
+    assert samples.train.keys == ["BASOPHIL/a.jpg", "ig/c.jpg"] and list(samples.train.labels) == [0, 1]
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    (tmp_path / "arrays").mkdir()
+    np.savez(tmp_path / "arrays" / "cells.npz", images=images, labels=np.array([0, 1, 1, 0]))
+    assert layouts.read_layout(tmp_path / "arrays", spec).train.keys == ["0", "1", "2", "3"]
+    with pytest.raises(KitError, match=r"cells.npz: file not found"):
+        layouts.read_layout(tmp_path / "nothing", spec)
+    with pytest.raises(KitError, match=r"dataset.aliases: ig: 'Granulocytes' is not among the classes"):
+        layouts.read_layout(tmp_path / "tree", {**spec, "aliases": {"ig": "Granulocytes"}})
+
+
+PBC = Path(__file__).parents[4] / "shared" / "data" / "pbc-blood-cells" / "PBC_dataset_normal_DIB"
+
+
+@pytest.mark.skipif(not PBC.exists(), reason="../shared/data/pbc-blood-cells is absent")
+def test_the_real_pbc_class_folders_read_as_the_blood_cell_experiment_s_classes():
+    from kit.config import load_experiment
+
+    spec = load_experiment("bloodcells_mobilenetv3")["dataset"]
+    samples = layouts.read_layout(PBC, spec)
+    assert samples.classes[3] == "Immature granulocytes"
+    assert np.bincount(samples.train.labels).tolist() == [50] * 8
+    assert all(k.startswith("ig/") for k, y in zip(samples.train.keys, samples.train.labels, strict=True) if y == 3)
+    assert layouts.load_image(samples.train.files[0], 96, 3).shape == (96, 96, 3)
