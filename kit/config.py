@@ -96,6 +96,10 @@ CHECKS = {
     ("trainer", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("trainer", "warmup_epochs"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     ("trainer", "early_stopping"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("trainer", "early_stopping_smoothing"): (
+        "null or a number in [0, 1)",
+        lambda v: v is None or (_is_number(v) and 0 <= v < 1),
+    ),
     ("trainer", "seed"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     ("trainer", "accumulate"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
     ("trainer", "num_workers"): ("a whole number >= 0, or null", lambda v: v is None or (_is_int(v) and v >= 0)),

@@ -132,6 +132,21 @@ def mixup(trainer: dict, classes: int) -> Mixup | None:
                  label_smoothing=0.0)  # fmt: skip
 
 
+def smoothed_improvement(state: dict, value: float, smoothing: float | None, sign: float) -> bool:
+    """Whether an exponential moving average of the validation metric (weight `smoothing` on the past) reached a new
+    best: with it, early stopping waits out a noisy spike on a small validation fold instead of stopping a few epochs
+    after it. None: the raw metric alone decides."""
+    if not smoothing:
+        return False
+    previous = state.get("smoothed")
+    state["smoothed"] = value if previous is None else smoothing * previous + (1 - smoothing) * value
+    best = state.get("best_smoothed")
+    if best is None or sign * state["smoothed"] < sign * best:
+        state["best_smoothed"] = state["smoothed"]
+        return True
+    return False
+
+
 def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:
     """Train one fold; `epoch_hook(epoch, metric)` is told each validation's figure (a search prunes by raising)."""
     check_config(cfg, fold)
@@ -268,6 +283,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
             }
             state["history"].append(row)
             improved = sign * scores[metric] < sign * state["best"] if state["best_epoch"] >= 0 else True
+            trend_improved = smoothed_improvement(state, scores[metric], trainer.get("early_stopping_smoothing"), sign)
             if not replaced:
                 (out / "summary.json").unlink(missing_ok=True)  # from here on the fold holds this run, unfinished
                 dump_config({**cfg, "fold": fold}, out / "config.yaml")
@@ -275,13 +291,12 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
                 replaced = True
             epoch_end(scheduler, improved)
             if improved:
-                state.update(best=scores[metric], best_epoch=epoch, stale=0)
+                state.update(best=scores[metric], best_epoch=epoch)
                 checkpoint.save(out / "model_best.pt", {"model": evaluated.state_dict(), "config": cfg, "epoch": epoch})
                 training.save_predictions(out / training.oof_file, ids, probs)
                 if isinstance(training, FoldReport):
                     training.report_fold(out, ids, probs)
-            else:
-                state["stale"] += 1
+            state["stale"] = 0 if improved or trend_improved else state["stale"] + 1
             state["epoch"] = epoch
             history = pd.DataFrame(state["history"])
             with atomic_path(out / "history.csv") as tmp:
