@@ -33,12 +33,58 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader with one more float form
 
 
+BASES = EXPERIMENTS / "_base"
+
+
 def experiment_names() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 
 
+def merged(base: dict, update: dict) -> dict:
+    """`update` over `base`, mapping by mapping; any other value (a list too) replaces the base's."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _base_path(name: str, of: Path) -> Path:
+    """A base: a name in kit/experiments/_base/ or of a kit experiment, or a YAML path relative to the file."""
+    if Path(name).suffix:
+        path = (of.parent / name).resolve()
+    else:
+        path = next((p for p in (BASES / f"{name}.yaml", EXPERIMENTS / f"{name}.yaml") if p.exists()), None)
+        if path is None:
+            valid = sorted({p.stem for p in BASES.glob("*.yaml")} | set(experiment_names()))
+            raise KitError(f"{of}: base {name!r} is neither in kit/experiments/_base/ nor an experiment; valid: "
+                           f"{', '.join(valid)}")  # fmt: skip
+    if not path.exists():
+        raise KitError(f"{of}: base {name!r}: {path} not found")
+    return path
+
+
+def read_layered(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML mapping over its `base:` list (each read the same way, in order; later ones win, the file last)."""
+    if path in chain:
+        raise KitError(f"{path}: its bases include itself ({' -> '.join(p.name for p in (*chain, path))})")
+    try:
+        cfg = read_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise KitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(cfg, dict):
+        raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
+    bases = cfg.pop("base", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    layered: dict = {}
+    for name in bases:
+        layered = merged(layered, read_layered(_base_path(str(name), path), (*chain, path)))
+    return merged(layered, cfg)
+
+
 def load_experiment(name: str) -> dict:
-    """A named experiment (kit/experiments/<name>.yaml) or a path to a YAML file."""
+    """A named experiment (kit/experiments/<name>.yaml) or a path to a YAML file, over its bases (`base: [trainer,
+    imageclass]`: kit/experiments/_base/; a kit experiment's name; or a YAML path relative to the file)."""
     path = Path(name)
     if not path.suffix:
         path = EXPERIMENTS / f"{name}.yaml"
@@ -46,12 +92,7 @@ def load_experiment(name: str) -> dict:
             raise UnknownNameError(f"unknown experiment {name!r}; valid: {', '.join(experiment_names())}")
     if not path.exists():
         raise KitError(f"{path}: experiment file not found")
-    try:
-        cfg = read_yaml(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise KitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
-    if not isinstance(cfg, dict):
-        raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
+    cfg = read_layered(path.resolve())
     cfg.setdefault("name", path.stem)
     cfg.setdefault("experiment", path.stem)  # the experiment a run started from, whatever name= it is given
     cfg["source"] = name if path.parent == EXPERIMENTS else str(path.resolve())  # the YAML file, to read again

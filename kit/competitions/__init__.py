@@ -7,8 +7,6 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-import yaml
-
 from kit.competitions.base import Competition
 from kit.errors import KitError, UnknownNameError
 
@@ -80,11 +78,11 @@ def _discover() -> None:
     for module in pkgutil.iter_modules(__path__):
         if module.ispkg:
             importlib.import_module(f"{__name__}.{module.name}")
-    from kit.config import EXPERIMENTS
+    from kit.config import EXPERIMENTS, read_layered
 
     for path in sorted(EXPERIMENTS.glob("*.yaml")):
-        cfg = yaml.safe_load(path.read_text())
-        if isinstance(cfg, dict) and "dataset" in cfg:
+        cfg = read_layered(path)
+        if "dataset" in cfg:
             declare_competition(cfg["competition"], cfg["dataset"], str(path))
 
 

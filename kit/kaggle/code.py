@@ -101,14 +101,18 @@ def git_listed(root: Path, *flags: str) -> list[str]:
 
 
 def source_files(root: Path) -> list[str]:
-    """The files the kit's wheel is built from: git-tracked files of the packages (an allowlist: an untracked file
-    there, a scratch note or a copied credential, is left out and named), pyproject.toml and the README. Without
-    git, the packages' .py/.yaml/.txt files."""
+    """The files the kit's wheel is built from: git-tracked files of the packages (an allowlist: a scratch note or a
+    copied credential never travels unless someone tracks it, and an untracked file there is refused by name rather
+    than silently missing on Kaggle), pyproject.toml and the README. Without git, the packages' .py/.yaml/.txt."""
     if (root / ".git").exists():
         tracked = [f for f in git_listed(root, "--cached") if (root / f).is_file()]
         untracked = git_listed(root, "--others", "--exclude-standard")
         if untracked:
-            print(f"the kit's wheel leaves out {len(untracked)} file(s) git does not track: {', '.join(untracked[:5])}")
+            raise KitError(
+                f"{len(untracked)} file(s) in the kit's packages are not tracked by git ({', '.join(untracked[:5])}); "
+                "the wheel for Kaggle is built from tracked files only, so the notebook would lack them: git add "
+                "them, or move them out of kit/ and kernels/"
+            )
     else:
         tracked = [
             str(p.relative_to(root)) for folder in PACKAGED for p in sorted((root / folder).rglob("*"))

@@ -1,0 +1,50 @@
+"""Layered experiment YAMLs: bases merged in order, the file last; a user's YAML on a kit experiment; bad bases in one
+line; and no kit experiment restating what its bases already give."""
+
+import pytest
+import yaml
+
+from kit.config import BASES, EXPERIMENTS, experiment_names, load_experiment, merged, read_layered
+from kit.errors import KitError
+
+
+def test_mappings_merge_and_everything_else_is_replaced():
+    base = {"trainer": {"lr": 0.1, "epochs": 3}, "model": {"channels": [1, 2, 3]}}
+    update = {"trainer": {"lr": 0.2}, "model": {"channels": [4]}}
+    assert merged(base, update) == {"trainer": {"lr": 0.2, "epochs": 3}, "model": {"channels": [4]}}
+    assert base["trainer"]["lr"] == 0.1, "the base is not changed"
+
+
+def test_a_users_yaml_on_a_kit_experiment_states_only_its_deltas(tmp_path):
+    (tmp_path / "mine.yaml").write_text("base: [imagefolder_resnet18]\ntrainer:\n  epochs: 3\ndata:\n  dir: shades\n")
+    mine, kit = load_experiment(str(tmp_path / "mine.yaml")), load_experiment("imagefolder_resnet18")
+    assert mine["trainer"]["epochs"] == 3 and mine["data"]["dir"] == "shades"
+    assert {k: v for k, v in mine["trainer"].items() if k != "epochs"} == {
+        k: v for k, v in kit["trainer"].items() if k != "epochs"
+    }
+    assert mine["dataset"] == kit["dataset"] and mine["name"] == "mine" and "base" not in mine
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("base: [nonesuch]\n", "base 'nonesuch' is neither in kit/experiments/_base/ nor an experiment"),
+        ("base: [other.yaml]\n", "other.yaml not found"),
+        ("base: [loop.yaml]\n", "its bases include itself"),
+    ],
+)
+def test_a_bad_base_is_one_error(tmp_path, text, fragment):
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(KitError, match=fragment):
+        load_experiment(str(tmp_path / "loop.yaml"))
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_no_kit_experiment_restates_its_bases(name):
+    own = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    given: dict = {}
+    for base in own.get("base", []):
+        given = merged(given, read_layered(BASES / f"{base}.yaml"))
+    repeated = [f"{section}.{key}" for section, keys in own.items() if isinstance(keys, dict)
+                for key, value in keys.items() if given.get(section, {}).get(key, object()) == value]  # fmt: skip
+    assert not repeated, f"{name} repeats what its bases give: {repeated}"
