@@ -71,7 +71,10 @@ def load_bases(competition: str, names: list[str], force: bool = False):
             raise KitError(f"experiment {run.name}: no {test_path} (run `task predict exp={run.name}`)")
         oof = align(*training.load_predictions(run.root / training.oof_file), train_ids)
         if np.isnan(oof.reshape(len(oof), -1)).all(axis=1).any():
-            raise KitError(f"experiment {run.name}: {run.root / training.oof_file} lacks some samples of the folds")
+            raise KitError(
+                f"experiment {run.name}: {run.root / training.oof_file} lacks some samples of the folds "
+                f"(run `task oof exp={run.name}` after training every fold)"
+            )
         test = align(*training.load_predictions(test_path), test_ids)
         bases.append(BaseModel(run.name, oof, test))
     return training, folds, train_ids, test_ids, bases, runs

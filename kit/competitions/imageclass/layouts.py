@@ -75,7 +75,7 @@ def present(name: str, data_dir: Path, spec: dict) -> bool:
         return (data_dir / spec.get("file", "training_set.npz")).exists()
     if name == "tinyimagenet":
         return (data_dir / "wnids.txt").exists()
-    return data_dir.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in data_dir.iterdir())
+    return data_dir.is_dir() and bool(_folders(data_dir))
 
 
 def read_layout(data_dir: Path, spec: dict) -> Samples:
