@@ -386,7 +386,12 @@ def _package_arguments(p) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Train, stack and submit Kaggle image-competition models.")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    for add in (_data_verbs, _experiment_verbs, _run_verbs, _kaggle_verbs):
+        add(verbs)
+    return parser
 
+
+def _data_verbs(verbs) -> None:
     p = verbs.add_parser("synth", help="write a synthetic competition in the exact Kaggle layout")
     p.add_argument("competition")
     p.add_argument("--out", help="output folder (default: data/<competition>-synth)")
@@ -420,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_folds)
 
+
+def _experiment_verbs(verbs) -> None:
     for verb, func, help_text in (
         ("train-fold", cmd_train_fold, "train fold(s) of an experiment: runs/<exp>/fold<k>/"),
         ("train-all", cmd_train_all, "train every fold, then merge the OOF"),
@@ -455,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
+
+
+def _run_verbs(verbs) -> None:
     p = verbs.add_parser("compare", help="experiments' fold metrics, mean, spread and CV side by side, and a plot")
     p.add_argument("experiments", nargs="+", help="run names under runs/ (experiment names, or their name= override)")
     p.set_defaults(func=cmd_compare)
@@ -474,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     _force_argument(p)
     p.set_defaults(func=cmd_stack)
 
+
+def _kaggle_verbs(verbs) -> None:
     p = verbs.add_parser("submit", help="validate a CSV, submit it to Kaggle, wait for its score")
     p.add_argument("competition")
     p.add_argument("file")
@@ -527,7 +539,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="run it on a GPU (the record names the GPU)")
     p.add_argument("--name", help="profile name (default: kaggle-<date>), written as images/<name>.txt")
     p.set_defaults(func=cmd_kaggle_freeze)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

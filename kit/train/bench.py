@@ -22,7 +22,7 @@ from kit.runtime.inference import build_model, memory_format
 from kit.runtime.precision import Precision
 from kit.train.distributed import Context
 from kit.train.loaders import make_loader
-from kit.train.runner import prepare, seed_everything
+from kit.train.prepare import prepare, seed_everything
 from kit.train.step import Stepper
 
 

@@ -152,7 +152,7 @@ class Run:
         """(competition, training object, folds) on this command's data."""
         if self._prepared is None:
             from kit.train import distributed
-            from kit.train.runner import prepare
+            from kit.train.prepare import prepare
 
             self._prepared = prepare(self.config, distributed.Context())
         return self._prepared

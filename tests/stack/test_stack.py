@@ -14,7 +14,7 @@ from kit.stack.inputs import align, load_bases
 from kit.stack.meta import StackModel, stack
 from kit.stack.run import run_stack
 from kit.train import distributed
-from kit.train.runner import prepare
+from kit.train.prepare import prepare
 
 
 def experiment(tmp_path, name, base, data_dir, **data) -> str:

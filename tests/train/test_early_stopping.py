@@ -1,7 +1,7 @@
 """Early stopping on a smoothed metric: a noisy spike on a small validation fold does not end a fold that is still
 learning (brain MRI: 0.53, 0.39, 0.86, then a slow climb)."""
 
-from kit.train.runner import smoothed_improvement
+from kit.train.callbacks import smoothed_improvement
 
 
 def stale_epochs(curve, smoothing, patience=5):

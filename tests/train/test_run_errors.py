@@ -142,12 +142,12 @@ def test_a_stale_onnx_export_is_refused(trained, home, capsys):
 
 def test_resume_force_rewrites_the_config_and_an_interrupted_continuation_is_unfinished(trained, home, capsys,
                                                                                       monkeypatch):  # fmt: skip
-    from kit.train import runner
+    from kit.train import callbacks
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "plot_progress", killed)
+    monkeypatch.setattr(callbacks, "plot_progress", killed)
     args = ["train-fold", "--exp", "mine.yaml", "--fold", "0", "--resume", "--force", "data.dir=mine", *TINY]
     assert main([*args, "trainer.epochs=3"]) == 130
     fold = trained / "fold0"

@@ -9,7 +9,7 @@ import yaml
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
 from kit.runtime import checkpoint
-from kit.train import runner
+from kit.train import callbacks, runner
 from kit.train.outputs import merge_oof, predict_test
 from kit.train.run import Run
 from kit.train.runner import train_fold
@@ -62,17 +62,17 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_cfg, kit_home, monkeypa
     weights = checkpoint.load(fold_dir(kit_home) / "model_last.pt")["model"]
 
     killed = apply_overrides(cfg, ["name=killed"])
-    original = runner.plot_progress
+    original = callbacks.plot_progress
 
     def kill_after_epoch_1(history, *args, **kwargs):
         original(history, *args, **kwargs)
         if len(history) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "plot_progress", kill_after_epoch_1)
+    monkeypatch.setattr(callbacks, "plot_progress", kill_after_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train_fold(killed, fold=0)
-    monkeypatch.setattr(runner, "plot_progress", original)
+    monkeypatch.setattr(callbacks, "plot_progress", original)
     train_fold(killed, fold=0, resume=True)
     out = kit_home / "runs" / "killed" / "fold0"
     resumed = pd.read_csv(out / "history.csv")

@@ -143,7 +143,8 @@ def test_resume_continues_without_repeating_epochs(tiny_cfg, kit_home):
 def test_weight_average_validates_checkpoints_and_resumes(tiny_cfg, kit_home):
     from kit.models.registry import create_model
     from kit.runtime import checkpoint
-    from kit.train.runner import restore, weight_average
+    from kit.train.fit import weight_average
+    from kit.train.resume import restore
     from kit.train.schedules import make_schedule
 
     train_fold(apply_overrides(tiny_cfg, ["trainer.epochs=1", "trainer.batch_size=2", "trainer.ema=0.9"]), fold=0)

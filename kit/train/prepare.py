@@ -1,0 +1,35 @@
+"""What every command that trains or benchmarks a fold sets up first: seeds, the fold's folder, data and folds."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kit import paths
+from kit.competitions import competition_of
+from kit.train import distributed
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fold_dir(cfg: dict, fold: int) -> Path:
+    return paths.runs_root() / cfg["name"] / f"fold{fold}" / cfg.get("stage", "")
+
+
+def prepare(cfg: dict, ctx: distributed.Context):
+    """Data folder, folds and the competition's training object; rank 0 generates and caches first."""
+    comp = competition_of(cfg)
+    if ctx.is_main:
+        data_dir = comp.data_dir(cfg["data"]["dir"])
+        comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+    ctx.barrier()
+    data_dir = comp.data_dir(cfg["data"]["dir"])
+    folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+    return comp, comp.training(cfg, data_dir), folds
