@@ -117,6 +117,7 @@ def build_fit(cfg: dict, fold: int, ctx: distributed.Context, training, folds: p
     model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))
     ema = weight_average(model, trainer.get("ema"))
     wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
+    loss_fn = training.loss().to(ctx.device)
     sampler, train_loader, val_loader = _loaders(cfg, fold, ctx, training, train_ids, val_ids)
     _check_batches(model, trainer, fold, ctx, train_loader)
     accumulate = trainer.get("accumulate", 1)
@@ -126,7 +127,7 @@ def build_fit(cfg: dict, fold: int, ctx: distributed.Context, training, folds: p
     return Fit(
         cfg=cfg, fold=fold, ctx=ctx, training=training, train_ids=train_ids, val_ids=val_ids, record=record,
         model=model, ema=ema, wrapped=wrapped, forward=torch.compile(wrapped) if trainer.get("compile") else wrapped,
-        loss_fn=training.loss().to(ctx.device), precision=precision, optimizer=optimizer, scheduler=scheduler,
+        loss_fn=loss_fn, precision=precision, optimizer=optimizer, scheduler=scheduler,
         stepper=Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema),
         mixing=mixup(trainer, training.num_outputs), sampler=sampler, train_loader=train_loader,
         val_loader=val_loader,
