@@ -110,8 +110,14 @@ def cmd_train_fold(args) -> None:
     if summary["rank"] == 0:
         metric = summary["metric"]
         baseline = summary[f"prior_baseline_{metric}"]
-        print(f"fold {args.fold}: best epoch {summary['best_epoch']}, prior baseline {baseline:.4f}, ", end="")
-        print(f"{summary['samples_per_s']:.1f} samples/s, {summary['ratio_to_baseline']:.2f}x the baseline")
+        minutes, seconds = divmod(round(summary["seconds"]), 60)
+        print(f"fold {args.fold}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+              f"{summary['samples_per_s']:.1f} samples/s, {minutes} min {seconds} s in all")  # fmt: skip
+        against = f"prior baseline {baseline:.4f} ({summary['ratio_to_baseline']:.2f}x)"
+        if f"oracle_{metric}" in summary:
+            against += (f", oracle {summary[f'oracle_{metric}']:.4f}: {100 * summary['gap_closed']:.0f}% of the "
+                        f"prior-to-oracle gap closed, regret {summary['regret']:.2f}")  # fmt: skip
+        print(against)
         print(f"{metric} {summary[metric]:.4f}")
 
 

@@ -98,6 +98,21 @@ class FoldReport(ABC):
     def report_fold(self, out: Path, ids: list, probs: np.ndarray) -> None: ...
 
 
+class Oracle(ABC):
+    """Optional: a phantom that knows each label's true probability, so a fold can say how close to the best possible
+    score its model came (oracle.csv for RSNA, oracle.npz for Mars; real data has none)."""
+
+    @abstractmethod
+    def oracle(self, ids: list) -> np.ndarray | None:
+        """The true probabilities of `ids` in the predictions' layout, or None where the data has no oracle."""
+
+
+def gap_closed(model: float, prior: float, oracle: float) -> dict[str, float]:
+    """regret = (model - oracle) / (prior - oracle): 0 at the oracle, 1 at the prior, for either metric direction."""
+    regret = (model - oracle) / (prior - oracle) if prior != oracle else float("nan")
+    return {"regret": regret, "gap_closed": 1.0 - regret}
+
+
 class Explaining(ABC):
     """Optional: pictures of where a fold's model looks, for `kit explain` (under runs/<exp>/fold<k>/explain/)."""
 

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from kernels import _dispatch as dispatch
-from kit.competitions.parts import Staged
+from kit.competitions.parts import Oracle, Staged, gap_closed
 from kit.config import check_config
 from kit.errors import KitError
 from kit.io import write_text_atomic
@@ -40,6 +40,7 @@ def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, 
 
 def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, force: bool = False,
                 epoch_hook=None) -> dict:  # fmt: skip
+    began = time.perf_counter()
     comp, training, folds = prepare(cfg, ctx)
     record = identity(cfg, comp.data_dir(cfg["data"]["dir"])) if ctx.is_main else None
     if isinstance(training, Staged):
@@ -61,7 +62,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         raise
     for callback in callbacks:
         callback.on_fit_end(fit)
-    return summarize(fit)
+    return summarize(fit, time.perf_counter() - began)
 
 
 def run_epochs(fit: Fit, callbacks: list[Callback]) -> None:
@@ -140,8 +141,9 @@ def validate(fit: Fit, epoch: int, train_loss: float, seen: int, started: float)
     return Validation(epoch, row, ids, probs, improved)
 
 
-def summarize(fit: Fit) -> dict:
-    """summary.json (rank 0 writes it): the best figure, the prior's on the same rows, and how the fold ran."""
+def summarize(fit: Fit, seconds: float) -> dict:
+    """summary.json (rank 0 writes it): the best figure, the prior's and (on a phantom) the oracle's on the same rows,
+    and how the fold ran."""
     metric, state, ctx, baseline = fit.metric, fit.state, fit.ctx, fit.baseline
     history = state["history"]
     summary = {
@@ -158,10 +160,15 @@ def summarize(fit: Fit) -> dict:
         "world_size": ctx.world_size,
         "rank": ctx.rank,
         "device": str(ctx.device),
+        "seconds": round(seconds, 1),
     }
     if ctx.is_main and isinstance(fit.training, Staged) and state["best_epoch"] >= 0:
         summary.update(fit.training.after_fold(fit.out))
         summary["ratio_to_baseline"] = summary[metric] / baseline[metric]
+    truth = fit.training.oracle(fit.val_ids) if isinstance(fit.training, Oracle) and ctx.is_main else None
+    if truth is not None:
+        summary[f"oracle_{metric}"] = fit.training.evaluate(fit.val_ids, truth)[metric]
+        summary.update(gap_closed(summary[metric], baseline[metric], summary[f"oracle_{metric}"]))
     if ctx.is_main:
         write_text_atomic(fit.out / "summary.json", json.dumps(summary, indent=1))
     return summary

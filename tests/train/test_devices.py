@@ -144,9 +144,7 @@ class ScaledFp32(Precision):
 
 @pytest.mark.slow
 def test_fp16_scaler_state_is_saved_and_restored_on_resume(tiny_mars, kit_home, monkeypatch):
-    monkeypatch.setattr(
-        Precision, "for_device", staticmethod(lambda *a: ScaledFp32(*vars(fp16_on_cpu()).values()))
-    )
+    monkeypatch.setattr(Precision, "for_device", staticmethod(lambda *a: ScaledFp32(*vars(fp16_on_cpu()).values())))
     runner.train_fold(tiny_mars, fold=0)
     last = kit_home / "runs" / tiny_mars["name"] / "fold0" / "model_last.pt"
     saved = torch.load(last, weights_only=False)

@@ -39,6 +39,7 @@ COORDINATES_CSV = "train_label_coordinates.csv"
 TRAIN_SERIES_CSV = "train_series_descriptions.csv"
 TEST_SERIES_CSV = "test_series_descriptions.csv"
 SAMPLE_SUBMISSION_CSV = "sample_submission.csv"
+ORACLE_CSV = "oracle.csv"  # the phantom's true label probabilities (kit synth only; no real competition has one)
 IMAGE_DIRS = {"train": "train_images", "test": "test_images"}
 SERIES_CSVS = {"train": TRAIN_SERIES_CSV, "test": TEST_SERIES_CSV}
 

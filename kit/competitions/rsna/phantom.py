@@ -1,4 +1,4 @@
-"""A lumbar spine phantom: analytic tissue shapes whose narrowings encode the 25 condition×level severities.
+"""A lumbar spine phantom: analytic tissue shapes whose narrowings show the 25 condition×level latents (readers.py).
 
 Coordinates are the spine's own, in mm: u towards the patient's left, v towards posterior, w towards superior,
 with the L3/L4 disc at the origin. A `Pose` maps them to patient (LPS) coordinates with a random shift, scale and
@@ -22,8 +22,6 @@ FORAMEN = {"u": 21.0, "v": 17.0, "radii": (4.5, 6.0, 7.5)}
 RECESS = {"u": 12.5, "v": 23.0, "radii": (4.0, 4.0, 6.0)}
 SIDE_SIGN = {"left": 1.0, "right": -1.0}  # the patient's left is +u
 
-# Narrowing fraction drawn per severity: Normal/Mild, Moderate, Severe.
-NARROWING = ((0.0, 0.15), (0.38, 0.52), (0.66, 0.8))
 
 # Intensity of each tissue in each sequence (arbitrary units before the series gain).
 TISSUES = {
@@ -83,13 +81,10 @@ class Phantom:
         self.narrowing = narrowing
 
     @classmethod
-    def from_severities(cls, severities: np.ndarray, rng: np.random.Generator) -> Phantom:
-        """severities (5 conditions, 5 levels) of codes 0/1/2 -> a phantom with a random narrowing per cell."""
-        narrowing = {
-            condition: {level: float(rng.uniform(*NARROWING[int(severities[c, k])])) for k, level in enumerate(LEVELS)}
-            for c, condition in enumerate(CONDITIONS)
-        }
-        return cls(narrowing)
+    def from_narrowing(cls, narrowing: np.ndarray) -> Phantom:
+        """(5 conditions, 5 levels) narrowing fractions -> a phantom."""
+        return cls({condition: {level: float(narrowing[c, k]) for k, level in enumerate(LEVELS)}
+                    for c, condition in enumerate(CONDITIONS)})  # fmt: skip
 
     def intensity(self, p: np.ndarray, sequence: str) -> np.ndarray:
         """Tissue intensity at spine-coordinate points p (..., 3) for one sequence."""

@@ -5,7 +5,8 @@ tags, varying slice counts and image sizes, rescale slope/intercept, and instanc
 nor follow spatial order. Some test studies lack a series. The real data's traps are there too: axial series acquired
 as angled stacks, one per disc, inside one series folder; now and then a second Sagittal T1 series; a few series
 missing a slice or two inside the stack. `size="real"` writes real-sized series (sagittal 15-20 slices of 384-512 px,
-axial 20-50 slices) for scale checks.
+axial 20-50 slices) for scale checks. The labels are drawn from known probabilities (readers.py), written beside
+train.csv as oracle.csv, one row per labelled train row.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .layout import (
     COORDINATES_CSV,
     LEVEL_TITLES,
     LEVELS,
+    ORACLE_CSV,
     SAMPLE_SUBMISSION_CSV,
     SERIES_CSVS,
     SEVERITY_COLUMNS,
@@ -36,8 +38,10 @@ from .layout import (
     TARGETS,
     TRAIN_CSV,
     VIEW_OF_CONDITION,
+    row_id,
 )
 from .phantom import LEVEL_W, Phantom, Pose, landmark
+from .readers import StudyTruth, draw_study
 
 DESCRIPTIONS = {"sag_t1": "Sagittal T1", "sag_t2": "Sagittal T2/STIR", "axial_t2": "Axial T2"}
 
@@ -60,15 +64,6 @@ SECOND_SAGITTAL = 0.05  # a second Sagittal T1 series (7 of 1975 real studies ha
 MISSING_SLICES = 0.1  # a series missing one or two slices inside the stack
 # The disc planes' angle to the spine's axial plane per level (lordosis), degrees.
 LEVEL_ANGLE = {"l1_l2": -14.0, "l2_l3": -6.0, "l3_l4": 2.0, "l4_l5": 10.0, "l5_s1": 18.0}
-# Abnormal (moderate, severe) probabilities per condition, scaled per level: degeneration is worst at L4/L5.
-ABNORMAL = {
-    "spinal_canal_stenosis": (0.08, 0.06),
-    "left_neural_foraminal_narrowing": (0.17, 0.05),
-    "right_neural_foraminal_narrowing": (0.17, 0.05),
-    "left_subarticular_stenosis": (0.2, 0.08),
-    "right_subarticular_stenosis": (0.2, 0.08),
-}
-LEVEL_FACTOR = (0.45, 0.7, 1.0, 1.55, 1.25)
 
 
 @dataclass
@@ -93,18 +88,6 @@ class Plane:
 
     def distance(self, world: np.ndarray) -> float:
         return abs(float((world - self.position) @ np.cross(self.row_dir, self.col_dir)))
-
-
-def draw_severities(rng: np.random.Generator) -> np.ndarray:
-    """(5 conditions, 5 levels) severity codes with a study-level degeneration factor tying them together."""
-    factor = rng.gamma(2.0, 0.5)
-    codes = np.zeros((len(CONDITIONS), len(LEVELS)), dtype=np.int64)
-    for c, condition in enumerate(CONDITIONS):
-        moderate, severe = ABNORMAL[condition]
-        for k, level_factor in enumerate(LEVEL_FACTOR):
-            p_mod, p_sev = (min(0.45, x * level_factor * factor) for x in (moderate, severe))
-            codes[c, k] = rng.choice(3, p=[1 - p_mod - p_sev, p_mod, p_sev])
-    return codes
 
 
 def sagittal_planes(pose: Pose, rng: np.random.Generator, geometry: Geometry = GEOMETRIES["default"]) -> list[Plane]:
@@ -249,9 +232,7 @@ class StudyWriter:
             write_slice(folder / f"{number}.dcm", image, plane, {**meta, "instance_number": number})
         return {"series_id": series_id, "planes": planes, "numbers": numbers, "view": view}
 
-    def write_study(
-        self, severities: np.ndarray, views: tuple[str, ...], two_axial: bool = False
-    ) -> tuple[int, list[dict]]:
+    def write_study(self, truth: StudyTruth, views: tuple[str, ...], two_axial: bool = False) -> tuple[int, list[dict]]:
         rng = self.rng
         study_id = self.new_id(1_000_000, 4_300_000_000)
         pose = Pose(
@@ -259,7 +240,7 @@ class StudyWriter:
             scale=float(rng.uniform(0.9, 1.1)),
             tilt=float(np.deg2rad(rng.uniform(-9, 9))),
         )
-        phantom = Phantom.from_severities(severities, rng)
+        phantom = Phantom.from_narrowing(truth.narrowing)
         series, geometry = [], self.geometry
         angled = rng.random() < ANGLED_AXIAL
         for view in views:
@@ -335,15 +316,20 @@ def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0,
 
 def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.Generator, geometry: Geometry) -> None:
     all_views = ("sag_t1", "sag_t2", "axial_t2")
-    label_rows, coordinate_rows, series_rows = [], {}, {"train": [], "test": []}
+    label_rows, oracle_rows, coordinate_rows, series_rows = [], [], {}, {"train": [], "test": []}
     train = StudyWriter(root, "train", rng, geometry)
     for i in tqdm(range(studies), desc="synth rsna train", unit="study", leave=False):
-        severities = draw_severities(rng)
-        labelled = np.ones_like(severities, dtype=bool)
+        truth = draw_study(rng)
+        labelled = np.ones_like(truth.severities, dtype=bool)
         if i == 1 or rng.random() < 0.1:  # about 10% of studies miss a few labels; study 1 always does
             labelled.flat[rng.choice(labelled.size, size=int(rng.integers(1, 4)), replace=False)] = False
-        study_id, series = train.write_study(severities, all_views, two_axial=i == 0 or rng.random() < 0.2)
-        codes = np.where(labelled, severities, -1).reshape(-1)
+        study_id, series = train.write_study(truth, all_views, two_axial=i == 0 or rng.random() < 0.2)
+        codes = np.where(labelled, truth.severities, -1).reshape(-1)
+        oracle_rows.extend(
+            {"row_id": row_id(study_id, t), **dict(zip(SEVERITY_COLUMNS, p, strict=True))}
+            for t, p, c in zip(TARGETS, truth.probabilities.reshape(len(TARGETS), -1), codes, strict=True)
+            if c >= 0
+        )
         label_rows.append(
             {
                 "study_id": study_id,
@@ -362,13 +348,14 @@ def _generate_into(root: Path, studies: int, test_studies: int, rng: np.random.G
         views = all_views
         if i >= 1 and (i == 1 or rng.random() < 0.5):  # the hidden test set has studies missing a series
             views = tuple(v for v in all_views if v != all_views[i % 3])
-        study_id, series = test.write_study(draw_severities(rng), views, two_axial=rng.random() < 0.2)
+        study_id, series = test.write_study(draw_study(rng), views, two_axial=rng.random() < 0.2)
         series_rows["test"].extend(
             {"study_id": study_id, "series_id": s["series_id"], "series_description": DESCRIPTIONS[s["view"]]}
             for s in series
         )
 
     pd.DataFrame(label_rows, columns=["study_id", *TARGETS]).to_csv(root / TRAIN_CSV, index=False)
+    pd.DataFrame(oracle_rows, columns=["row_id", *SEVERITY_COLUMNS]).to_csv(root / ORACLE_CSV, index=False)
     pd.DataFrame([r for rows in coordinate_rows.values() for r in rows]).to_csv(root / COORDINATES_CSV, index=False)
     for split, rows in series_rows.items():
         pd.DataFrame(rows, columns=["study_id", "series_id", "series_description"]).to_csv(

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
 from kit import paths
-from kit.competitions.parts import Explaining, FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldTraining, Oracle, Stacking
 from kit.data.cache import cached_dataset
 from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
@@ -22,7 +22,16 @@ from kit.errors import KitError
 from kit.io import atomic_path
 
 from . import metric, submission
-from .layout import CONDITIONS, LEVELS, MISSING, SEVERITY_COLUMNS, SEVERITY_WEIGHTS, TARGETS, VIEW_OF_CONDITION
+from .layout import (
+    CONDITIONS,
+    LEVELS,
+    MISSING,
+    ORACLE_CSV,
+    SEVERITY_COLUMNS,
+    SEVERITY_WEIGHTS,
+    TARGETS,
+    VIEW_OF_CONDITION,
+)
 from .tables import landmark_points, load_studies
 
 VIEW_ORDER = ("sag_t1", "sag_t2", "axial_t2")
@@ -171,7 +180,7 @@ def heatmap_spec(cfg: dict) -> dict | None:
     }
 
 
-class RsnaTraining(FoldTraining, Explaining, Stacking):
+class RsnaTraining(FoldTraining, Explaining, Stacking, Oracle):
     """The competition's side of fold training, built from an experiment config."""
 
     losses = LOSSES
@@ -238,6 +247,21 @@ class RsnaTraining(FoldTraining, Explaining, Stacking):
         labels = self.label_frame(ids).to_numpy()
         counts = np.stack([(labels == c).sum(axis=0) for c in range(NUM_CLASSES)], axis=-1) + 1.0
         return counts / counts.sum(axis=-1, keepdims=True)
+
+    def oracle(self, ids: list[int]) -> np.ndarray | None:
+        """oracle.csv's true probabilities (kit synth writes it) of the labelled cells of `ids`; unlabelled cells,
+        which the metric skips, get a third each."""
+        path = self.data_dir / ORACLE_CSV
+        if not path.exists():
+            return None
+        frame = pd.read_csv(path).set_index("row_id")
+        labelled = self.label_frame(ids).to_numpy().reshape(-1) != MISSING
+        wanted = pd.Index(submission.row_ids(ids))
+        absent = wanted[labelled].difference(frame.index)
+        if len(absent):
+            raise KitError(f"{path}: no row for {len(absent)} labelled cell(s) of train.csv, e.g. {absent[0]}")
+        probs = frame.reindex(wanted)[list(SEVERITY_COLUMNS)].fillna(1 / NUM_CLASSES).to_numpy()
+        return probs.reshape(len(ids), len(TARGETS), NUM_CLASSES)
 
     @staticmethod
     def prediction_frame(ids: list[int], probs: np.ndarray) -> pd.DataFrame:
