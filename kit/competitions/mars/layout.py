@@ -7,3 +7,4 @@ NUM_CLASSES = len(CLASSES)
 BIG_ROCK = CLASSES.index("big_rock")
 HEIGHT, WIDTH = 64, 128
 PIXELS = HEIGHT * WIDTH
+ORACLE_FILE = "oracle.npz"  # the phantom's true class probabilities per training pixel (kit synth only)

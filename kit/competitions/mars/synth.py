@@ -3,6 +3,11 @@
 Each class has its own texture, so a model can learn them: background is dark and flat, soil mid-grey and blotchy,
 bedrock bright and layered, sand fine-rippled, big rocks dark with a lit rim. Region layouts come from smooth random
 fields; a few percent of the training images are 'aliens' (a pasted non-terrain picture) that all share one mask.
+
+The image shows the terrain's regions (the argmax of the fields); the mask is an annotator's, whose boundaries between
+soil, bedrock and sand wander: argmax(fields / TEMPERATURE + Gumbel noise), the noise smooth in space so the wander
+is in strokes, not salt and pepper. Each pixel's label is then drawn from softmax(fields / TEMPERATURE), which the
+generator writes as oracle.npz (the best possible per-pixel prediction; its argmax is the oracle mIoU).
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from scipy.special import ndtr, softmax
 
 from kit.io import atomic_path
 
-from .layout import BIG_ROCK, FILE, HEIGHT, WIDTH
+from .layout import BIG_ROCK, FILE, HEIGHT, NUM_CLASSES, ORACLE_FILE, WIDTH
 
 ROWS, COLS = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+TEMPERATURE = (
+    0.25  # of the annotator's choice between terrain fields: an oracle mIoU of about 0.83 (0.1: 0.93, 0.5: 0.72)
+)
+NOISE_SIGMA = 2.0  # px: the annotator's strokes
 
 
 def smooth_field(rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -24,15 +34,39 @@ def smooth_field(rng: np.random.Generator, sigma: float) -> np.ndarray:
     return (field - field.mean()) / (field.std() + 1e-8)
 
 
-def draw_mask(rng: np.random.Generator, big_rock_rate: float) -> np.ndarray:
-    """Soil, bedrock and sand regions from smooth fields; a background band or patch; sometimes big rocks."""
+def unit_gaussian_field(rng: np.random.Generator, sigma: float, shape=(HEIGHT, WIDTH)) -> np.ndarray:
+    """Smoothed white noise divided by its exact standard deviation, so each pixel is N(0, 1) marginally."""
+    impulse = np.zeros(shape)
+    impulse[0, 0] = 1.0
+    std = np.sqrt((gaussian_filter(impulse, sigma, mode="wrap") ** 2).sum())
+    return gaussian_filter(rng.normal(size=shape), sigma, mode="wrap") / std
+
+
+def smooth_gumbel(rng: np.random.Generator, count: int) -> np.ndarray:
+    """(count, H, W) noise that is Gumbel(0, 1) at every pixel and smooth in space: argmax(x + noise) then picks
+    class k with probability softmax(x)_k at each pixel."""
+    uniform = np.clip(ndtr(np.stack([unit_gaussian_field(rng, NOISE_SIGMA) for _ in range(count)])), 1e-12, 1 - 1e-12)
+    return -np.log(-np.log(uniform))
+
+
+def draw_terrain(rng: np.random.Generator, big_rock_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shown, label, probabilities): the regions the image shows; the annotator's mask drawn from the per-pixel
+    class probabilities (5, H, W). Soil, bedrock and sand from smooth fields; a background band or patch;
+    sometimes big rocks. Background and big rock are drawn exactly as they are shown."""
     fields = np.stack([smooth_field(rng, rng.uniform(6, 14)) + rng.normal(0, 0.6) for _ in range(3)])
-    mask = (fields.argmax(axis=0) + 1).astype(np.uint8)
+    shown = (fields.argmax(axis=0) + 1).astype(np.uint8)
+    label = ((fields / TEMPERATURE + smooth_gumbel(rng, 3)).argmax(axis=0) + 1).astype(np.uint8)
+    probabilities = np.zeros((NUM_CLASSES, HEIGHT, WIDTH))
+    probabilities[1:4] = softmax(fields / TEMPERATURE, axis=0)
+    exact = np.zeros((HEIGHT, WIDTH), dtype=bool)
     if rng.random() < 0.5:
         horizon = rng.integers(4, 20) + 3 * np.sin(COLS / rng.uniform(10, 30) + rng.uniform(0, 6))
-        mask[horizon > ROWS] = 0
+        exact[horizon > ROWS] = True
+        shown[exact] = 0
     if rng.random() < 0.2:
-        mask[smooth_field(rng, 8) > 1.6] = 0
+        patch = smooth_field(rng, 8) > 1.6
+        exact |= patch
+        shown[patch] = 0
     if rng.random() < big_rock_rate:
         for _ in range(rng.integers(1, 4)):
             cy, cx = rng.uniform(10, HEIGHT - 4), rng.uniform(5, WIDTH - 5)
@@ -40,8 +74,16 @@ def draw_mask(rng: np.random.Generator, big_rock_rate: float) -> np.ndarray:
             y, x = ROWS - cy, COLS - cx
             u = (x * np.cos(angle) + y * np.sin(angle)) / rx
             v = (-x * np.sin(angle) + y * np.cos(angle)) / ry
-            mask[u**2 + v**2 <= 1.0] = BIG_ROCK
-    return mask
+            rock = u**2 + v**2 <= 1.0
+            exact |= rock
+            shown[rock] = BIG_ROCK
+    label[exact] = shown[exact]
+    probabilities[:, exact] = np.eye(NUM_CLASSES)[shown[exact]].T
+    return shown, label, probabilities
+
+
+def one_hot(mask: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES)[mask].transpose(2, 0, 1)
 
 
 def textures(rng: np.random.Generator) -> np.ndarray:
@@ -84,21 +126,26 @@ def alien(rng: np.random.Generator) -> np.ndarray:
 def generate(
     out: Path, train: int = 600, test: int = 200, aliens: int = 24, seed: int = 0, force: bool = False
 ) -> Path:
-    """Write out/mars_for_students.npz (training_set (N, 2, 64, 128), test_set (M, 64, 128), float32)."""
+    """Write out/mars_for_students.npz (training_set (N, 2, 64, 128), test_set (M, 64, 128), float32) and
+    out/oracle.npz (probabilities (N, 5, 64, 128) uint8: each training pixel's true class probabilities × 255)."""
     out = Path(out)
     path = out / FILE
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass force=True (--force) to replace it")
     rng = np.random.default_rng(seed)
     training_set = np.zeros((train, 2, HEIGHT, WIDTH), dtype=np.float32)
+    oracle = np.zeros((train, NUM_CLASSES, HEIGHT, WIDTH), dtype=np.float32)
     for i in range(train):
-        mask = draw_mask(rng, big_rock_rate=0.15)
-        training_set[i] = render(mask, rng), mask
-    shared = draw_mask(rng, big_rock_rate=0.0)
+        shown, label, oracle[i] = draw_terrain(rng, big_rock_rate=0.15)
+        training_set[i] = render(shown, rng), label
+    _, shared, _ = draw_terrain(rng, big_rock_rate=0.0)
     for i in rng.choice(train, size=min(aliens, train), replace=False):
         training_set[i] = alien(rng), shared
-    test_set = np.stack([render(draw_mask(rng, 0.15), rng) for _ in range(test)]).astype(np.float32)
+        oracle[i] = one_hot(shared)  # the generator knows an alien's mask; no image shows it
+    test_set = np.stack([render(draw_terrain(rng, 0.15)[0], rng) for _ in range(test)]).astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / ORACLE_FILE) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, probabilities=np.round(oracle * 255).astype(np.uint8))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, training_set=training_set, test_set=test_set)
     return out

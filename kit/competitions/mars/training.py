@@ -22,13 +22,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
-from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
+from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Oracle, Stacking
 from kit.errors import DataError
 from kit.io import atomic_path
 from kit.report.masks import plot_masks
 
 from . import data, metric, submission
-from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, PIXELS, WIDTH
+from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, ORACLE_FILE, PIXELS, WIDTH
 
 
 class MarsImages(Dataset):
@@ -87,7 +87,7 @@ class FocalDice(nn.Module):
 LOSSES = {"focal_dice": FocalDice}
 
 
-class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking):
+class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking, Oracle):
     losses = LOSSES
     metric_name = "score"
     metric_mode = "max"
@@ -96,8 +96,8 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking):
     num_outputs = NUM_CLASSES
 
     def __init__(self, cfg: dict, data_dir: Path):
-        self.cfg = cfg
-        self.data = data.load(Path(data_dir))
+        self.cfg, self.data_dir = cfg, Path(data_dir)
+        self.data = data.load(self.data_dir)
         self.position = {int(i): p for p, i in enumerate(self.data.ids)}
         if self.data.removed.size:
             print(f"mars: removed {self.data.removed.size} outlier training images sharing one mask")
@@ -125,6 +125,20 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking):
 
     def evaluate(self, ids: list[int], probs: np.ndarray) -> dict[str, float]:
         return metric.mean_iou(self.masks(ids), metric.predict_labels(np.asarray(probs)))
+
+    def oracle(self, ids: list[int]) -> np.ndarray | None:
+        """oracle.npz's true class probabilities (kit synth writes it) of training images `ids`."""
+        path = self.data_dir / ORACLE_FILE
+        if not path.exists():
+            return None
+        with np.load(path) as saved:
+            probabilities = saved["probabilities"]
+        images = len(self.data.ids) + len(self.data.removed)
+        if probabilities.shape != (images, NUM_CLASSES, HEIGHT, WIDTH):
+            raise DataError(f"{path}: probabilities of shape {probabilities.shape}, but training_set has {images} "
+                            "images; regenerate both with kit synth mars")  # fmt: skip
+        chosen = probabilities[ids].astype(np.float32)  # stored as probability × 255
+        return chosen / chosen.sum(axis=1, keepdims=True)
 
     def prior(self, ids: list[int]) -> np.ndarray:
         """Per-pixel class frequencies over the training masks: (5, 64, 128)."""
@@ -154,7 +168,7 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking):
         picked = [ids[k] for k in chosen]
         images = self.data.images[[self.position[i] for i in picked]]
         pred = metric.predict_labels(np.asarray(probs)[chosen])
-        plot_masks(out / "masks.png", images, self.masks(picked), pred, picked, CLASSES)
+        plot_masks(out / "masks.png", images, self.masks(picked), pred, picked, CLASSES, ignore_class=0)
 
     rows_per_sample = PIXELS
     meta_classes = NUM_CLASSES

@@ -26,6 +26,23 @@ def tiny_mars(mars_dir):
     return cfg
 
 
+def hand_miou(mars_dir, ids) -> float:
+    """The oracle's mIoU on training images `ids`, written out: the argmax over classes 1-4 of oracle.npz, IoU per
+    class over the pixels whose true class is not background, the mean over classes that occur."""
+    with np.load(mars_dir / "mars_for_students.npz") as npz:
+        truth = npz["training_set"][ids, 1].astype(int)
+    with np.load(mars_dir / "oracle.npz") as npz:
+        predicted = npz["probabilities"][ids][:, 1:].argmax(axis=1) + 1
+    scored = truth != 0
+    ious = []
+    for c in range(1, 5):
+        true_c, pred_c = (truth == c) & scored, (predicted == c) & scored
+        union = (true_c | pred_c).sum()
+        if union:
+            ious.append((true_c & pred_c).sum() / union)
+    return float(np.mean(ious))
+
+
 @pytest.mark.slow
 def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_home, mars_dir):
     summary = train_fold(tiny_mars, fold=0)
@@ -40,6 +57,9 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
     assert probs.dtype == np.float16 and probs.shape == (len(ids), 5, 64, 128)
     assert np.allclose(probs.astype(np.float32).sum(axis=1), 1.0, atol=1e-2)
     assert 0.0 <= summary["score"] <= 1.0 and summary["prior_baseline_score"] > 0
+    assert summary["oracle_score"] == pytest.approx(hand_miou(mars_dir, ids), abs=1e-9)
+    gap = summary["prior_baseline_score"] - summary["oracle_score"]
+    assert summary["regret"] == pytest.approx((summary["score"] - summary["oracle_score"]) / gap)
 
     path, scores, n_folds = merge_oof(Run.open("mars_dual_unet"))
     assert n_folds == 1 and scores["score"] == pytest.approx(summary["score"], abs=1e-3)
