@@ -13,6 +13,8 @@ import pandas as pd
 from kit.errors import KitError
 from kit.kaggle.code import PYTHONS
 
+DEFAULT_EXPERIMENT = "rsna_two_stage"  # the best recipe measured on the RSNA phantom (docs/experiments.md)
+
 
 def _read_csv(path: str) -> pd.DataFrame:
     from kit.io import read_csv_file
@@ -445,7 +447,7 @@ def _experiment_verbs(verbs) -> None:
         ("package-codabench", cmd_package_codabench, "zip model.py + weights for Codabench, then rehearse it"),
     ):
         p = verbs.add_parser(verb, help=help_text)
-        p.add_argument("--exp", default="rsna_unet", help="experiment name (kit/experiments/) or YAML path")
+        p.add_argument("--exp", default=DEFAULT_EXPERIMENT, help="experiment name (kit/experiments/) or YAML path")
         if verb == "predict":
             p.add_argument("--backend", default="torch", help="torch, or onnxruntime (each fold's model.onnx)")
         if verb == "export":
@@ -504,7 +506,7 @@ def _kaggle_verbs(verbs) -> None:
     p.set_defaults(func=cmd_submissions)
 
     p = verbs.add_parser("push-notebook", help="build, rehearse and push an experiment's offline inference notebook")
-    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--exp", default=DEFAULT_EXPERIMENT)
     p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/): its bases predict, it combines")
     p.add_argument("--owner", help="Kaggle username owning the datasets and notebook (default: your credentials')")
     p.add_argument("--gpu", action="store_true", help="run the notebook on a GPU")
@@ -516,7 +518,7 @@ def _kaggle_verbs(verbs) -> None:
     p.set_defaults(func=cmd_push_notebook)
 
     p = verbs.add_parser("push-train", help="push a notebook that trains one fold on a Kaggle GPU")
-    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--exp", default=DEFAULT_EXPERIMENT)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--owner")
     p.add_argument("--no-wait", action="store_true")
@@ -526,13 +528,13 @@ def _kaggle_verbs(verbs) -> None:
     p.set_defaults(func=cmd_push_train)
 
     p = verbs.add_parser("pull", help="fetch a push-train notebook's runs/<exp>/fold<k>/ outputs")
-    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--exp", default=DEFAULT_EXPERIMENT)
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--owner")
     p.set_defaults(func=cmd_pull)
 
     p = verbs.add_parser("rehearse", help="run the inference notebook locally, offline, in a fresh environment")
-    p.add_argument("--exp", default="rsna_unet")
+    p.add_argument("--exp", default=DEFAULT_EXPERIMENT)
     p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/)")
     p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
     p.add_argument("--test-samples", type=int, default=8, help="test samples (studies, images) in the simulated tree")
