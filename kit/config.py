@@ -10,6 +10,7 @@ import yaml
 
 from kit.errors import KitError, UnknownNameError
 from kit.io import write_text_atomic
+from kit.schema import SECTIONS, Trainer
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 
@@ -83,8 +84,8 @@ def read_layered(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def load_experiment(name: str) -> dict:
-    """A named experiment (kit/experiments/<name>.yaml) or a path to a YAML file, over its bases (`base: [trainer,
-    imageclass]`: kit/experiments/_base/; a kit experiment's name; or a YAML path relative to the file)."""
+    """A named experiment (kit/experiments/<name>.yaml) or a path to a YAML file, over its bases (`base: [imageclass,
+    timm_classifier]`: kit/experiments/_base/; a kit experiment's name; or a YAML path relative to the file)."""
     path = Path(name)
     if not path.suffix:
         path = EXPERIMENTS / f"{name}.yaml"
@@ -93,6 +94,9 @@ def load_experiment(name: str) -> dict:
     if not path.exists():
         raise KitError(f"{path}: experiment file not found")
     cfg = read_layered(path.resolve())
+    if not isinstance(cfg.get("trainer", {}), dict):
+        raise KitError(f"{path}: trainer is not a mapping of settings")
+    cfg["trainer"] = Trainer.resolved(cfg.get("trainer") or {})  # the schema's defaults under the YAML's values
     cfg.setdefault("name", path.stem)
     cfg.setdefault("experiment", path.stem)  # the experiment a run started from, whatever name= it is given
     cfg["source"] = name if path.parent == EXPERIMENTS else str(path.resolve())  # the YAML file, to read again
@@ -123,71 +127,6 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# (section, key) -> (what is expected, check); a missing key is left to the defaults of the code that reads it
-CHECKS = {
-    ("trainer", "epochs"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "warmup_epochs"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("trainer", "early_stopping"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "early_stopping_smoothing"): (
-        "null or a number in [0, 1)",
-        lambda v: v is None or (_is_number(v) and 0 <= v < 1),
-    ),
-    ("trainer", "seed"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("trainer", "accumulate"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "num_workers"): ("a whole number >= 0, or null", lambda v: v is None or (_is_int(v) and v >= 0)),
-    ("trainer", "lr"): ("a number > 0", lambda v: _is_number(v) and v > 0),
-    ("trainer", "weight_decay"): ("a number >= 0", lambda v: _is_number(v) and v >= 0),
-    ("trainer", "grad_clip"): ("a number > 0", lambda v: _is_number(v) and v > 0),
-    ("trainer", "ema"): ("a decay in (0, 1), or null", lambda v: v is None or (_is_number(v) and 0 < v < 1)),
-    ("trainer", "precision"): ("one of auto, bf16, fp16, fp32", lambda v: v in ("auto", "bf16", "fp16", "fp32")),
-    ("trainer", "compile"): ("true or false", lambda v: isinstance(v, bool)),
-    ("trainer", "channels_last"): ("true or false", lambda v: isinstance(v, bool)),
-    ("trainer", "augment"): ("true or false", lambda v: isinstance(v, bool)),
-    ("trainer", "freeze_epochs"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("trainer", "unfreeze_stages"): (
-        "a whole number >= 0, or null (all)",
-        lambda v: v is None or (_is_int(v) and v >= 0),
-    ),
-    ("trainer", "backbone_lr"): ("a factor > 0 of trainer.lr", lambda v: _is_number(v) and v > 0),
-    ("trainer", "lr_decay"): ("a factor in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1),
-    ("trainer", "plateau_patience"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("trainer", "tta"): ("true or false", lambda v: isinstance(v, bool)),
-    ("trainer", "randaugment"): (
-        "a timm RandAugment string (e.g. rand-m9-n2-mstd0.5), or null",
-        lambda v: v is None or (isinstance(v, str) and v.startswith("rand")),
-    ),
-    ("trainer", "mixup"): ("a probability in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
-    ("data", "folds"): ("a whole number >= 2", lambda v: _is_int(v) and v >= 2),
-    ("data", "fold_seed"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("data", "slices"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("data", "size"): ("a whole number >= 8", lambda v: _is_int(v) and v >= 8),
-    ("data", "dir"): (
-        "a folder path, or null (the synthetic data); an empty value names no folder",
-        lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-    ),
-    ("loss", "label_smoothing"): ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    ("loss", "class_weights"): (
-        "balanced, null, or a list of one number > 0 per class",
-        lambda v: (
-            v is None or v == "balanced" or (isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v))
-        ),
-    ),
-    ("model", "head"): (
-        "null (timm's classifier) or a mapping of hidden, se_reduction, dropout",
-        lambda v: v is None or (isinstance(v, dict) and set(v) <= {"hidden", "se_reduction", "dropout"}),
-    ),
-    ("model", "dropout"): ("a probability in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-}
-
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -206,18 +145,17 @@ def check_config(cfg: dict, fold: int | None = None) -> dict:
     for section in ("data", "model", "trainer"):
         if not isinstance(cfg.get(section), dict):
             raise KitError(f"config: the {section!r} section is missing or not a mapping")
-    for (section, key), (expected, ok) in CHECKS.items():
-        if isinstance(cfg.get(section), dict) and key in cfg[section] and not ok(cfg[section][key]):
-            raise KitError(f"config: {section}.{key}={cfg[section][key]!r}; expected {expected}")
-    trainer = cfg["trainer"]
-    if 1 < trainer.get("epochs", 1) <= trainer.get("warmup_epochs", 0):  # a 1-epoch smoke run may warm up throughout
+    for section in SECTIONS:
+        section.check(cfg.get(section.section) or {})
+    trainer = Trainer.check(cfg["trainer"])
+    if 1 < trainer.epochs <= trainer.warmup_epochs:  # a 1-epoch smoke run may warm up throughout
         raise KitError(
-            f"config: trainer.warmup_epochs={trainer['warmup_epochs']} is not below trainer.epochs="
-            f"{trainer.get('epochs')}; the learning rate would never leave its warm-up"
+            f"config: trainer.warmup_epochs={trainer.warmup_epochs} is not below trainer.epochs={trainer.epochs}; "
+            "the learning rate would never leave its warm-up"
         )
     if fold is not None:
         folds = cfg["data"].get("folds", 5)
-        if not _is_int(fold) or not 0 <= fold < folds:
+        if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
             raise KitError(f"--fold {fold}: this experiment has data.folds={folds}, so a fold is 0 to {folds - 1}")
     return cfg
 

@@ -6,6 +6,7 @@ import yaml
 
 from kit.config import BASES, EXPERIMENTS, experiment_names, load_experiment, merged, read_layered
 from kit.errors import KitError
+from kit.schema import Trainer
 
 
 def test_mappings_merge_and_everything_else_is_replaced():
@@ -42,7 +43,7 @@ def test_a_bad_base_is_one_error(tmp_path, text, fragment):
 @pytest.mark.parametrize("name", experiment_names())
 def test_no_kit_experiment_restates_its_bases(name):
     own = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
-    given: dict = {}
+    given: dict = {"trainer": {k: v for k, v in Trainer.defaults().items() if k not in Trainer.optional}}
     for base in own.get("base", []):
         given = merged(given, read_layered(BASES / f"{base}.yaml"))
     repeated = [f"{section}.{key}" for section, keys in own.items() if isinstance(keys, dict)

@@ -28,6 +28,7 @@ from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining
 from kit.errors import KitError
 from kit.io import atomic_path
 from kit.runtime.inference import best_model, fold_average
+from kit.schema import trainer as settings
 
 TEMPLATE = Path(__file__).with_name("model_template.py")
 LABEL_MARGIN = 1e-4  # labels must agree wherever the kit's top two probabilities are further apart than this
@@ -66,7 +67,7 @@ def package(run) -> tuple[Path, dict]:
     cfg, slug, training, folds = _trained(run)
     cpu = torch.device("cpu")
     models = [best_model(cfg, training, fold, cpu).to(memory_format=torch.contiguous_format) for fold in folds]
-    delivered = Delivered(models, training.in_channels, bool(cfg["trainer"].get("tta"))).eval()
+    delivered = Delivered(models, training.in_channels, settings(cfg["trainer"]).tta).eval()
     example = torch.zeros(2, training.size, training.size, training.in_channels)
     with torch.no_grad(), reference_math():
         program = torch.export.export(delivered, (example,), dynamic_shapes=({0: Dim("batch", min=1)},))

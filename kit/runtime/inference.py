@@ -14,6 +14,7 @@ from kit.models.registry import create_model
 from kit.runtime import checkpoint
 from kit.runtime.devices import to_device
 from kit.runtime.precision import Precision
+from kit.schema import trainer as settings
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -44,12 +45,12 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     """Logits over a loader, in its order, and the mean loss where targets are known."""
     model.eval()
     ids, logits, total, count = [], [], 0.0, 0
-    precision = Precision.for_device(cfg["trainer"].get("precision", "auto"), device)
+    precision = Precision.for_device(settings(cfg["trainer"]).precision, device)
     for batch in loader:
         image = to_device(batch["image"], device, memory_format(cfg))
         with precision.autocast():
             out = model(image)
-            if cfg["trainer"].get("tta"):
+            if settings(cfg["trainer"]).tta:
                 out = flip_average(out, model(image.flip(-1)))
         if loss_fn is not None:
             total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)

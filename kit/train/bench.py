@@ -20,6 +20,7 @@ from kit.io import atomic_path, write_text_atomic
 from kit.runtime.devices import to_device
 from kit.runtime.inference import build_model, memory_format
 from kit.runtime.precision import Precision
+from kit.schema import trainer as settings
 from kit.train.distributed import Context
 from kit.train.loaders import make_loader
 from kit.train.prepare import prepare, seed_everything
@@ -59,12 +60,12 @@ def bench_train(cfg: dict, batches: int = 20, warmup: int = 3, overrides: tuple[
     def batch_stream():
         return itertools.chain.from_iterable(itertools.repeat(loader))
 
-    precision = Precision.for_device(trainer.get("precision", "auto"), device)
+    precision = Precision.for_device(settings(trainer).precision, device)
     model = build_model(cfg, training).to(device).to(memory_format=memory_format(cfg))
-    forward = torch.compile(model) if trainer.get("compile") else model
+    forward = torch.compile(model) if settings(trainer).compile else model
     loss_fn = training.loss().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
-    stepper = Stepper(model, optimizer, None, precision, trainer["grad_clip"], trainer.get("accumulate", 1))
+    stepper = Stepper(model, optimizer, None, precision, trainer["grad_clip"], settings(trainer).accumulate)
     model.train()
 
     def train_step(batch) -> None:
@@ -90,7 +91,7 @@ def bench_train(cfg: dict, batches: int = 20, warmup: int = 3, overrides: tuple[
         "overrides": " ".join(overrides),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": precision.mode,
-        "compile": bool(trainer.get("compile")),
+        "compile": settings(trainer).compile,
         "fused_ops": dispatch.describe(device).split(": ", 1)[-1],
         "batch_size": batch_size,
         "workers": loader.num_workers,

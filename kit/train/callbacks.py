@@ -14,6 +14,7 @@ from kit.competitions.parts import FoldReport
 from kit.io import atomic_path
 from kit.report.progress import plot_progress
 from kit.runtime import checkpoint
+from kit.schema import trainer as settings
 from kit.train.fit import Fit
 from kit.train.resume import rng_states
 from kit.train.tracking import FoldTracker
@@ -64,7 +65,7 @@ class EarlyStopping(Callback):
 
     def on_validation(self, fit, result):
         value = result.row[fit.metric]
-        trend = smoothed_improvement(fit.state, value, fit.trainer.get("early_stopping_smoothing"), fit.sign)
+        trend = smoothed_improvement(fit.state, value, settings(fit.trainer).early_stopping_smoothing, fit.sign)
         fit.state["stale"] = 0 if result.improved or trend else fit.state["stale"] + 1
 
 

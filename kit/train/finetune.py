@@ -8,6 +8,7 @@ from timm.models import group_parameters
 from torch import nn
 
 from kit.errors import KitError
+from kit.schema import trainer as settings
 
 
 def stages(model: nn.Module) -> tuple[list[list[nn.Parameter]], list[nn.Parameter]]:
@@ -28,9 +29,9 @@ def stages(model: nn.Module) -> tuple[list[list[nn.Parameter]], list[nn.Paramete
 
 def uses_finetuning(trainer: dict) -> bool:
     return (
-        bool(trainer.get("freeze_epochs"))
-        or trainer.get("unfreeze_stages") is not None
-        or (trainer.get("backbone_lr", 1.0) != 1.0)
+        bool(settings(trainer).freeze_epochs)
+        or settings(trainer).unfreeze_stages is not None
+        or (settings(trainer).backbone_lr != 1.0)
     )
 
 
@@ -40,7 +41,7 @@ def param_groups(model: nn.Module, trainer: dict) -> list[dict]:
     backbone, head = stages(model)
     flat = [p for stage in backbone for p in stage]
     return [
-        {"params": flat, "lr": trainer["lr"] * float(trainer.get("backbone_lr", 1.0))},
+        {"params": flat, "lr": trainer["lr"] * settings(trainer).backbone_lr},
         {"params": head, "lr": trainer["lr"]},
     ]
 
@@ -50,7 +51,7 @@ def set_trainable(model: nn.Module, trainer: dict, epoch: int) -> str | None:
     if not uses_finetuning(trainer):
         return None
     backbone, _ = stages(model)
-    frozen_epochs, unfrozen = int(trainer.get("freeze_epochs") or 0), trainer.get("unfreeze_stages")
+    frozen_epochs, unfrozen = settings(trainer).freeze_epochs, settings(trainer).unfreeze_stages
     after = len(backbone) if unfrozen is None else min(int(unfrozen), len(backbone))
     trainable = 0 if epoch < frozen_epochs else after
     for k, stage in enumerate(backbone):

@@ -20,6 +20,7 @@ from kit.errors import KitError
 from kit.runtime import checkpoint
 from kit.runtime.inference import build_model, memory_format
 from kit.runtime.precision import Precision
+from kit.schema import trainer as settings
 from kit.train import distributed
 from kit.train.finetune import param_groups
 from kit.train.identity import write_identity
@@ -101,11 +102,11 @@ def weight_average(model: torch.nn.Module, decay: float | None) -> ModelEmaV3 | 
 
 def mixup(trainer: dict, classes: int) -> Mixup | None:
     """timm's Mixup/CutMix on single-label batches: soft targets, on which the loss's own label smoothing applies."""
-    if not trainer.get("mixup"):
+    if not settings(trainer).mixup:
         return None
     if trainer["batch_size"] % 2:
         raise KitError(f"trainer.mixup needs an even trainer.batch_size (got {trainer['batch_size']})")
-    return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=float(trainer["mixup"]), num_classes=classes,
+    return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=settings(trainer).mixup, num_classes=classes,
                  label_smoothing=0.0)  # fmt: skip
 
 
@@ -113,20 +114,20 @@ def build_fit(cfg: dict, fold: int, ctx: distributed.Context, training, folds: p
     trainer = cfg["trainer"]
     train_ids = folds.index[folds != fold].tolist()
     val_ids = folds.index[folds == fold].tolist()
-    precision = Precision.for_device(trainer.get("precision", "auto"), ctx.device)
+    precision = Precision.for_device(settings(trainer).precision, ctx.device)
     model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))
-    ema = weight_average(model, trainer.get("ema"))
+    ema = weight_average(model, settings(trainer).ema)
     wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
     loss_fn = training.loss().to(ctx.device)
     sampler, train_loader, val_loader = _loaders(cfg, fold, ctx, training, train_ids, val_ids)
     _check_batches(model, trainer, fold, ctx, train_loader)
-    accumulate = trainer.get("accumulate", 1)
+    accumulate = settings(trainer).accumulate
     optimizer = torch.optim.AdamW(param_groups(model, trainer), lr=trainer["lr"], weight_decay=trainer["weight_decay"])
     scheduler = make_schedule(optimizer, trainer, math.ceil(len(train_loader) / accumulate))
     prior = training.prior(train_ids)
     return Fit(
         cfg=cfg, fold=fold, ctx=ctx, training=training, train_ids=train_ids, val_ids=val_ids, record=record,
-        model=model, ema=ema, wrapped=wrapped, forward=torch.compile(wrapped) if trainer.get("compile") else wrapped,
+        model=model, ema=ema, wrapped=wrapped, forward=torch.compile(wrapped) if settings(trainer).compile else wrapped,
         loss_fn=loss_fn, precision=precision, optimizer=optimizer, scheduler=scheduler,
         stepper=Stepper(model, optimizer, scheduler, precision, trainer["grad_clip"], accumulate, ema),
         mixing=mixup(trainer, training.num_outputs), sampler=sampler, train_loader=train_loader,

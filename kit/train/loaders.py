@@ -8,6 +8,8 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
+from kit.schema import trainer as settings
+
 
 def worker_count(setting: int | None, device: torch.device) -> int:
     """trainer.num_workers (checked by check_config): a count, or null for the default (CUDA: the CPU count less one,
@@ -18,7 +20,7 @@ def worker_count(setting: int | None, device: torch.device) -> int:
 
 
 def make_loader(dataset, batch_size: int, trainer: dict, device: torch.device, **kwargs) -> DataLoader:
-    workers = worker_count(trainer.get("num_workers"), device)
+    workers = worker_count(settings(trainer).num_workers, device)
     cuda = device.type == "cuda"
     return DataLoader(
         dataset,

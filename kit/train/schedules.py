@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from kit.errors import UnknownNameError
+from kit.schema import trainer as settings
 
 SCHEDULES: dict[str, Callable] = {}
 
@@ -21,8 +22,8 @@ def register_schedule(fn):
 class Factor:
     def __init__(self, warmup_steps: int, total_steps: int, steps_per_epoch: int, trainer: dict):
         self.warmup_steps, self.total_steps, self.steps_per_epoch = warmup_steps, total_steps, steps_per_epoch
-        self.decay = float(trainer.get("lr_decay") or 0.5)
-        self.patience = int(trainer.get("plateau_patience") or 2)
+        self.decay = settings(trainer).lr_decay
+        self.patience = settings(trainer).plateau_patience
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -70,7 +71,7 @@ class plateau(Factor):  # noqa: N801
 
 
 def make_schedule(optimizer, trainer: dict, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    name = trainer.get("schedule") or "cosine"
+    name = settings(trainer).schedule
     if name not in SCHEDULES:
         raise UnknownNameError(f"trainer.schedule={name!r}; valid: {', '.join(sorted(SCHEDULES))}")
     warmup, total = trainer["warmup_epochs"] * steps_per_epoch, trainer["epochs"] * steps_per_epoch

@@ -138,7 +138,7 @@ def tune(cfg: dict, trials: int, folds: list[int]) -> tuple[pd.DataFrame, Path]:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )  # fmt: skip
     # seeded by the trials so far, so a resumed search does not replay the first session's draws
-    study.sampler = optuna.samplers.TPESampler(seed=cfg["trainer"].get("seed", 0) + len(study.trials))
+    study.sampler = optuna.samplers.TPESampler(seed=cfg["trainer"]["seed"] + len(study.trials))
     optuna.storages.fail_stale_trials(study)
 
     def objective(trial) -> float:

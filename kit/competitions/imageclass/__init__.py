@@ -106,7 +106,7 @@ class ImageClassification(Competition):
 
 
 FIELDS = {"family", "layout", "slug", "classes", "aliases", "metric", "channels", "file", "arrays", "synth_size",
-          "synth_classes", "clean"}  # fmt: skip
+          "synth_classes", "clean", "any_orientation"}  # fmt: skip
 
 
 @register_family("image_classification")

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotated, RandZoomd
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotate90d, RandRotated, RandZoomd
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
@@ -22,6 +22,7 @@ from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stackin
 from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.report.confusion import plot_confusion
+from kit.schema import trainer as settings
 
 from .duplicates import read_clean
 from .layouts import Samples, Split, fit_array, load_image
@@ -56,10 +57,14 @@ class Images(Dataset):
         return {"image": image, "target": target, "id": self.ids[index]}
 
 
-def augmentation(seed: int) -> Compose:
+def augmentation(seed: int, any_orientation: bool = False) -> Compose:
+    """Flips, small rotations, zoom and noise; `any_orientation` (microscopy: a cell has no up) adds vertical flips and
+    quarter turns, each of the eight orientations equally likely."""
+    turns = [RandFlipd("image", prob=0.5, spatial_axis=0), RandRotate90d("image", prob=0.75, max_k=3)]
     augment = Compose(
         [
             RandFlipd("image", prob=0.5, spatial_axis=1),
+            *(turns if any_orientation else []),
             RandRotated("image", range_x=0.26, prob=0.3, padding_mode="reflection"),
             RandZoomd("image", prob=0.3, min_zoom=0.9, max_zoom=1.15),
             RandGaussianNoised("image", prob=0.2, std=0.02),
@@ -156,8 +161,9 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         return list(range(self.n_train)) if split == "train" else list(range(self.n_train, len(self.keys)))
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Images:
-        augment = augmentation(augment_seed) if augment_seed is not None else None
-        extra = randaugment(self.cfg["trainer"].get("randaugment"), self.in_channels) if augment else None
+        orientation = bool(self.spec.get("any_orientation", False))
+        augment = augmentation(augment_seed, orientation) if augment_seed is not None else None
+        extra = randaugment(settings(self.cfg["trainer"]).randaugment, self.in_channels) if augment else None
         return Images(self.images[ids], self.labels[ids], ids, self.in_channels, augment, extra)
 
     def loss(self) -> nn.Module:

@@ -1,0 +1,160 @@
+"""The typed schema of the settings the kit itself reads: the trainer section (its defaults are here and nowhere
+else) and the shared keys of data, loss and model. An experiment's YAML states only what differs from them;
+competition-specific keys (data.crop, model.encoder, ...) pass through to the competition that reads them.
+
+Every value is checked for type and range before any work starts; a wrong one is one line naming the key, the value
+and what is expected. Dataclasses, not pydantic: the kit's wheel also runs inside Kaggle's image, and this keeps its
+run-time dependencies to what that image has."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import ClassVar
+
+from kit.errors import KitError
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _count(v) -> bool:
+    return _int(v) and v >= 1
+
+
+def _natural(v) -> bool:
+    return _int(v) and v >= 0
+
+
+def _flag(v) -> bool:
+    return isinstance(v, bool)
+
+
+def _or_null(ok: Callable) -> Callable:
+    return lambda v: v is None or ok(v)
+
+
+def setting(default, expected: str, ok: Callable[[object], bool]):
+    return field(default=default, metadata={"expected": expected, "ok": ok})
+
+
+@dataclass(frozen=True)
+class Section:
+    section: ClassVar[str]
+    closed: ClassVar[bool] = False  # True: a key outside the schema is an error (a typo), not a competition's key
+
+    @classmethod
+    def check(cls, values: dict):
+        """The section's settings with every default applied; raises on a wrong value (or an unknown key if closed)."""
+        known = {f.name: f for f in fields(cls)}
+        for key, value in values.items():
+            if key not in known:
+                if cls.closed:
+                    raise KitError(f"config: {cls.section}.{key}: unknown key; known: {', '.join(sorted(known))}")
+                continue
+            if not known[key].metadata["ok"](value):
+                raise KitError(f"config: {cls.section}.{key}={value!r}; expected {known[key].metadata['expected']}")
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+@dataclass(frozen=True)
+class Trainer(Section):
+    """trainer: every key the loop, the schedule and the fine-tuning read, with the default every experiment starts
+    from (an experiment states only what differs)."""
+
+    section = "trainer"
+    closed = True
+    # Filled into every resolved config (what a run records). The optional keys are checked and defaulted when read;
+    # they may be overridden only where an experiment names them (a schedule's patience means nothing under cosine).
+    optional: ClassVar[frozenset[str]] = frozenset(
+        {"early_stopping_smoothing", "freeze_epochs", "unfreeze_stages", "backbone_lr", "lr_decay",
+         "plateau_patience", "schedule", "tta", "randaugment", "mixup"}
+    )  # fmt: skip
+
+    accumulate: int = setting(1, "a whole number >= 1", _count)  # batches per optimiser step
+    augment: bool = setting(True, "true or false", _flag)
+    batch_size: int = setting(32, "a whole number >= 1", _count)
+    channels_last: bool = setting(True, "true or false", _flag)
+    compile: bool = setting(False, "true or false", _flag)  # torch.compile (the fused ops are triton_ops)
+    early_stopping: int = setting(5, "a whole number >= 1", _count)  # epochs without improvement of the metric
+    ema: float | None = setting(None, "a decay in (0, 1), or null", _or_null(lambda v: _number(v) and 0 < v < 1))
+    epochs: int = setting(15, "a whole number >= 1", _count)
+    grad_clip: float = setting(3.0, "a number > 0", lambda v: _number(v) and v > 0)
+    lr: float = setting(0.002, "a number > 0", lambda v: _number(v) and v > 0)
+    num_workers: int | None = setting(None, "a whole number >= 0, or null", _or_null(_natural))
+    precision: str = setting("auto", "one of auto, bf16, fp16, fp32", lambda v: v in ("auto", "bf16", "fp16", "fp32"))
+    seed: int = setting(0, "a whole number >= 0", _natural)
+    warmup_epochs: int = setting(1, "a whole number >= 0", _natural)
+    weight_decay: float = setting(1e-4, "a number >= 0", lambda v: _number(v) and v >= 0)
+
+    early_stopping_smoothing: float | None = setting(
+        None, "null or a number in [0, 1)", _or_null(lambda v: _number(v) and 0 <= v < 1)
+    )
+    freeze_epochs: int = setting(0, "a whole number >= 0", _natural)
+    unfreeze_stages: int | None = setting(None, "a whole number >= 0, or null (all)", _or_null(_natural))
+    backbone_lr: float = setting(1.0, "a factor > 0 of trainer.lr", lambda v: _number(v) and v > 0)
+    lr_decay: float = setting(0.5, "a factor in (0, 1]", lambda v: _number(v) and 0 < v <= 1)
+    plateau_patience: int = setting(2, "a whole number >= 1", _count)
+    schedule: str = setting("cosine", "a schedule name", lambda v: isinstance(v, str))  # checked against SCHEDULES
+    tta: bool = setting(False, "true or false", _flag)
+    randaugment: str | None = setting(
+        None, "a timm RandAugment string (e.g. rand-m9-n2-mstd0.5), or null",
+        _or_null(lambda v: isinstance(v, str) and v.startswith("rand")),
+    )  # fmt: skip
+    mixup: float = setting(0.0, "a probability in [0, 1]", lambda v: _number(v) and 0 <= v <= 1)
+
+    @classmethod
+    def resolved(cls, values: dict) -> dict:
+        """The section as a run records it: every key but the optional ones it does not name."""
+        cls.check(values)
+        return {k: v for k, v in {**cls.defaults(), **values}.items() if k not in cls.optional or k in values}
+
+
+def trainer(section: dict) -> Trainer:
+    """The trainer section's settings with every default applied."""
+    return Trainer.check(section)
+
+
+@dataclass(frozen=True)
+class Data(Section):
+    section = "data"
+    dir: str | None = setting(
+        None, "a folder path, or null (the synthetic data); an empty value names no folder",
+        _or_null(lambda v: isinstance(v, str) and v.strip() != ""),
+    )  # fmt: skip
+    folds: int = setting(5, "a whole number >= 2", lambda v: _int(v) and v >= 2)
+    fold_seed: int = setting(42, "a whole number >= 0", _natural)
+    slices: int = setting(1, "a whole number >= 1", _count)
+    size: int = setting(64, "a whole number >= 8", lambda v: _int(v) and v >= 8)
+
+
+@dataclass(frozen=True)
+class Loss(Section):
+    section = "loss"
+    label_smoothing: float = setting(0.0, "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+    class_weights: str | list | None = setting(
+        None, "balanced, null, or a list of one number > 0 per class",
+        lambda v: v is None or v == "balanced" or (isinstance(v, list) and v and all(_number(x) and x > 0 for x in v)),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Model(Section):
+    section = "model"
+    head: dict | None = setting(
+        None, "null (timm's classifier) or a mapping of hidden, se_reduction, dropout",
+        _or_null(lambda v: isinstance(v, dict) and set(v) <= {"hidden", "se_reduction", "dropout"}),
+    )  # fmt: skip
+    dropout: float = setting(0.0, "a probability in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+
+
+SECTIONS = (Trainer, Data, Loss, Model)
