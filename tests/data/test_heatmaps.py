@@ -62,7 +62,7 @@ def test_every_condition_lands_on_its_tissue_on_its_side(rsna_dir):
             for channel, _, row, col in projected:  # a structure the phantom did not narrow is bright at its point
                 peak = image[:, int(round(row)), int(round(col))].max()
                 normal = oracle.get(f"{study.study_id}_{TARGETS[int(channel)]}", 0.0) > 0.95
-                assert peak > (0.7 if normal else 0.5) and peak > image.mean() + 0.2
+                assert peak > (0.6 if normal else 0.45) and peak > image.mean() + 0.2
         sag_t1, axial = out["points"]["sag_t1"], out["points"]["axial_t2"]
         left_slices, right_slices = (sag_t1[sag_t1[:, 0] // n == c, 1] for c in (1, 2))
         assert left_slices.max() < right_slices.min()
