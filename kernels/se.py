@@ -1,7 +1,8 @@
 """Squeeze-and-Excitation, y = x * sigmoid(W2 · relu(W1 · mean_hw(x) + b1) + b2), as fused Triton passes.
 
-Forward: one pass reduces x per channel, the tiny MLP runs in PyTorch, one pass writes y.
-Backward: one pass reduces grad_y·x per channel, the MLP backward, one pass writes grad_x = grad_y·gate + dmean/HW.
+Small samples (channels × pixels <= 65,536): one launch per direction (se_small.py), the MLP inside the kernel.
+Large ones: forward, one pass reduces x per channel, the tiny MLP runs in PyTorch, one pass writes y; backward, one
+pass reduces grad_y·x per channel, the MLP backward, one pass writes grad_x = grad_y·gate + dmean/HW.
 x is (N, C, H, W), contiguous or channels_last, in float32, float16 or bfloat16; accumulation is float32.
 """
 
@@ -15,6 +16,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from kernels import se_small
 from kernels._dispatch import interpreting, launch, use_triton
 
 
@@ -195,6 +197,8 @@ def se_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """y and what the backward needs (mean, z1, hidden, gate). A triton_op: torch.compile traces into it and sees
     the kernels (wrap_triton), so it can fuse around them without a graph break."""
+    if se_small.fits(x):
+        return se_small.forward(x, w1, b1, w2, b2, accumulation_dtype(x))
     mean = channel_dot(x, scale=1.0 / (x.shape[2] * x.shape[3]))
     z1, hidden, gate = _mlp(mean, w1, b1, w2, b2)
     return channel_affine(x, gate), mean, z1, hidden, gate
@@ -211,6 +215,8 @@ def se_backward(
     hidden: torch.Tensor,
     gate: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if se_small.fits(x):
+        return se_small.backward(grad_y, x, w1, w2, mean, z1, hidden, gate)
     grad_gate = channel_dot(grad_y, x)
     grad_z2 = grad_gate * gate * (1.0 - gate)
     grad_w2, grad_b2 = grad_z2.t() @ hidden, grad_z2.sum(0)

@@ -8,7 +8,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch._subclasses.functional_tensor import FunctionalTensorMode
 
-from kernels import focal, se
+from kernels import focal, se, se_small
 
 OPS = {
     "kit::se_forward": se.se_forward,
@@ -78,7 +78,7 @@ def test_a_compiled_step_has_no_graph_break_and_eager_gradients():
 
 def test_the_compiled_step_runs_the_kernels_on_real_tensors(monkeypatch):
     launched = []
-    for module in (se, focal):
+    for module in (se, se_small, focal):
         original = module.launch
 
         def recording(kernel, grid, *args, original=original, **kwargs):
@@ -91,5 +91,5 @@ def test_the_compiled_step_runs_the_kernels_on_real_tensors(monkeypatch):
     compiled = torch.compile(Step(), fullgraph=True, backend="aot_eager")
     compiled(*batch()).backward()
     names = " ".join(launched)
-    for kernel in ("_channel_dot_kernel", "_channel_affine_kernel", "_softmax_focal_kernel", "_sigmoid_focal_kernel"):
+    for kernel in ("_se_forward_kernel", "_se_backward_kernel", "_softmax_focal_kernel", "_sigmoid_focal_kernel"):
         assert kernel in names, f"{kernel} did not run inside the compiled step: {names}"

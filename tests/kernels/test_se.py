@@ -4,12 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from kernels import se
+from kernels import se, se_small
+from kernels._dispatch import launch as real_launch
 from kernels.se import SqueezeExcite, squeeze_excite, squeeze_excite_reference
 
 from .helpers import DTYPES, leaves, relative_error
 
-SHAPES = [(2, 5, 7, 9), (1, 48, 16, 16), (3, 20, 1, 13), (2, 64, 5, 5), (1, 3, 33, 31)]
+# all but the last fit the one-launch kernels (se_small.py); (1, 6, 100, 110) takes the two-pass path
+SHAPES = [(2, 5, 7, 9), (1, 48, 16, 16), (3, 20, 1, 13), (2, 64, 5, 5), (1, 3, 33, 31), (1, 6, 100, 110)]
 
 
 def random_se(shape, seed, weight_dtype=torch.float32):
@@ -158,3 +160,24 @@ def test_an_export_under_reference_math_holds_no_custom_op():
     assert kit_ops(program) == set()
     weights = (block.fc1.weight, block.fc1.bias, block.fc2.weight, block.fc2.bias)
     assert torch.allclose(program.module()(x), squeeze_excite_reference(x, *weights), atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "one_launch"), [((2, 64, 16, 16), True), ((1, 6, 100, 110), False)])
+def test_a_small_sample_takes_one_launch_per_direction(shape, one_launch, monkeypatch):
+    launched = []
+    monkeypatch.setattr(
+        se_small, "launch", lambda kernel, *a, **k: launched.append(kernel) or real_launch(kernel, *a, **k)
+    )
+    monkeypatch.setattr(se, "launch", lambda kernel, *a, **k: launched.append(kernel) or real_launch(kernel, *a, **k))
+    x, weights = random_se(shape, seed=3)
+    y, _ = run(squeeze_excite, x, weights, torch.ones(shape))
+    names = [getattr(k, "__name__", None) or k.fn.__name__ for k in launched]
+    if one_launch:
+        assert names == ["_se_forward_kernel", "_se_backward_kernel"]
+    else:
+        assert names == [
+            "_channel_dot_kernel",
+            "_channel_affine_kernel",
+            "_channel_dot_kernel",
+            "_channel_affine_kernel",
+        ]
