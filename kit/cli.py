@@ -138,6 +138,18 @@ def cmd_bench_train(args) -> None:
 
     if args.batches < 1:
         raise KitError(f"--batches {args.batches}: time at least 1 batch")
+    if args.matrix:
+        from kit.train.bench_matrix import bench_matrix, decide
+
+        rows = bench_matrix(_experiment(args), batches=args.batches)
+        record(rows, "matrix")
+        for r in rows:
+            measured = f"{r['ms_per_step']:9.1f} ms/step {r['samples_per_s']:8.1f} samples/s {r['peak_mb']:8.0f} MB"
+            shown = f"skipped: {r['skipped']}" if r["skipped"] else measured
+            print(f"{r['mode']:<19} kernels {r['kernels']:<3} {shown}")
+        print("\n".join(decide(rows)))
+        print("rows appended to runs/bench-train/matrix.csv")
+        return
     row = bench_train(_experiment(args), batches=args.batches, overrides=tuple(args.overrides))
     frame = record(row)
     print(
@@ -468,6 +480,9 @@ def _experiment_verbs(verbs) -> None:
             )
         if verb == "bench-train":
             p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
+            matrix = "eager / compile / compile + CUDA graphs, each with the fused kernels on and off: ms per step, "
+            matrix += "peak memory, and where the kernels pay"
+            p.add_argument("--matrix", action="store_true", help=matrix)
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
 

@@ -102,16 +102,17 @@ def bench_train(cfg: dict, batches: int = 20, warmup: int = 3, overrides: tuple[
     }
 
 
-def record(row: dict) -> pd.DataFrame:
-    """Append the row to runs/bench-train/bench.csv and rewrite bench.md from all rows."""
+def record(rows: dict | list[dict], name: str = "bench") -> pd.DataFrame:
+    """Append the row(s) to runs/bench-train/<name>.csv and rewrite <name>.md from all rows."""
     out = paths.runs_root() / "bench-train"
     out.mkdir(parents=True, exist_ok=True)
-    csv = out / "bench.csv"
-    frame = pd.concat([pd.read_csv(csv), pd.DataFrame([row])]) if csv.exists() else pd.DataFrame([row])
+    csv = out / f"{name}.csv"
+    new = pd.DataFrame([rows] if isinstance(rows, dict) else rows)
+    frame = pd.concat([pd.read_csv(csv, keep_default_na=False), new]) if csv.exists() else new
     with atomic_path(csv) as tmp:
         frame.to_csv(tmp, index=False)
     cells = frame.astype(object).map(lambda v: f"{v:.1f}" if isinstance(v, float) else str(v))
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(r) + " |" for r in cells.itertuples(index=False)]
-    write_text_atomic(out / "bench.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / f"{name}.md", "\n".join(lines) + "\n")
     return frame

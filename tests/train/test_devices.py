@@ -228,3 +228,33 @@ def test_bench_train_measures_loader_model_and_both(tiny_mars, kit_home, capsys)
     assert row["device"] == "cpu" and row["precision"] == "fp32"
     assert min(row["loader_samples_per_s"], row["model_samples_per_s"], row["train_samples_per_s"]) > 0
     assert (kit_home / "runs" / "bench-train" / "bench.md").read_text().count("\n") == 3
+
+
+@pytest.mark.slow
+def test_the_bench_matrix_times_each_mode_with_kernels_on_and_off_and_says_why_it_skips(tiny_mars, monkeypatch):
+    from kit.train import bench_matrix
+
+    rows = bench_matrix.bench_matrix(tiny_mars, batches=1, warmup=1, modes=("eager", "compile+cudagraphs"))
+    table = {(r["mode"], r["kernels"]): r for r in rows}
+    assert set(table) == {(m, k) for m in ("eager", "compile+cudagraphs") for k in ("on", "off")}
+    for kernels in ("on", "off"):  # the interpreter runs the kernels on the CPU here
+        assert not table["eager", kernels]["skipped"] and table["eager", kernels]["ms_per_step"] > 0
+        assert table["compile+cudagraphs", kernels]["skipped"] == "CUDA graphs need a CUDA GPU"
+    lines = bench_matrix.decide(rows)
+    assert lines[0].startswith("eager: kernels ") and "speed" in lines[0]
+    assert lines[1] == "compile+cudagraphs: not decided (CUDA graphs need a CUDA GPU; CUDA graphs need a CUDA GPU)"
+    monkeypatch.setattr(bench_matrix.dispatch, "interpreting", lambda: False)
+    assert "need a CUDA GPU" in bench_matrix.why_not("eager", True, torch.device("cpu"))
+    assert bench_matrix.why_not("eager", False, torch.device("cpu")) is None
+
+
+def test_the_matrix_keeps_kernels_on_only_for_speed_or_memory():
+    from kit.train.bench_matrix import decide
+
+    def rows(on_ms, on_mb):
+        off = {"mode": "compile", "kernels": "off", "skipped": "", "ms_per_step": 100.0, "peak_mb": 1000.0}
+        return [off, {**off, "kernels": "on", "ms_per_step": on_ms, "peak_mb": on_mb}]
+
+    assert decide(rows(96.0, 1000.0))[0].startswith("compile: kernels on")  # 4% faster
+    assert decide(rows(99.0, 1000.0))[0].startswith("compile: kernels off")  # 1%: not worth it
+    assert decide(rows(101.0, 750.0))[0].startswith("compile: kernels on")  # 25% less memory
