@@ -191,8 +191,13 @@ def cmd_oof(args) -> None:
     from kit.train.outputs import merge_oof
 
     path, scores, n_folds = merge_oof(_run(args))
+    metric = scores["metric"]
     print(f"{path}: {n_folds} fold(s) merged")
-    print(f"CV {scores['metric']} {scores[scores['metric']]:.4f}")
+    against = f"prior baseline {scores[f'prior_baseline_{metric}']:.4f}"
+    if f"oracle_{metric}" in scores:
+        against += f", oracle {scores[f'oracle_{metric}']:.4f}: regret {scores['regret']:.2f}"
+    print(against)
+    print(f"CV {metric} {scores[metric]:.4f}")
 
 
 def cmd_predict(args) -> None:

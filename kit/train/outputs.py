@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kit import paths
+from kit.competitions.parts import Oracle, gap_closed
 from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.ledger import record_written
@@ -23,19 +24,36 @@ def test_predictions_path(run: Run, training) -> Path:
 def merge_oof(run: Run) -> tuple[Path, dict[str, float], int]:
     """runs/<exp>/oof.* from the finished folds only (rows of untrained folds are absent), and its CV metric's parts
     (the official one named under 'metric'), scored against the labels of the data the folds were trained on."""
-    _, training, _ = run.prepare()
+    _, training, folds = run.prepare()
     missing = [f.name for f in run.folds if not (f / training.oof_file).exists()]
     if missing:
         raise KitError(f"{run.root}: {', '.join(missing)} finished without {training.oof_file}; retrain them")
     parts = [training.load_predictions(f / training.oof_file) for f in run.folds]
     ids = [i for part_ids, _ in parts for i in part_ids]
     probs = np.concatenate([part_probs for _, part_probs in parts])
-    scores = training.evaluate(ids, probs)
+    scores = {**training.evaluate(ids, probs), **against_prior_and_oracle(training, folds, parts, ids, probs)}
     path = run.root / training.oof_file
     training.save_predictions(path, ids, probs)
     cv = {"metric": training.metric_name, "folds": [f.name for f in run.folds], "data": run.data_record(), **scores}
     write_text_atomic(path.parent / "cv.json", json.dumps(cv, indent=1))
     return path, {"metric": training.metric_name, **scores}, len(run.folds)
+
+
+def against_prior_and_oracle(training, folds, parts: list, ids: list, probs: np.ndarray) -> dict[str, float]:
+    """The CV's yardsticks on the same rows: the prior baseline (each fold's class frequencies of its own training
+    rows) and, on a phantom, the oracle, with the regret (model - oracle) / (prior - oracle)."""
+    metric = training.metric_name
+    priors = []
+    for part_ids, _ in parts:
+        prior = training.prior(folds.index[~folds.index.isin(part_ids)].tolist())
+        priors.append(np.broadcast_to(prior, (len(part_ids), *prior.shape)))
+    out = {f"prior_baseline_{metric}": training.evaluate(ids, np.concatenate(priors))[metric]}
+    truth = training.oracle(ids) if isinstance(training, Oracle) else None
+    if truth is not None:
+        out[f"oracle_{metric}"] = training.evaluate(ids, truth)[metric]
+        out.update(gap_closed(training.evaluate(ids, probs)[metric], out[f"prior_baseline_{metric}"],
+                              out[f"oracle_{metric}"]))  # fmt: skip
+    return out
 
 
 def trained_fold(run: Run, fold: int):

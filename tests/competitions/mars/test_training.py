@@ -63,6 +63,8 @@ def test_fold_outputs_oof_arrays_mask_grid_merge_and_submission(tiny_mars, kit_h
 
     path, scores, n_folds = merge_oof(Run.open("mars_dual_unet"))
     assert n_folds == 1 and scores["score"] == pytest.approx(summary["score"], abs=1e-3)
+    for key in ("prior_baseline_score", "oracle_score"):  # one fold merged: the CV's yardsticks are the fold's
+        assert scores[key] == pytest.approx(summary[key], abs=1e-9), key
     assert path.name == "oof.npz"
 
     sub_path, n, _ = predict_test(Run.open("mars_dual_unet"))
