@@ -4,7 +4,7 @@ line; and no kit experiment restating what its bases already give."""
 import pytest
 import yaml
 
-from kit.config import BASES, EXPERIMENTS, experiment_names, load_experiment, merged, read_layered
+from kit.config import EXPERIMENTS, _base_path, experiment_names, load_experiment, merged, read_layered
 from kit.errors import KitError
 from kit.schema import Trainer
 
@@ -45,7 +45,7 @@ def test_no_kit_experiment_restates_its_bases(name):
     own = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
     given: dict = {"trainer": {k: v for k, v in Trainer.defaults().items() if k not in Trainer.optional}}
     for base in own.get("base", []):
-        given = merged(given, read_layered(BASES / f"{base}.yaml"))
+        given = merged(given, read_layered(_base_path(base, EXPERIMENTS / f"{name}.yaml")))
     repeated = [f"{section}.{key}" for section, keys in own.items() if isinstance(keys, dict)
                 for key, value in keys.items() if given.get(section, {}).get(key, object()) == value]  # fmt: skip
     assert not repeated, f"{name} repeats what its bases give: {repeated}"
