@@ -27,7 +27,7 @@ from kit.train.identity import write_identity
 from kit.train.loaders import make_loader
 from kit.train.prepare import fold_dir
 from kit.train.resume import refuse_changed_config, remove_orphaned_writes, restore
-from kit.train.schedules import make_schedule
+from kit.train.schedules import Schedule, make_schedule
 from kit.train.step import Stepper
 
 BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
@@ -49,7 +49,7 @@ class Fit:
     loss_fn: torch.nn.Module
     precision: Precision
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: Schedule
     stepper: Stepper
     mixing: Mixup | None
     sampler: DistributedSampler

@@ -25,7 +25,6 @@ from kit.train.finetune import set_trainable
 from kit.train.fit import Fit, build_fit, start
 from kit.train.identity import identity
 from kit.train.prepare import prepare, seed_everything
-from kit.train.schedules import epoch_end
 
 
 def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:
@@ -77,7 +76,7 @@ def run_epochs(fit: Fit, callbacks: list[Callback]) -> None:
                 callback.on_validation(fit, result)
         fit.state = _broadcast(fit.state, fit.ctx)
         if not fit.ctx.is_main:
-            epoch_end(fit.scheduler, fit.state["stale"] == 0)
+            fit.scheduler.epoch_end(fit.state["stale"] == 0)
 
 
 def train_epoch(fit: Fit, epoch: int) -> tuple[float, int]:
@@ -134,7 +133,7 @@ def validate(fit: Fit, epoch: int, train_loss: float, seen: int, started: float)
     state = fit.state
     improved = state["best_epoch"] < 0 or fit.sign * scores[fit.metric] < fit.sign * state["best"]
     state["history"].append(row)
-    epoch_end(fit.scheduler, improved)
+    fit.scheduler.epoch_end(improved)
     if improved:
         state.update(best=scores[fit.metric], best_epoch=epoch)
     state["epoch"] = epoch

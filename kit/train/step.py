@@ -8,13 +8,14 @@ import torch
 from timm.utils.model_ema import ModelEmaV3
 
 from kit.runtime.precision import Precision
+from kit.train.schedules import Schedule
 
 
 @dataclass
 class Stepper:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scheduler: Schedule | None
     precision: Precision
     grad_clip: float
     accumulate: int = 1

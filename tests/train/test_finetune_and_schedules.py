@@ -6,7 +6,7 @@ import torch
 from kit.errors import KitError
 from kit.models.registry import create_model
 from kit.train.finetune import frozen_fraction, param_groups, set_trainable, stages
-from kit.train.schedules import epoch_end, make_schedule
+from kit.train.schedules import WARMUP_LR, make_schedule
 
 TRAINER = {"lr": 0.01, "freeze_epochs": 2, "unfreeze_stages": 2, "backbone_lr": 0.1}
 
@@ -48,32 +48,54 @@ def lrs(schedule: str, epochs: int = 6, steps: int = 4, improving=lambda epoch: 
             seen.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
             scheduler.step()
-        epoch_end(scheduler, improving(epoch))
+        scheduler.epoch_end(improving(epoch))
     return seen
 
 
 def test_schedules_by_hand():
+    w = WARMUP_LR
+    warmup = [w, w + (1 - w) / 4, w + (1 - w) / 2, w + 3 * (1 - w) / 4]
     cosine = lrs("cosine")
-    assert cosine[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert cosine[:5] == pytest.approx([*warmup, 1.0])
     assert cosine[4 + 10] == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 20)))
+    assert cosine[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
     exponential = lrs("exponential", lr_decay=0.5)
+    assert exponential[:4] == pytest.approx(warmup)
     assert exponential[4] == pytest.approx(1.0) and exponential[8] == pytest.approx(0.5)
     assert exponential[10] == pytest.approx(0.5**1.5)
     plateau = lrs("plateau", improving=lambda epoch: epoch < 2, lr_decay=0.1, plateau_patience=2)
+    assert plateau[:4] == pytest.approx(warmup)
     assert plateau[4 * 3] == pytest.approx(1.0) and plateau[4 * 4] == pytest.approx(0.1), "two stale epochs: 2, 3"
     with pytest.raises(KitError, match="trainer.schedule='step'"):
         lrs("step")
 
 
-def test_the_plateau_state_survives_a_resume():
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+def test_the_schedule_state_survives_a_resume():
     trainer = {"schedule": "plateau", "warmup_epochs": 0, "epochs": 5, "plateau_patience": 1, "lr_decay": 0.5}
-    scheduler = make_schedule(optimizer, trainer, 1)
-    epoch_end(scheduler, False)
-    saved = scheduler.state_dict()
-    again = make_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), trainer, 1)
-    again.load_state_dict(saved)
-    assert again.lr_lambdas[0].scale == 0.5
+    scheduler = make_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), trainer, 1)
+    scheduler.step()
+    scheduler.epoch_end(False)
+    again_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    again = make_schedule(again_optimizer, trainer, 1)
+    again.load_state_dict(scheduler.state_dict())
+    again.step()
+    assert again_optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
+
+    cosine = make_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), {"epochs": 3}, 4)
+    for _ in range(6):
+        cosine.step()
+    resumed_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    resumed = make_schedule(resumed_optimizer, {"epochs": 3}, 4)
+    resumed.load_state_dict(cosine.state_dict())
+    assert resumed.last_epoch == 6
+    assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 8)))
+
+    lambda_lr_state = {"last_epoch": 6, "base_lrs": [1.0], "lr_lambdas": [{"scale": 0.5, "stale": 1}]}
+    older_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    older = make_schedule(older_optimizer, {"epochs": 3, "schedule": "plateau", "plateau_patience": 2}, 4)
+    older.load_state_dict(lambda_lr_state)
+    assert (older.last_epoch, older.scale, older.stale) == (6, 0.5, 1), "a checkpoint from before timm's schedules"
+    assert older_optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
 
 
 def test_flip_tta_averages_logits_and_flips_maps_back():
