@@ -3,6 +3,8 @@ places, an endpoint override for tests (KIT_KAGGLE_API_ENDPOINT) and retries of 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -57,6 +59,20 @@ def make_client() -> KaggleClient:
         # kagglesdk serves non-production environments under <endpoint>/api/v1/<service>/<Method>
         client.http_client()._endpoint = endpoint.rstrip("/")
     return client
+
+
+def kaggle_api():
+    """The kaggle package's `KaggleApi`, calling through the kit's client (its credentials, the stand-in endpoint).
+    Importing the package signs in and prints a sign-in banner when there are no credentials: the banner is
+    silenced here, and a missing credential is the kit's one-line error from `credentials()` instead."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+    class Api(KaggleApi):
+        def build_kaggle_client(self) -> KaggleClient:
+            return make_client()
+
+    return Api()
 
 
 def read_metadata(path: Path, needed_for: str) -> dict:

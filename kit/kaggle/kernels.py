@@ -6,15 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kagglesdk.kernels.types.kernels_api_service import (
-    ApiGetKernelSessionStatusRequest,
-    ApiListKernelSessionOutputRequest,
-    ApiSaveKernelRequest,
-)
+from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
 
 from kit.errors import KitError
 from kit.kaggle import client
-from kit.kaggle.client import download, make_client, with_retries
+from kit.kaggle.client import download, kaggle_api, make_client, with_retries
 
 METADATA = "kernel-metadata.json"
 FINISHED = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
@@ -29,33 +25,28 @@ def read_metadata(folder: Path) -> dict:
 
 
 def push(folder: Path) -> int:
-    """Save (and so run) a new version of the kernel; returns its version number."""
+    """Save (and so run) a new version of the kernel through `KaggleApi.kernels_push`, which checks the metadata
+    (language, kernel type, sources, docker pinning) and strips the notebook's outputs; returns its version number."""
     metadata = read_metadata(folder)
-    request = ApiSaveKernelRequest()
-    request.slug, request.new_title = f"{metadata['owner']}/{metadata['slug']}", metadata["title"]
-    request.text = metadata["code"].read_text()
-    request.language, request.kernel_type = metadata["language"], metadata["kernel_type"]
-    request.is_private, request.enable_gpu = metadata["is_private"], metadata["enable_gpu"]
-    request.enable_tpu, request.enable_internet = metadata.get("enable_tpu", False), metadata["enable_internet"]
-    request.dataset_data_sources = metadata.get("dataset_sources", [])
-    request.competition_data_sources = metadata.get("competition_sources", [])
-    request.kernel_data_sources = metadata.get("kernel_sources", [])
-    request.model_data_sources = metadata.get("model_sources", [])
-    if metadata.get("machine_shape"):
-        request.machine_shape = metadata["machine_shape"]
-    api = make_client().kernels.kernels_api_client
-    response = with_retries(lambda: api.save_kernel(request), f"push kernel {request.slug}")
+    ref = f"{metadata['owner']}/{metadata['slug']}"
+    api = kaggle_api()
+    try:
+        response = with_retries(lambda: api.kernels_push(str(folder)), f"push kernel {ref}")
+    except ValueError as exc:
+        raise KitError(f"{Path(folder) / METADATA}: {exc}") from exc
     invalid = [*response.invalid_dataset_sources, *response.invalid_competition_sources]
     if response.error or invalid:
-        raise KitError(f"kernel {request.slug}: {response.error or 'invalid sources ' + ', '.join(invalid)}")
+        raise KitError(f"kernel {ref}: {response.error or 'invalid sources ' + ', '.join(invalid)}")
     return int(response.version_number)
 
 
 def status(owner: str, slug: str) -> tuple[str, str]:
-    request = ApiGetKernelSessionStatusRequest()
-    request.user_name, request.kernel_slug = owner, slug
-    api = make_client().kernels.kernels_api_client
-    response = with_retries(lambda: api.get_kernel_session_status(request), f"status of kernel {owner}/{slug}")
+    """The kernel's latest run (`KaggleApi.kernels_status`): its state and Kaggle's failure message."""
+    ref = f"{owner}/{slug}"
+    try:
+        response = with_retries(lambda: kaggle_api().kernels_status(ref), f"status of kernel {ref}")
+    except ValueError as exc:  # the kaggle package's word for a kernel one cannot see (HTTP 401/403)
+        raise KitError(f"kernel {ref}: {exc}") from exc
     return response.status.name, response.failure_message or ""
 
 

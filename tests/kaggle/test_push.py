@@ -124,10 +124,32 @@ def test_kernel_push_wait_and_pull(standin, kit_home, tmp_path, wheels):
         kernels.pull("tester", "rsna-unet-fold1-train", tmp_path / "dest")
 
 
+def notebook_folder(folder, **metadata):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    notebook.cells[0].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    folder.mkdir()
+    nbformat.write(notebook, folder / "notebook.ipynb")
+    fields = {"id": "tester/my-notebook", "title": "my notebook", "code_file": "notebook.ipynb",
+              "language": "python", "kernel_type": "notebook", **metadata}  # fmt: skip
+    (folder / "kernel-metadata.json").write_text(json.dumps(fields))
+    return folder
+
+
+def test_kaggle_api_pushes_the_notebook_without_outputs_and_checks_its_metadata(standin, tmp_path):
+    assert kernels.push(notebook_folder(tmp_path / "ok", keywords=["gpu"])) == 1
+    body = json.loads(posted(standin, "SaveKernel")[0]["body"])
+    assert body["slug"] == "tester/my-notebook" and body["categoryIds"] == ["gpu"]
+    assert nbformat.reads(body["text"], as_version=4).cells[0].outputs == []
+    assert body["isPrivate"] is True and body["enableInternet"] is True, "the kaggle package's defaults"
+    bad = notebook_folder(tmp_path / "bad", language="julia")
+    with pytest.raises(KitError, match=r"bad/kernel-metadata.json: A valid language must be specified"):
+        kernels.push(bad)
+
+
 def test_a_failed_kernel_run_reports_kaggles_message(standin):
     standin.kernel_states, standin.failure_message = ["RUNNING", "ERROR"], "CUDA out of memory"
     with pytest.raises(KitError, match="ended error: CUDA out of memory"):
-        kernels.wait("tester", "x", poll_seconds=0, echo=lambda _: None)
+        kernels.wait("tester", "broken-run", poll_seconds=0, echo=lambda _: None)
 
 
 def test_code_submission_names_the_kernel_version(standin):
