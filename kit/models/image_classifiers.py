@@ -10,6 +10,7 @@ from torch import nn
 from kernels.se import SqueezeExcite
 from kit.errors import KitError
 from kit.models import encoders
+from kit.models.fused_se import fuse_timm_se
 from kit.models.registry import register_model
 
 
@@ -83,8 +84,9 @@ def load_pretrained(model: nn.Module, path: str) -> None:
 @register_model
 def timm_classifier(in_channels: int, num_outputs: int, encoder: str = "resnet18", pretrained: str | None = None,
                     dropout: float = 0.2, head: dict | None = None) -> nn.Module:  # fmt: skip
-    """Any timm backbone; pretrained: null (random), a local weights file, or 'hub' (online only); head: null for
-    timm's classifier, or the seed's dense head ({hidden, se_reduction, dropout})."""
+    """Any timm backbone (its SE blocks on the fused SE op where they compute the same function); pretrained: null
+    (random), a local weights file, or 'hub' (online only); head: null for timm's classifier, or the seed's dense head
+    ({hidden, se_reduction, dropout})."""
     encoders.check_timm(encoder)
     kwargs = {"in_chans": in_channels, "num_classes": 0 if head else num_outputs, "drop_rate": dropout}
     if pretrained == "hub":
@@ -93,6 +95,7 @@ def timm_classifier(in_channels: int, num_outputs: int, encoder: str = "resnet18
         backbone = timm.create_model(encoder, pretrained=False, **kwargs)
         if pretrained:
             load_pretrained(backbone, pretrained)
+    fuse_timm_se(backbone)
     if not head:
         return backbone
     return BackboneWithHead(backbone, DenseHead(backbone.num_features, num_outputs, **head))

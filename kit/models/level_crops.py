@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from kit.models import encoders
+from kit.models.fused_se import fuse_timm_se
 from kit.models.registry import register_model
 
 SEVERITIES = 3
@@ -40,6 +41,7 @@ class LevelCropClassifier(nn.Module):
     def __init__(self, encoder: str, dropout: float):
         super().__init__()
         self.encoder = timm.create_model(encoder, pretrained=False, in_chans=1, num_classes=0)
+        fuse_timm_se(self.encoder)
         width = self.encoder.num_features
         self.pools = nn.ModuleList(AttentionPool(width) for _ in range(4))
         self.level = nn.Embedding(LEVELS, width)
