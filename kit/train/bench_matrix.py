@@ -97,7 +97,8 @@ def bench_matrix(cfg: dict, batches: int = 20, warmup: int = 5, modes: tuple[str
     device = ctx.device
     _, training, folds = prepare(cfg, ctx)
     trainer = cfg["trainer"]
-    dataset = training.dataset(folds.index[folds != 0].tolist(), "train")
+    train_ids = folds.index[folds != 0].tolist()
+    dataset = training.dataset(train_ids, "train", augment_seed=trainer["seed"] if trainer["augment"] else None)
     loader = make_loader(dataset, trainer["batch_size"], trainer, device, drop_last=True)
     first = next(iter(loader))  # CUDA graphs need static shapes: one full batch, replayed
     batch = {

@@ -248,6 +248,18 @@ def test_the_bench_matrix_times_each_mode_with_kernels_on_and_off_and_says_why_i
     assert bench_matrix.why_not("eager", False, torch.device("cpu")) is None
 
 
+@pytest.mark.slow
+def test_the_bench_matrix_times_two_stage_crops_before_any_stage_1(rsna_dir, kit_home):
+    from kit.train import bench_matrix
+
+    overrides = [f"data.dir={rsna_dir}", "trainer.batch_size=2", "data.crop=16", "model.encoder=seresnet18"]
+    cfg = apply_overrides(load_experiment("rsna_two_stage"), overrides)
+    rows = bench_matrix.bench_matrix(cfg, batches=1, warmup=0, modes=("eager",))
+    assert [r["kernels"] for r in rows] == ["off", "on"] and all(not r["skipped"] for r in rows)
+    assert all(r["ms_per_step"] > 0 and r["batch_size"] == 2 for r in rows)
+    assert not (kit_home / "runs" / "rsna_two_stage").exists(), "training crops come from the labelled points"
+
+
 def test_the_matrix_keeps_kernels_on_only_for_speed_or_memory():
     from kit.train.bench_matrix import decide
 
