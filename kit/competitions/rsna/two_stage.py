@@ -24,6 +24,7 @@ from kit.data.dicom import read_view
 from kit.errors import KitError
 from kit.runtime import checkpoint
 
+from . import crop_model  # noqa: F401 - registers the stage-2 model, level_crop_mil
 from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
 from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack
