@@ -1,5 +1,6 @@
 """Learning-rate schedules by name (`trainer.schedule`): timm's scheduler factory (`create_scheduler_v2`) after a
-linear warm-up, stepped after every optimiser update (plateau: after every validation, told the metric)."""
+linear warm-up, stepped after every optimiser update; a plateau schedule also hears after each validation whether
+the metric improved."""
 
 from __future__ import annotations
 
