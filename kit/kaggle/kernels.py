@@ -45,7 +45,7 @@ def status(owner: str, slug: str) -> tuple[str, str]:
     ref = f"{owner}/{slug}"
     try:
         response = with_retries(lambda: kaggle_api().kernels_status(ref), f"status of kernel {ref}")
-    except ValueError as exc:  # the kaggle package's word for a kernel one cannot see (HTTP 401/403)
+    except ValueError as exc:  # the kaggle package refuses a malformed reference, or a kernel one cannot see (401/403)
         raise KitError(f"kernel {ref}: {exc}") from exc
     return response.status.name, response.failure_message or ""
 
