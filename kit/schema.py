@@ -105,7 +105,10 @@ class Trainer(Section):
     lr_decay: float = setting(0.5, "a factor in (0, 1]", lambda v: _number(v) and 0 < v <= 1)
     plateau_patience: int = setting(2, "a whole number >= 1", _count)
     schedule: str = setting("cosine", "a schedule name", lambda v: isinstance(v, str))  # checked against SCHEDULES
-    tta: bool = setting(False, "true or false", _flag)
+    tta: bool | str = setting(
+        False, "true (flip), false, or one of none, flip, dihedral",
+        lambda v: _flag(v) or v in ("none", "flip", "dihedral"),
+    )  # fmt: skip
     randaugment: str | None = setting(
         None, "a timm RandAugment string (e.g. rand-m9-n2-mstd0.5), or null",
         _or_null(lambda v: isinstance(v, str) and v.startswith("rand")),

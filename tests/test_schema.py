@@ -39,3 +39,6 @@ def test_the_schema_default_applies_and_optional_keys_only_where_named():
         check_config(apply_overrides(classifier, ["trainer.mixup=1.5"]))
     with pytest.raises(KitError, match="trainer.epochs=True; expected a whole number >= 1"):
         check_config(apply_overrides(cfg, ["trainer.epochs=true"]))
+    assert check_config(apply_overrides(classifier, ["trainer.tta=dihedral"]))["trainer"]["tta"] == "dihedral"
+    with pytest.raises(KitError, match="trainer.tta='rotate'; expected true \\(flip\\), false, or one of none"):
+        check_config(apply_overrides(classifier, ["trainer.tta=rotate"]))

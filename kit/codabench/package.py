@@ -1,6 +1,7 @@
 """Course delivery on Codabench (AN2DL): a zip holding model.py, whose `Model().predict(X)` takes (n, H, W, C) uint8
 images and returns (n,) integer labels, beside the weights. The weights are one torch.export program holding every
-trained fold with the kit's normalisation and flip TTA, so model.py needs torch, numpy and Pillow, never the kit.
+trained fold with the kit's normalisation and TTA (the flip or the eight orientations), so model.py needs torch, numpy
+and Pillow, never the kit.
 
 The rehearsal unzips into a fresh folder and imports model.py in a fresh, isolated process in which importing the
 kit fails, then checks shape, dtype and range, equality with the kit's own predictions, and the time per 1,000
@@ -27,6 +28,7 @@ from kit.competitions import competition_of
 from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining
 from kit.errors import KitError
 from kit.io import atomic_path
+from kit.runtime import tta
 from kit.runtime.inference import best_model, fold_average
 from kit.schema import trainer as settings
 
@@ -37,9 +39,9 @@ LABEL_MARGIN = 1e-4  # labels must agree wherever the kit's top two probabilitie
 class Delivered(nn.Module):
     """(N, S, S, C) float pixels in 0..255 -> (N, classes) probabilities averaged over folds, as the kit predicts."""
 
-    def __init__(self, models: list[nn.Module], channels: int, tta: bool):
+    def __init__(self, models: list[nn.Module], channels: int, tta_mode: str):
         super().__init__()
-        self.models, self.tta = nn.ModuleList(models), tta
+        self.models, self.tta = nn.ModuleList(models), tta_mode
         mean, std = MEAN_STD[channels]
         self.register_buffer("mean", torch.tensor(mean)[:, None, None])
         self.register_buffer("std", torch.tensor(std)[:, None, None])
@@ -48,9 +50,7 @@ class Delivered(nn.Module):
         x = (images.permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
         total = 0
         for model in self.models:
-            logits = model(x)
-            if self.tta:
-                logits = (logits + model(x.flip(-1))) / 2
+            logits = tta.logits_of(tta.averaged(model, x, self.tta))
             total = total + logits.float().softmax(dim=1)
         return total / len(self.models)
 
@@ -67,7 +67,7 @@ def package(run) -> tuple[Path, dict]:
     cfg, slug, training, folds = _trained(run)
     cpu = torch.device("cpu")
     models = [best_model(cfg, training, fold, cpu).to(memory_format=torch.contiguous_format) for fold in folds]
-    delivered = Delivered(models, training.in_channels, settings(cfg["trainer"]).tta).eval()
+    delivered = Delivered(models, training.in_channels, tta.mode_of(settings(cfg["trainer"]).tta)).eval()
     example = torch.zeros(2, training.size, training.size, training.in_channels)
     with torch.no_grad(), reference_math():
         program = torch.export.export(delivered, (example,), dynamic_shapes=({0: Dim("batch", min=1)},))

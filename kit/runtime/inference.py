@@ -11,9 +11,10 @@ from torch.utils.data import DataLoader
 
 from kit.errors import KitError
 from kit.models.registry import create_model
-from kit.runtime import checkpoint
+from kit.runtime import checkpoint, tta
 from kit.runtime.devices import to_device
 from kit.runtime.precision import Precision
+from kit.runtime.tta import logits_of
 from kit.schema import trainer as settings
 
 BACKENDS = ("torch", "onnxruntime")
@@ -28,18 +29,6 @@ def memory_format(cfg: dict):
     return torch.channels_last if cfg["trainer"]["channels_last"] else torch.contiguous_format
 
 
-def logits_of(out) -> torch.Tensor:
-    """The prediction a model returns: its tensor, or out['logits'] for models that also return auxiliary heads."""
-    return out["logits"] if isinstance(out, dict) else out
-
-
-def flip_average(out, flipped):
-    """Test-time augmentation: the mean of the logits of an image and of its horizontal flip (flipped back where
-    the output is a map)."""
-    out, flipped = logits_of(out), logits_of(flipped)
-    return (out + (flipped.flip(-1) if flipped.ndim == 4 else flipped)) / 2
-
-
 @torch.no_grad()
 def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tuple[list[int], torch.Tensor, float]:
     """Logits over a loader, in its order, and the mean loss where targets are known."""
@@ -49,9 +38,7 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     for batch in loader:
         image = to_device(batch["image"], device, memory_format(cfg))
         with precision.autocast():
-            out = model(image)
-            if settings(cfg["trainer"]).tta:
-                out = flip_average(out, model(image.flip(-1)))
+            out = tta.averaged(model, image, tta.mode_of(settings(cfg["trainer"]).tta))
         if loss_fn is not None:
             total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
             count += len(image)

@@ -99,10 +99,27 @@ def test_the_schedule_state_survives_a_resume():
 
 
 def test_flip_tta_averages_logits_and_flips_maps_back():
-    from kit.runtime.inference import flip_average
+    from kit.runtime.tta import averaged
 
     image = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3)
     identity = lambda x: x  # noqa: E731 - a "segmenter" whose output map is its input
-    assert torch.equal(flip_average(identity(image), identity(image.flip(-1))), image)
-    logits, flipped = torch.tensor([[1.0, 3.0]]), torch.tensor([[3.0, 1.0]])
-    assert torch.equal(flip_average(logits, flipped), torch.tensor([[2.0, 2.0]]))
+    assert torch.equal(averaged(identity, image, "flip"), image)
+    mirror_sensitive = lambda x: x[..., 0, :1].flatten(1)  # noqa: E731 - the top-left pixel as a "logit"
+    assert torch.equal(averaged(mirror_sensitive, image, "flip"), (image[..., 0, 0] + image[..., 0, -1]) / 2)
+
+
+def test_dihedral_tta_is_invariant_to_the_eight_orientations_and_turns_maps_back():
+    from kit.runtime.tta import averaged, mode_of
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5)).eval()
+    image = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        base = averaged(net, image, "dihedral")
+        for turned in (image.rot90(1, (-2, -1)), image.flip(-2), image.transpose(-2, -1)):
+            assert torch.allclose(averaged(net, turned, "dihedral"), base, atol=1e-5)
+            assert not torch.allclose(averaged(net, turned, "flip"), averaged(net, image, "flip"), atol=1e-3)
+        segmenter = torch.nn.Conv2d(3, 2, 3, padding=1).eval()
+        assert torch.allclose(averaged(segmenter, image, "dihedral").rot90(1, (-2, -1)),
+                              averaged(segmenter, image.rot90(1, (-2, -1)), "dihedral"), atol=1e-5)  # fmt: skip
+    assert (mode_of(True), mode_of(False), mode_of("dihedral")) == ("flip", "none", "dihedral")
