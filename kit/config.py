@@ -64,6 +64,25 @@ def _base_path(name: str, of: Path) -> Path:
     return path
 
 
+def nested(cfg: dict, path: Path) -> dict:
+    """A file's top-level dotted keys as sections: `trainer.epochs: 90` is `trainer: {epochs: 90}`, the form an
+    override takes on the command line."""
+    out = {k: v for k, v in cfg.items() if "." not in str(k)}
+    for key, value in cfg.items():
+        if "." not in str(key):
+            continue
+        *parents, leaf = str(key).split(".")
+        node = out
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise KitError(f"{path}: {key}: {'.'.join(parents[: i + 1])} is not a section")
+        if leaf in node:
+            raise KitError(f"{path}: {key} is set twice in this file")
+        node[leaf] = value
+    return out
+
+
 def read_layered(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """A YAML mapping over its `base:` list (each read the same way, in order; later ones win, the file last)."""
     if path in chain:
@@ -74,6 +93,7 @@ def read_layered(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise KitError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(cfg, dict):
         raise KitError(f"{path}: an experiment is a YAML mapping of sections, got {type(cfg).__name__}")
+    cfg = nested(cfg, path)
     bases = cfg.pop("base", None) or []
     if isinstance(bases, str):
         bases = [bases]

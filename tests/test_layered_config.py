@@ -4,7 +4,7 @@ line; and no kit experiment restating what its bases already give."""
 import pytest
 import yaml
 
-from kit.config import EXPERIMENTS, _base_path, experiment_names, load_experiment, merged, read_layered
+from kit.config import EXPERIMENTS, _base_path, experiment_names, load_experiment, merged, nested, read_layered
 from kit.errors import KitError
 from kit.schema import Trainer
 
@@ -26,6 +26,29 @@ def test_a_users_yaml_on_a_kit_experiment_states_only_its_deltas(tmp_path):
     assert mine["dataset"] == kit["dataset"] and mine["name"] == "mine" and "base" not in mine
 
 
+def test_a_dotted_key_is_its_section_as_on_the_command_line(tmp_path):
+    (tmp_path / "dotted.yaml").write_text("base: [imagefolder_resnet18]\ntrainer.epochs: 3\ndata.size: 32\n"
+                                          "trainer:\n  lr: 0.01\n")  # fmt: skip
+    (tmp_path / "sections.yaml").write_text("base: [imagefolder_resnet18]\ntrainer:\n  epochs: 3\n  lr: 0.01\n"
+                                            "data:\n  size: 32\n")  # fmt: skip
+    dotted, sections = load_experiment(str(tmp_path / "dotted.yaml")), load_experiment(str(tmp_path / "sections.yaml"))
+    assert dotted["trainer"] == sections["trainer"] and dotted["data"] == sections["data"]
+    assert dotted["trainer"]["epochs"] == 3 and dotted["data"]["folds"] == 5, "the bases' other keys stay"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("trainer.epochs: 3\ntrainer:\n  epochs: 4\n", "trainer.epochs is set twice in this file"),
+        ("competition.name: x\ncompetition: mars\n", "competition.name: competition is not a section"),
+    ],
+)
+def test_a_dotted_key_that_clashes_is_one_error(tmp_path, text, fragment):
+    (tmp_path / "clash.yaml").write_text(text)
+    with pytest.raises(KitError, match=fragment):
+        load_experiment(str(tmp_path / "clash.yaml"))
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
@@ -42,7 +65,7 @@ def test_a_bad_base_is_one_error(tmp_path, text, fragment):
 
 @pytest.mark.parametrize("name", experiment_names())
 def test_no_kit_experiment_restates_its_bases(name):
-    own = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    own = nested(yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text()), EXPERIMENTS / f"{name}.yaml")
     given: dict = {"trainer": {k: v for k, v in Trainer.defaults().items() if k not in Trainer.optional}}
     for base in own.get("base", []):
         given = merged(given, read_layered(_base_path(base, EXPERIMENTS / f"{name}.yaml")))
