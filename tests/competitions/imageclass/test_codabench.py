@@ -2,6 +2,7 @@
 kit and equals the kit's predictions; a model.py that needs the kit fails the rehearsal."""
 
 import importlib.util
+import json
 import zipfile
 
 import numpy as np
@@ -12,7 +13,7 @@ from kit.competitions.imageclass.layouts import fit_array
 from kit.errors import KitError
 from tests.test_cli_errors import run_kit
 
-TINY = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=64", "data.folds=3",
+TINY = ["trainer.epochs=1", "trainer.batch_size=16", "trainer.tta=dihedral", "data.size=64", "data.folds=3",
         "model.encoder=mobilenetv3_small_050"]  # fmt: skip
 
 
@@ -28,6 +29,7 @@ def test_package_and_rehearse_a_trained_fold(tmp_path):
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["meta.json", "model.pt2", "model.py"]
         archive.extractall(tmp_path / "unzipped")
+        assert json.loads(archive.read("meta.json"))["tta"] == "dihedral", "the eight orientations, as the kit predicts"
 
     spec = importlib.util.spec_from_file_location("delivered_model", tmp_path / "unzipped" / "model.py")
     module = importlib.util.module_from_spec(spec)
