@@ -16,7 +16,7 @@ from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
 
 from . import synth
-from .table import FINDINGS, read_dataset
+from .table import FINDINGS, read_dataset, read_entries
 from .training import ID, ChestTraining, auroc_scores
 
 
@@ -52,6 +52,14 @@ class ChestXray14(Competition):
 
     def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
         train, _ = read_dataset(data_dir)
+        patients = len(set(train.patients))
+        if patients < n_splits:
+            entries = read_entries(data_dir)
+            raise KitError(
+                f"{data_dir}: {n_splits} folds need {n_splits} patients; the {len(train.images)} training images "
+                f"present ({len(entries)} listed in {entries.attrs['path'].name}) come from {patients}: download "
+                "more image archives, or set data.folds"
+            )
 
         def split(ids, strata, groups, n, s):
             return patient_folds(train.patients, train.labels, n, s)

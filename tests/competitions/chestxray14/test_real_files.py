@@ -57,3 +57,11 @@ def test_the_three_real_pngs_load_at_1024_and_absent_images_are_counted(tmp_path
     (tmp_path / "data" / "test_list.txt").write_text("00000002_000.png\n")
     with pytest.raises(KitError, match=r"2 of 3 listed images have no file .* \(e.g. 00000001_001.png, line 2\)"):
         read_dataset(tmp_path / "data")
+
+
+def test_folds_over_too_few_present_images_say_how_many_were_listed(tmp_path):
+    from kit.competitions.chestxray14 import ChestXray14
+
+    with pytest.raises(KitError, match=r"5 folds need 5 patients; the 3 training images present \(40000 listed in "
+                                       r"Data_Entry_2017_v2020_first40000rows.csv\) come from 3"):  # fmt: skip
+        ChestXray14().folds(NIH / "data", 5, 42)
