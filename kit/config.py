@@ -67,19 +67,23 @@ def _base_path(name: str, of: Path) -> Path:
 def nested(cfg: dict, path: Path) -> dict:
     """A file's top-level dotted keys as sections: `trainer.epochs: 90` is `trainer: {epochs: 90}`, the form an
     override takes on the command line."""
-    out = {k: v for k, v in cfg.items() if "." not in str(k)}
-    for key, value in cfg.items():
-        if "." not in str(key):
-            continue
-        *parents, leaf = str(key).split(".")
+
+    def dotted(key) -> bool:
+        return isinstance(key, str) and "." in key
+
+    out = {k: v for k, v in cfg.items() if not dotted(k)}
+    for key in filter(dotted, cfg):
+        *parents, leaf = key.split(".")
         node = out
         for i, part in enumerate(parents):
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an empty `trainer:`
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise KitError(f"{path}: {key}: {'.'.join(parents[: i + 1])} is not a section")
         if leaf in node:
             raise KitError(f"{path}: {key} is set twice in this file")
-        node[leaf] = value
+        node[leaf] = cfg[key]
     return out
 
 

@@ -34,6 +34,8 @@ def test_a_dotted_key_is_its_section_as_on_the_command_line(tmp_path):
     dotted, sections = load_experiment(str(tmp_path / "dotted.yaml")), load_experiment(str(tmp_path / "sections.yaml"))
     assert dotted["trainer"] == sections["trainer"] and dotted["data"] == sections["data"]
     assert dotted["trainer"]["epochs"] == 3 and dotted["data"]["folds"] == 5, "the bases' other keys stay"
+    (tmp_path / "empty.yaml").write_text("base: [imagefolder_resnet18]\ntrainer:\ntrainer.epochs: 3\n")
+    assert load_experiment(str(tmp_path / "empty.yaml"))["trainer"]["epochs"] == 3, "an empty section takes keys"
 
 
 @pytest.mark.parametrize(
