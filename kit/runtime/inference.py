@@ -14,7 +14,6 @@ from kit.models.registry import create_model
 from kit.runtime import checkpoint, tta
 from kit.runtime.devices import to_device
 from kit.runtime.precision import Precision
-from kit.runtime.tta import logits_of
 from kit.schema import trainer as settings
 
 BACKENDS = ("torch", "onnxruntime")
@@ -35,15 +34,16 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
     model.eval()
     ids, logits, total, count = [], [], 0.0, 0
     precision = Precision.for_device(settings(cfg["trainer"]).precision, device)
+    views = tta.mode_of(settings(cfg["trainer"]).tta)
     for batch in loader:
         image = to_device(batch["image"], device, memory_format(cfg))
         with precision.autocast():
-            out = tta.averaged(model, image, tta.mode_of(settings(cfg["trainer"]).tta))
+            out = tta.averaged(model, image, views)
         if loss_fn is not None:
             total += float(loss_fn(out, to_device(batch["target"], device))) * len(image)
             count += len(image)
         ids.extend(int(i) for i in batch["id"])
-        logits.append(logits_of(out).float().cpu())
+        logits.append(tta.logits_of(out).float().cpu())
     return ids, torch.cat(logits), total / max(count, 1)
 
 
