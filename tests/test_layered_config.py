@@ -74,3 +74,11 @@ def test_no_kit_experiment_restates_its_bases(name):
     repeated = [f"{section}.{key}" for section, keys in own.items() if isinstance(keys, dict)
                 for key, value in keys.items() if given.get(section, {}).get(key, object()) == value]  # fmt: skip
     assert not repeated, f"{name} repeats what its bases give: {repeated}"
+
+
+def test_a_dotted_key_that_turns_the_competition_into_a_section_is_one_error(tmp_path):
+    from kit.competitions import competition_of
+
+    (tmp_path / "mine.yaml").write_text("base: [imagefolder_resnet18]\ncompetition.x: 3\n")
+    with pytest.raises(KitError, match=r"mine: competition=\{'x': 3\}; expected a competition's name"):
+        competition_of(load_experiment(str(tmp_path / "mine.yaml")))

@@ -62,6 +62,9 @@ def declare_competition(name: str, spec: dict, source: str = "") -> Competition:
 
 def competition_of(cfg: dict) -> Competition:
     """An experiment's competition, declaring it first when the experiment carries its dataset section."""
+    name = cfg.get("competition")
+    if not isinstance(name, str) or not name:
+        raise KitError(f"{cfg.get('experiment', 'config')}: competition={name!r}; expected a competition's name")
     if "dataset" in cfg:
         return declare_competition(cfg["competition"], cfg["dataset"], cfg.get("experiment", ""))
     return get_competition(cfg["competition"])
