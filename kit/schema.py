@@ -76,7 +76,8 @@ class Trainer(Section):
     # Filled into every resolved config (what a run records). The optional keys are checked and defaulted when read;
     # they may be overridden only where an experiment names them (a schedule's patience means nothing under cosine).
     optional: ClassVar[frozenset[str]] = frozenset(
-        {"early_stopping_smoothing", "freeze_epochs", "unfreeze_stages", "backbone_lr", "lr_decay",
+        {"early_stopping_smoothing", "freeze_epochs", "unfreeze_stages", "backbone_lr", "layer_decay", "freeze_bn",
+         "lr_decay",
          "plateau_patience", "schedule", "tta", "randaugment", "mixup"}
     )  # fmt: skip
 
@@ -102,6 +103,8 @@ class Trainer(Section):
     freeze_epochs: int = setting(0, "a whole number >= 0", _natural)
     unfreeze_stages: int | None = setting(None, "a whole number >= 0, or null (all)", _or_null(_natural))
     backbone_lr: float = setting(1.0, "a factor > 0 of trainer.lr", lambda v: _number(v) and v > 0)
+    layer_decay: float = setting(1.0, "a factor in (0, 1]", lambda v: _number(v) and 0 < v <= 1)
+    freeze_bn: bool = setting(False, "true or false", _flag)
     lr_decay: float = setting(0.5, "a factor in (0, 1]", lambda v: _number(v) and 0 < v <= 1)
     plateau_patience: int = setting(2, "a whole number >= 1", _count)
     schedule: str = setting("cosine", "a schedule name", lambda v: isinstance(v, str))  # checked against SCHEDULES

@@ -33,10 +33,10 @@ class Model:
         if X.shape[1:] == (self.size, self.size, self.channels):
             return X
         mode = "L" if self.channels == 1 else "RGB"
-        fitted = []
+        fitted, resample = [], getattr(Image.Resampling, self.meta.get("interpolation", "bilinear").upper())
         for image in X:
             picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert(mode)
-            array = np.asarray(picture.resize((self.size, self.size), Image.Resampling.BILINEAR), dtype=np.uint8)
+            array = np.asarray(picture.resize((self.size, self.size), resample), dtype=np.uint8)
             fitted.append(array[..., None] if array.ndim == 2 else array)
         return np.stack(fitted) if fitted else np.zeros((0, self.size, self.size, self.channels), np.uint8)
 

@@ -25,7 +25,7 @@ from torch.export import Dim
 from kernels._dispatch import reference_math
 from kit import paths
 from kit.competitions import competition_of
-from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining
+from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining, mean_std
 from kit.errors import KitError
 from kit.io import atomic_path
 from kit.runtime import tta
@@ -39,10 +39,10 @@ LABEL_MARGIN = 1e-4  # labels must agree wherever the kit's top two probabilitie
 class Delivered(nn.Module):
     """(N, S, S, C) float pixels in 0..255 -> (N, classes) probabilities averaged over folds, as the kit predicts."""
 
-    def __init__(self, models: list[nn.Module], channels: int, tta_mode: str):
+    def __init__(self, models: list[nn.Module], channels: int, tta_mode: str, mean_std: tuple | None = None):
         super().__init__()
         self.models, self.tta = nn.ModuleList(models), tta_mode
-        mean, std = MEAN_STD[channels]
+        mean, std = mean_std or MEAN_STD[channels]
         self.register_buffer("mean", torch.tensor(mean)[:, None, None])
         self.register_buffer("std", torch.tensor(std)[:, None, None])
 
@@ -67,14 +67,15 @@ def package(run) -> tuple[Path, dict]:
     cfg, slug, training, folds = _trained(run)
     cpu = torch.device("cpu")
     models = [best_model(cfg, training, fold, cpu).to(memory_format=torch.contiguous_format) for fold in folds]
-    delivered = Delivered(models, training.in_channels, tta.mode_of(settings(cfg["trainer"]).tta)).eval()
+    views = tta.mode_of(settings(cfg["trainer"]).tta)
+    delivered = Delivered(models, training.in_channels, views, mean_std(cfg, training.in_channels)).eval()
     example = torch.zeros(2, training.size, training.size, training.in_channels)
     with torch.no_grad(), reference_math():
         program = torch.export.export(delivered, (example,), dynamic_shapes=({0: Dim("batch", min=1)},))
     meta = {
         "experiment": cfg["name"], "classes": list(training.classes), "size": training.size,
         "channels": training.in_channels, "folds": [f.name for f in folds], "tta": delivered.tta,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "interpolation": training.interpolation,
     }  # fmt: skip
     path = paths.submissions_root() / slug / f"{cfg['name']}.zip"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +86,9 @@ def package(run) -> tuple[Path, dict]:
             archive.write(Path(scratch) / "model.pt2", "model.pt2")
             archive.writestr("meta.json", json.dumps(meta, indent=1))
     images = rehearsal_images(training)
-    expected = fold_average(cfg, training, folds, Images(images, np.full(len(images), -1), list(range(len(images))),
-                                                         training.in_channels), list(range(len(images))))  # fmt: skip
+    held = Images(images, np.full(len(images), -1), list(range(len(images))), training.in_channels,
+                  mean_std=mean_std(cfg, training.in_channels))  # fmt: skip
+    expected = fold_average(cfg, training, folds, held, list(range(len(images))))
     return path, rehearse(path, images, expected)
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from kernels.se import SqueezeExcite
-from kit.errors import KitError
 from kit.models import encoders
+from kit.models import pretrained as pretrained_weights
 from kit.models.fused_se import fuse_timm_se
 from kit.models.registry import register_model
 
@@ -41,60 +41,20 @@ class BackboneWithHead(nn.Module):
         return self.head(self.backbone.forward_features(x))
 
 
-def hub_backbone(encoder: str, **kwargs) -> nn.Module:
-    """timm's pretrained weights, downloaded by timm when online; offline, one line instead of a hang or traceback."""
-    try:
-        return timm.create_model(encoder, pretrained=True, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub raises OSError subclasses when offline
-        raise KitError(
-            f"model.pretrained=hub: timm could not fetch {encoder!r} weights ({type(exc).__name__}); offline, give a "
-            "local file instead (model.pretrained=/path/to/weights.safetensors or .pth)"
-        ) from exc
-
-
-def load_pretrained(model: nn.Module, path: str) -> None:
-    """A local safetensors or .pth file whose keys must match the backbone exactly (the classifier may differ)."""
-    try:
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise KitError(f"model.pretrained={path}: file not found") from exc
-    except Exception as exc:  # noqa: BLE001 - any decoding failure of a user's file is one line naming it
-        raise KitError(f"model.pretrained={path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-    own = model.state_dict()
-    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "fc") + "."
-    skip = {k for k in set(own) | set(state) if k.startswith(classifier)}
-    missing = sorted(set(own) - set(state) - skip)
-    unexpected = sorted(set(state) - set(own) - skip)
-    reshaped = sorted(k for k in set(own) & set(state) - skip if own[k].shape != state[k].shape)
-    if missing or unexpected or reshaped:
-        raise KitError(
-            f"model.pretrained={path}: keys do not match the {type(model).__name__} backbone; missing "
-            f"{len(missing)} {missing[:3]}, unexpected {len(unexpected)} {unexpected[:3]}, "
-            f"of another shape {len(reshaped)} {reshaped[:3]}"
-        )
-    model.load_state_dict({k: v for k, v in state.items() if k not in skip}, strict=False)
-
-
 @register_model
 def timm_classifier(in_channels: int, num_outputs: int, encoder: str = "resnet18", pretrained: str | None = None,
                     dropout: float = 0.2, head: dict | None = None) -> nn.Module:  # fmt: skip
     """Any timm backbone (its SE blocks on the fused SE op where they compute the same function); pretrained: null
-    (random), a local weights file, or 'hub' (online only); head: null for timm's classifier, or the seed's dense head
-    ({hidden, se_reduction, dropout})."""
+    (random), a weights file, package:<installed weights package>, or "hub" (online only); head: null for timm's
+    classifier, or the seed's dense head ({hidden, se_reduction, dropout})."""
     encoders.check_timm(encoder)
     kwargs = {"in_chans": in_channels, "num_classes": 0 if head else num_outputs, "drop_rate": dropout}
     if pretrained == "hub":
-        backbone = hub_backbone(encoder, **kwargs)
+        backbone = pretrained_weights.hub_model(encoder, **kwargs)
     else:
         backbone = timm.create_model(encoder, pretrained=False, **kwargs)
         if pretrained:
-            load_pretrained(backbone, pretrained)
+            pretrained_weights.load_into(backbone, pretrained, encoder)
     fuse_timm_se(backbone)
     if not head:
         return backbone

@@ -19,8 +19,11 @@ from kit.schema import trainer as settings
 BACKENDS = ("torch", "onnxruntime")
 
 
-def build_model(cfg: dict, training) -> torch.nn.Module:
-    spec = {k: v for k, v in cfg["model"].items() if k != "name"}
+def build_model(cfg: dict, training, pretrained: bool = True) -> torch.nn.Module:
+    """The config's model; `pretrained=False` (inference: the fold's checkpoint replaces every weight) skips
+    reading the pretrained file, so predict and notebooks need only the fine-tuned checkpoints."""
+    dropped = {"name", "weights"} | (set() if pretrained else {"pretrained", "encoder_weights"})
+    spec = {k: v for k, v in cfg["model"].items() if k not in dropped}
     return create_model(cfg["model"]["name"], training.in_channels, training.num_outputs, **spec)
 
 
@@ -49,7 +52,7 @@ def predict(model, loader, cfg: dict, device: torch.device, loss_fn=None) -> tup
 
 def best_model(cfg: dict, training, fold: Path, device: torch.device) -> torch.nn.Module:
     """A fold's best weights in the config's model, in eval mode and the run's memory format."""
-    model = build_model(cfg, training).to(device)
+    model = build_model(cfg, training, pretrained=False).to(device)
     checkpoint.load_weights(model, checkpoint.load(fold / "model_best.pt")["model"], fold / "model_best.pt")
     return model.to(memory_format=memory_format(cfg)).eval()
 

@@ -1,6 +1,8 @@
 """Fine-tuning as the seeds do it: the head alone for trainer.freeze_epochs epochs, then the last
 trainer.unfreeze_stages stages of the backbone (null: all), with the backbone at trainer.backbone_lr × the learning
-rate. Stages come from timm's own grouping of a backbone (`group_matcher`), input to output."""
+rate, each stage below the last a further trainer.layer_decay × (layer-wise decay), and with trainer.freeze_bn the
+backbone's BatchNorm statistics kept as pretrained. Stages come from timm's own grouping of a backbone
+(`group_matcher`), input to output."""
 
 from __future__ import annotations
 
@@ -28,10 +30,13 @@ def stages(model: nn.Module) -> tuple[list[list[nn.Parameter]], list[nn.Paramete
 
 
 def uses_finetuning(trainer: dict) -> bool:
+    chosen = settings(trainer)
     return (
-        bool(settings(trainer).freeze_epochs)
-        or settings(trainer).unfreeze_stages is not None
-        or (settings(trainer).backbone_lr != 1.0)
+        bool(chosen.freeze_epochs)
+        or chosen.unfreeze_stages is not None
+        or chosen.backbone_lr != 1.0
+        or chosen.layer_decay != 1.0
+        or chosen.freeze_bn
     )
 
 
@@ -39,11 +44,9 @@ def param_groups(model: nn.Module, trainer: dict) -> list[dict]:
     if not uses_finetuning(trainer):
         return [{"params": list(model.parameters())}]
     backbone, head = stages(model)
-    flat = [p for stage in backbone for p in stage]
-    return [
-        {"params": flat, "lr": trainer["lr"] * settings(trainer).backbone_lr},
-        {"params": head, "lr": trainer["lr"]},
-    ]
+    base, decay = trainer["lr"] * settings(trainer).backbone_lr, settings(trainer).layer_decay
+    groups = [{"params": stage, "lr": base * decay ** (len(backbone) - 1 - k)} for k, stage in enumerate(backbone)]
+    return [*groups, {"params": head, "lr": trainer["lr"]}]
 
 
 def set_trainable(model: nn.Module, trainer: dict, epoch: int) -> str | None:
@@ -57,6 +60,11 @@ def set_trainable(model: nn.Module, trainer: dict, epoch: int) -> str | None:
     for k, stage in enumerate(backbone):
         for parameter in stage:
             parameter.requires_grad_(k >= len(backbone) - trainable)
+    if settings(trainer).freeze_bn:
+        body = model.backbone if hasattr(model, "backbone") else model
+        for module in body.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     if epoch in (0, frozen_epochs):
         return f"epoch {epoch}: the head and the last {trainable} of {len(backbone)} backbone stages train"
     return None

@@ -27,6 +27,7 @@ def identity(cfg: dict, data_dir: Path) -> dict:
         "experiment": cfg.get("source"),
         "experiment_yaml": yaml_snapshot(cfg.get("source")),
         "data": {"dir": cfg["data"].get("dir"), "path": str(Path(data_dir).resolve()), **fingerprint(data_dir)},
+        "weights": (cfg.get("model") or {}).get("weights"),
     }
 
 

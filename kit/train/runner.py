@@ -17,6 +17,7 @@ from kit.competitions.parts import Oracle, Staged, gap_closed
 from kit.config import check_config
 from kit.errors import KitError
 from kit.io import write_text_atomic
+from kit.models import pretrained
 from kit.runtime.devices import to_device
 from kit.runtime.inference import memory_format, predict
 from kit.train import distributed
@@ -30,6 +31,7 @@ from kit.train.prepare import prepare, seed_everything
 def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:
     """Train one fold; `epoch_hook(epoch, metric)` is told each validation's figure (a search prunes by raising)."""
     check_config(cfg, fold)
+    cfg = pretrained.resolve(cfg)
     ctx = distributed.setup()
     try:
         return _train_fold(cfg, fold, resume, ctx, force, epoch_hook)
@@ -160,6 +162,7 @@ def summarize(fit: Fit, seconds: float) -> dict:
         "rank": ctx.rank,
         "device": str(ctx.device),
         "seconds": round(seconds, 1),
+        "parts": best_parts(history, state["best_epoch"], metric),
     }
     if ctx.is_main and isinstance(fit.training, Staged) and state["best_epoch"] >= 0:
         summary.update(fit.training.after_fold(fit.out))
@@ -171,6 +174,15 @@ def summarize(fit: Fit, seconds: float) -> dict:
     if ctx.is_main:
         write_text_atomic(fit.out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+ROW_KEYS = {"epoch", "train_loss", "val_loss", "lr", "seconds", "samples_per_s"}
+
+
+def best_parts(history: list[dict], best_epoch: int, metric: str) -> dict[str, float]:
+    """The metric's other parts at the best epoch (per-class IoU, AUC beside accuracy...)."""
+    row = next((h for h in history if h["epoch"] == best_epoch), {})
+    return {k: v for k, v in row.items() if k not in ROW_KEYS and k != metric}
 
 
 def _broadcast(state: dict, ctx: distributed.Context) -> dict:

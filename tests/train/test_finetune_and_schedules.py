@@ -16,7 +16,7 @@ def test_head_only_then_the_last_stages_at_a_lower_rate(head):
     model = create_model("timm_classifier", 3, 5, encoder="resnet18", head=head)
     backbone, head_params = stages(model)
     groups = param_groups(model, TRAINER)
-    assert [g["lr"] for g in groups] == [pytest.approx(0.001), 0.01]
+    assert [g["lr"] for g in groups] == [pytest.approx(0.001)] * len(backbone) + [0.01]
     assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
 
     assert set_trainable(model, TRAINER, 0).startswith("epoch 0: the head and the last 0 of")
@@ -31,6 +31,21 @@ def test_head_only_then_the_last_stages_at_a_lower_rate(head):
     x = torch.randn(2, 3, 32, 32)
     torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
     assert backbone[0][0].grad is None and backbone[-1][0].grad is not None
+
+
+def test_layer_wise_decay_and_frozen_batchnorm_statistics():
+    model = create_model("timm_classifier", 3, 5, encoder="resnet18")
+    backbone, _ = stages(model)
+    trainer = {"lr": 0.01, "backbone_lr": 0.5, "layer_decay": 0.5, "freeze_bn": True}
+    lrs = [g["lr"] for g in param_groups(model, trainer)]
+    assert lrs[-1] == 0.01 and lrs[-2] == pytest.approx(0.005), "the head at lr, the last stage at backbone_lr"
+    assert lrs[:-1] == [pytest.approx(0.005 * 0.5 ** (len(backbone) - 1 - k)) for k in range(len(backbone))]
+    model.train()
+    set_trainable(model, trainer, 0)
+    before = model.bn1.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert torch.equal(model.bn1.running_mean, before), "pretrained statistics kept"
+    assert model.bn1.weight.requires_grad, "BatchNorm's scale and shift still train"
 
 
 def test_finetuning_needs_a_timm_backbone():

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from kernels.focal import sigmoid_focal_loss
 from kit.competitions.imageclass.layouts import load_image
-from kit.competitions.imageclass.training import MEAN_STD, augmentation
+from kit.competitions.imageclass.training import MEAN_STD, augmentation, mean_std
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.errors import DataError, KitError
 from kit.io import atomic_path, write_text_atomic
@@ -49,9 +49,10 @@ def auroc_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 
 class Radiographs(Dataset):
-    def __init__(self, files: list[Path], labels: np.ndarray, ids: list[int], size: int, augment=None):
+    def __init__(self, files: list[Path], labels: np.ndarray, ids: list[int], size: int, augment=None,
+                 mean_std: tuple = MEAN_STD[3]):  # fmt: skip
         self.files, self.labels, self.ids, self.size, self.augment = files, labels, ids, size, augment
-        mean, std = MEAN_STD[3]
+        mean, std = mean_std
         self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
 
     def __len__(self) -> int:
@@ -112,7 +113,9 @@ class ChestTraining(FoldTraining, FoldReport, Explaining, Stacking):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Radiographs:
         augment = augmentation(augment_seed) if augment_seed is not None else None
-        return Radiographs([self.files[i] for i in ids], self.labels[ids], ids, self.size, augment)
+        return Radiographs(
+            [self.files[i] for i in ids], self.labels[ids], ids, self.size, augment, mean_std(self.cfg, 3)
+        )
 
     def loss(self) -> nn.Module:
         spec = dict(self.cfg["loss"])

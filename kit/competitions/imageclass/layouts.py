@@ -87,11 +87,17 @@ def read_layout(data_dir: Path, spec: dict) -> Samples:
     return LAYOUTS[name](data_dir, spec)
 
 
-def fit_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Any colour mode (grayscale, 16-bit or float grayscale, RGBA, palette) as (size, size, channels) uint8."""
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}  # fmt: skip
+
+
+def fit_image(image: Image.Image, size: int, channels: int, interpolation: str = "bilinear") -> np.ndarray:
+    """Any colour mode (grayscale, 16-bit or float grayscale, RGBA, palette) as (size, size, channels) uint8, resized
+    with `interpolation` (pretrained weights bring their own, e.g. timm's bicubic)."""
     if image.mode in WIDE_MODES:
         image = Image.fromarray(stretch_to_uint8(np.asarray(image)))
-    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+    resample = RESAMPLING.get(interpolation, Image.Resampling.BILINEAR)
+    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), resample)
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if array.ndim == 2 else array
 
@@ -106,16 +112,16 @@ def stretch_to_uint8(array: np.ndarray) -> np.ndarray:
     return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-def fit_array(array: np.ndarray, size: int, channels: int) -> np.ndarray:
+def fit_array(array: np.ndarray, size: int, channels: int, interpolation: str = "bilinear") -> np.ndarray:
     """An (H, W, 1|3) uint8 array fitted by fit_image."""
-    return fit_image(Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array), size, channels)
+    return fit_image(Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array), size, channels, interpolation)
 
 
-def load_image(path: Path, size: int, channels: int) -> np.ndarray:
+def load_image(path: Path, size: int, channels: int, interpolation: str = "bilinear") -> np.ndarray:
     """One image file of any format, fitted by fit_image."""
     try:
         with Image.open(path) as image:
-            return fit_image(image, size, channels)
+            return fit_image(image, size, channels, interpolation)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image ({exc})") from exc
 

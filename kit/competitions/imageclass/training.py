@@ -21,6 +21,7 @@ from kernels.focal import focal_loss
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.errors import DataError, KitError
 from kit.io import atomic_path
+from kit.models import pretrained
 from kit.report.confusion import plot_confusion
 from kit.schema import trainer as settings
 
@@ -35,10 +36,10 @@ class Images(Dataset):
     """{'image': (C, S, S) float32 normalised, 'target': class index (-1 unknown), 'id': sample id}."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None,
-                 randaugment=None, reconstruct: bool = False):  # fmt: skip
+                 randaugment=None, reconstruct: bool = False, mean_std: tuple | None = None):  # fmt: skip
         self.images, self.labels, self.ids, self.augment, self.randaugment = images, labels, ids, augment, randaugment
         self.reconstruct = reconstruct  # the target is the normalised image itself (autoencoders)
-        mean, std = MEAN_STD[channels]
+        mean, std = mean_std or MEAN_STD[channels]
         self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
 
     def __len__(self) -> int:
@@ -55,6 +56,11 @@ class Images(Dataset):
         image = (image - self.mean) / self.std
         target = image if self.reconstruct else int(self.labels[index])
         return {"image": image, "target": target, "id": self.ids[index]}
+
+
+def mean_std(cfg: dict, channels: int) -> tuple[list[float], list[float]]:
+    """The run's normalisation: its pretrained weights' own (recorded in model.weights), else the kit's default."""
+    return pretrained.normalisation(cfg.get("model") or {}, channels, MEAN_STD[channels])
 
 
 def augmentation(seed: int, any_orientation: bool = False) -> Compose:
@@ -133,6 +139,7 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         self.num_outputs = self.meta_classes = len(self.classes)
         self.in_channels = int(self.spec.get("channels", 3))
         self.size = int(cfg["data"]["size"])
+        self.interpolation = pretrained.interpolation(cfg.get("model") or {})
         self.n_train = len(self.samples.train.keys)
         self.keys = self.samples.train.keys + self.samples.test.keys
         test_labels = self.samples.test.labels
@@ -151,10 +158,10 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
             arrays = split.arrays if split.arrays.ndim == 4 else split.arrays[..., None]
             if arrays.shape[1:] == empty.shape[1:]:
                 return arrays
-            fitted = [fit_array(a, self.size, self.in_channels) for a in arrays]
+            fitted = [fit_array(a, self.size, self.in_channels, self.interpolation) for a in arrays]
         else:
             files = tqdm(split.files, desc=f"decoding {name} images", leave=False, disable=len(split.files) < 2000)
-            fitted = [load_image(p, self.size, self.in_channels) for p in files]
+            fitted = [load_image(p, self.size, self.in_channels, self.interpolation) for p in files]
         return np.stack(fitted) if fitted else empty
 
     def ids(self, split: str) -> list[int]:
@@ -164,7 +171,15 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         orientation = bool(self.spec.get("any_orientation", False))
         augment = augmentation(augment_seed, orientation) if augment_seed is not None else None
         extra = randaugment(settings(self.cfg["trainer"]).randaugment, self.in_channels) if augment else None
-        return Images(self.images[ids], self.labels[ids], ids, self.in_channels, augment, extra)
+        return Images(
+            self.images[ids],
+            self.labels[ids],
+            ids,
+            self.in_channels,
+            augment,
+            extra,
+            mean_std=mean_std(self.cfg, self.in_channels),
+        )
 
     def loss(self) -> nn.Module:
         spec = dict(self.cfg["loss"])
