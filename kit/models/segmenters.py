@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import segmentation_models_pytorch as smp
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kernels.se import SqueezeExcite
-from kit.errors import UnknownNameError
+from kit.errors import KitError, UnknownNameError
 from kit.models import encoders
+from kit.models import pretrained as pretrained_weights
 from kit.models.blocks import (
     AttentionGate,
     CellularAutomata,
@@ -118,14 +120,22 @@ def unet(in_channels: int, num_outputs: int, **kwargs) -> nn.Module:
 
 @register_model
 def smp_segmenter(in_channels: int, num_outputs: int, arch: str = "Unet", encoder: str = "resnet18",
-                  decoder_se_reduction: int | None = None, **kwargs) -> nn.Module:  # fmt: skip
-    """Any smp architecture and encoder by name (no pretrained weights: offline)."""
+                  decoder_se_reduction: int | None = None, pretrained: str | None = None,
+                  **kwargs) -> nn.Module:  # fmt: skip
+    """Any smp architecture and encoder by name; pretrained: null (random), or a weights file or
+    package:<installed weights package> for a timm encoder (tu-<timm name>, or an smp ResNet: timm's key names)."""
     encoders.check_smp(encoder)
     try:
         model = smp.create_model(arch, encoder_name=encoder, encoder_weights=None,
                                  in_channels=in_channels, classes=num_outputs, **kwargs)  # fmt: skip
     except KeyError as exc:
         raise UnknownNameError(f"smp: {exc.args[0]}") from exc
+    if pretrained:
+        architecture = encoder.removeprefix("tu-")
+        if not timm.is_model(architecture):
+            raise KitError(f"model.pretrained needs a timm encoder (model.encoder=tu-<timm name>); got {encoder!r}")
+        prefix = "encoder.model" if encoder.startswith("tu-") else "encoder"
+        pretrained_weights.load_into(model, pretrained, architecture, prefix)
     if decoder_se_reduction:
         add_decoder_se(model.decoder, decoder_se_reduction)
     return model

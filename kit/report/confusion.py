@@ -27,3 +27,18 @@ def plot_confusion(path: Path, labels: np.ndarray, predicted: np.ndarray, classe
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return Path(path)
+
+
+def plot_matrix(path: Path, matrix: np.ndarray, classes: list[str]) -> Path:
+    """A confusion matrix already counted (e.g. over pixels), rows normalised to the share of each true class."""
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = min(4 + 0.35 * len(classes), 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(shares, display_labels=classes).plot(ax=ax, colorbar=False, values_format=".2f",
+                                                                xticks_rotation="vertical")  # fmt: skip
+    ax.set_title(f"share of each true class's {int(matrix.sum()):,} scored pixels")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return Path(path)
