@@ -13,7 +13,7 @@ import nbformat
 
 from kit import paths
 from kit.competitions import competition_of, get_competition
-from kit.config import load_experiment
+from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
 from kit.kaggle import datasets, kernels
 from kit.kaggle.bundle import stack_weights_bundle, stage_folders, weights_bundle
@@ -26,9 +26,11 @@ from kit.kaggle.notebook import (
     stack_inference_notebook,
     training_notebook,
 )
+from kit.models.pretrained import weights_path
 from kit.train.run import Run
 
 CODE_SLUG = "kaggle-kit-code"
+PRETRAINED = "pretrained"  # the code dataset's folder of the pretrained weights a training notebook starts from
 
 
 def check_backend(backend: str) -> str:
@@ -159,11 +161,24 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
     root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
     package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels, pythons=pythons)
+    overrides = [*overrides, *carry_pretrained(apply_overrides(cfg, list(overrides)), package.code)]
     notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
     meta = kernel_metadata(owner, package.kernel, f"{cfg['name']} fold {fold} training", comp.slug,
                            [f"{owner}/{CODE_SLUG}"], accelerator=accelerator)  # fmt: skip
     write_notebook(fresh(package.notebook), notebook, meta)
     return package
+
+
+def carry_pretrained(cfg: dict, code: Path) -> list[str]:
+    """The run's pretrained weights file, copied into the code dataset (pretrained/<file>), and the override that
+    points the notebook at it: a fold fine-tuned on Kaggle starts from the same file (same SHA-256) offline."""
+    spec = (cfg.get("model") or {}).get("pretrained")
+    if not spec or spec == "hub":
+        return []
+    source = weights_path(str(spec))
+    (code / PRETRAINED).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, code / PRETRAINED / source.name)
+    return [f"model.pretrained=/kaggle/input/{CODE_SLUG}/{PRETRAINED}/{source.name}"]
 
 
 def publish_and_run(package: Package, notes: str, wait: bool = True, echo=print) -> int:

@@ -25,8 +25,18 @@ def _show(value) -> str:
     return "null" if value is None else repr(value)
 
 
+WHERE_WEIGHTS_LIE = ("model.pretrained", "model.weights.source", "model.weights.file")
+
+
+def _same_weights(a: dict, b: dict, key: str) -> bool:
+    """The same pretrained file (by SHA-256) read from another place, e.g. a fold fine-tuned on Kaggle."""
+    digest = lookup(a, "model.weights.sha256")
+    return key in WHERE_WEIGHTS_LIE and digest is not None and digest == lookup(b, "model.weights.sha256")
+
+
 def _differences(a: dict, b: dict, limit: int = 4) -> str:
-    keys = [k for k in config_differences(a, b) if k not in ("fold", "name", "experiment", "source")]
+    keys = [k for k in config_differences(a, b)
+            if k not in ("fold", "name", "experiment", "source") and not _same_weights(a, b, k)]  # fmt: skip
     return ", ".join(f"{k} {_show(lookup(a, k))} -> {_show(lookup(b, k))}" for k in keys[:limit])
 
 

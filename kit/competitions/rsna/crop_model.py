@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from kit.models import encoders
+from kit.models import pretrained as pretrained_weights
 from kit.models.fused_se import fuse_timm_se
 from kit.models.registry import register_model
 
@@ -38,9 +39,11 @@ class LevelCropClassifier(nn.Module):
     crop of either looks alike); the axial crop holds both lateral recesses, each with its own head. `temperature`
     (one per condition) is 1 while training and fitted on the fold's OOF afterwards."""
 
-    def __init__(self, encoder: str, dropout: float):
+    def __init__(self, encoder: str, dropout: float, pretrained: str | None = None):
         super().__init__()
         self.encoder = timm.create_model(encoder, pretrained=False, in_chans=1, num_classes=0)
+        if pretrained:  # ImageNet's colour stem summed to one channel, as timm adapts it
+            pretrained_weights.load_into(self.encoder, pretrained, encoder)
         fuse_timm_se(self.encoder)
         width = self.encoder.num_features
         self.pools = nn.ModuleList(AttentionPool(width) for _ in range(4))
@@ -62,8 +65,10 @@ class LevelCropClassifier(nn.Module):
 
 
 @register_model
-def level_crop_mil(in_channels: int, num_outputs: int, encoder: str = "resnet18", dropout: float = 0.2) -> nn.Module:
-    """Stage 2 of rsna_two_stage (in_channels: 1 per slice image; num_outputs: 75)."""
+def level_crop_mil(in_channels: int, num_outputs: int, encoder: str = "resnet18", dropout: float = 0.2,
+                   pretrained: str | None = None) -> nn.Module:  # fmt: skip
+    """Stage 2 of rsna_two_stage (in_channels: 1 per slice image; num_outputs: 75); pretrained: null, or a weights
+    file or package:<installed weights package> for the encoder."""
     if num_outputs != CONDITIONS * LEVELS * SEVERITIES:
         raise ValueError(f"level_crop_mil predicts the 75 RSNA outputs, not {num_outputs}")
-    return LevelCropClassifier(encoders.check_timm(encoder), dropout)
+    return LevelCropClassifier(encoders.check_timm(encoder), dropout, pretrained)
