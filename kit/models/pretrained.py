@@ -230,4 +230,7 @@ def resolve(cfg: dict) -> dict:
     encoder = architecture(section)
     if encoder is None or not timm.is_model(encoder):
         raise KitError(f"model.pretrained={spec}: needs model.encoder naming a timm architecture (got {encoder!r})")
-    return {**cfg, "model": {**section, "weights": describe(str(spec), encoder).record()}}
+    weights = describe(str(spec), encoder)
+    if weights.file:  # a file that does not fit is refused now, before any data is read
+        timm_state(read_state(Path(weights.file), str(spec)), encoder, str(spec))
+    return {**cfg, "model": {**section, "weights": weights.record()}}

@@ -11,7 +11,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from monai.losses import MaskedDiceLoss
 from monai.transforms import Compose, RandAdjustContrastd, RandFlipd, RandRotated, RandScaleIntensityd, RandZoomd
 from PIL import Image
 from torch import nn
@@ -74,21 +73,38 @@ def augmentation(seed: int, ignore: int) -> Compose:
     return augment
 
 
-class CrossEntropyDice(nn.Module):
-    """Cross-entropy and MONAI's masked Dice, both over the labelled pixels only (the ignore value never counts)."""
+def present_class_dice(probs: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice over the batch's labelled pixels, averaged over the classes present in the batch's truth.
+    By hand because MONAI's Dice losses also average the classes a batch lacks, whose best score is predicting none
+    of them: on AI4Mars (big rock in a few images) that taught the model never to predict big rock."""
+    onehot = F.one_hot(torch.where(labelled, target, 0), probs.shape[1]).permute(0, 3, 1, 2).float()
+    weight = labelled[:, None].float()
+    intersection = (probs * onehot * weight).sum(dim=(0, 2, 3))
+    truth, predicted = (onehot * weight).sum(dim=(0, 2, 3)), (probs * weight).sum(dim=(0, 2, 3))
+    present = truth > 0
+    if not present.any():
+        return probs.sum() * 0.0
+    dice = 2 * intersection[present] / (truth[present] + predicted[present]).clamp(min=1e-6)
+    return 1 - dice.mean()
 
-    def __init__(self, ignore_index: int = 255, dice_weight: float = 0.5, label_smoothing: float = 0.0):
+
+class CrossEntropyDice(nn.Module):
+    """Cross-entropy (optional per-class weights) and Dice over the present classes, both over the labelled pixels
+    only (the ignore value never counts)."""
+
+    def __init__(self, ignore_index: int = 255, dice_weight: float = 0.5, label_smoothing: float = 0.0,
+                 class_weights: list[float] | None = None):  # fmt: skip
         super().__init__()
         self.ignore_index, self.dice_weight, self.label_smoothing = ignore_index, dice_weight, label_smoothing
-        self.dice = MaskedDiceLoss(to_onehot_y=True, softmax=True)
+        self.register_buffer("weight", None if class_weights is None else torch.tensor(class_weights).float())
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing)  # fmt: skip
         if self.dice_weight:
             labelled = target != self.ignore_index
-            safe = torch.where(labelled, target, torch.zeros_like(target))
-            loss = loss + self.dice_weight * self.dice(logits, safe[:, None], mask=labelled[:, None].float())
+            loss = loss + self.dice_weight * present_class_dice(logits.softmax(dim=1), target, labelled)
         return loss
 
 
@@ -181,6 +197,11 @@ class SegmentationTraining(FoldTraining, FoldReport):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Segments:
         augment = augmentation(augment_seed, self.ignore) if augment_seed is not None else None
+        if augment is not None and self.spec.get("rare_class") is not None:  # training: repeat the rare class
+            repeat = int(self.cfg["data"].get("oversample_rare", 1))
+            rare = self.classes.index(self.spec["rare_class"])
+            holds = (self.small_masks[ids] == rare).any(axis=(1, 2))
+            ids = [i for i, has in zip(ids, holds, strict=True) for _ in range(repeat if has else 1)]
         labelled = all(i < self.n_train for i in ids)
         masks = self.small_masks[ids] if labelled and ids else None
         mean_std = pretrained.normalisation(self.cfg.get("model") or {}, self.in_channels,
@@ -188,7 +209,12 @@ class SegmentationTraining(FoldTraining, FoldReport):
         return Segments(self.images[ids], masks, ids, mean_std, self.ignore, augment)
 
     def loss(self) -> nn.Module:
-        return self.loss_from({**self.cfg["loss"], "ignore_index": self.ignore})
+        spec = {**self.cfg["loss"], "ignore_index": self.ignore}
+        weights = spec.get("class_weights")
+        if weights is not None and (not isinstance(weights, list) or len(weights) != self.num_outputs):
+            raise KitError(f"config: loss.class_weights={weights!r}; expected one number per class "
+                           f"({', '.join(self.classes)}), in that order")  # fmt: skip
+        return self.loss_from(spec)
 
     def test_labelled(self) -> bool:
         return self.layout.test.masks is not None and bool(self.layout.test.keys)
@@ -249,7 +275,7 @@ class SegmentationTraining(FoldTraining, FoldReport):
 
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         """One label PNG per image, named by its stem, at the image's size (values: class indices), in the folder
-        <path without .csv>/, and <path> listing them (id, file, labelled pixels per class)."""
+        <path without .csv>/, <path> listing them (id, file, labelled pixels per class), and <stem>_masks.png."""
         if not ids:
             raise KitError(f"{self.data_dir}: no images to predict")
         path = Path(path)
@@ -266,16 +292,28 @@ class SegmentationTraining(FoldTraining, FoldReport):
                          **{c: int(n) for c, n in zip(self.classes, counts, strict=True)}})  # fmt: skip
         with atomic_path(path) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
+        self._overlay(path.with_name(f"{path.stem}_masks.png"), list(ids), probs)  # beside: the folder is labels only
         return path
 
-    def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
-        """masks.png (six validation images: the image, its truth, the prediction) and confusion.png (pixels)."""
+    def _overlay(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
+        """masks.png: six images spread over `ids`, their truth (unlabelled white) where known, the prediction."""
         chosen = np.linspace(0, len(ids) - 1, min(6, len(ids))).round().astype(int)
         picked = [ids[k] for k in chosen]
         images = self.images[picked][..., 0] if self.in_channels == 1 else self.images[picked]
-        truth = self.small_masks[picked]
         pred = np.asarray(probs)[chosen].argmax(axis=1)
         unlabelled = len(self.classes)  # drawn as the "unscored" colour
-        plot_masks(out / "masks.png", images, np.where(truth == self.ignore, unlabelled, truth), pred,
+        truth = np.stack([self._small(i) for i in picked]) if self._labelled(picked) else np.full_like(pred, unlabelled)
+        plot_masks(out, images, np.where(truth == self.ignore, unlabelled, truth), pred,
                    [self.keys[i] for i in picked], (*self.classes, "unlabelled"), ignore_class=unlabelled)  # fmt: skip
+
+    def _labelled(self, ids: list[int]) -> bool:
+        return all(self._pair(i)[0].masks is not None for i in ids)
+
+    def _small(self, sample: int) -> np.ndarray:
+        picture = Image.fromarray(self.full_mask(sample))
+        return np.asarray(picture.resize((self.size, self.size), Image.Resampling.NEAREST))
+
+    def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
+        """masks.png (six validation images: the image, its truth, the prediction) and confusion.png (pixels)."""
+        self._overlay(out / "masks.png", list(ids), probs)
         plot_matrix(out / "confusion.png", self.confusion(ids, probs), self.classes)

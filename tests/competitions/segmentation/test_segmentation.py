@@ -144,6 +144,7 @@ def test_train_a_fold_recompute_its_figure_and_predict_pngs(tmp_path):
     assert [p.stem for p in pngs] == sorted(p.stem for p in (other / "data" / "images_256").glob("*.jpg"))
     labels = np.asarray(Image.open(pngs[0]))
     assert labels.shape == (40, 40) and set(np.unique(labels)) <= {0, 1, 2, 3}
+    assert (pngs[0].parent.parent / "ai4mars_lite0_masks.png").exists(), "an overlay of images, truth and prediction"
 
 
 def test_a_bad_folder_at_training_is_one_line_and_writes_nothing(tmp_path):
@@ -170,3 +171,21 @@ def test_real_ai4mars_folds_never_split_a_scene():
     assert len(by_scene) > 100 and sorted(set(folds)) == [0, 1, 2, 3, 4]
     mask = layouts.read_mask(train.masks[0], {0, 1, 2, 3, 255})
     assert mask.shape == (256, 256)
+
+
+def test_dice_counts_only_the_classes_present_and_never_the_ignored_pixels():
+    import torch
+
+    from kit.competitions.segmentation.training import CrossEntropyDice, present_class_dice
+
+    target = torch.tensor([[[0, 0], [1, 255]]])
+    perfect = torch.nn.functional.one_hot(torch.tensor([[[0, 0], [1, 3]]]), 4).permute(0, 3, 1, 2).float()
+    labelled = target != 255
+    assert float(present_class_dice(perfect, target, labelled)) == pytest.approx(0.0), "class 3 on an ignored pixel"
+    half = perfect.clone()
+    half[0, :, 0, 0] = torch.tensor([0.5, 0.0, 0.0, 0.5])  # half of one class-0 pixel given to absent class 3
+    # class 0: 2·1.5 / (2 + 1.5); class 1: 1; class 3 is absent and not averaged
+    expected = 1 - (3 / 3.5 + 1) / 2
+    assert float(present_class_dice(half, target, labelled)) == pytest.approx(expected)
+    loss = CrossEntropyDice(ignore_index=255, class_weights=[1.0, 2.0, 1.0, 1.0])
+    assert torch.isfinite(loss(torch.randn(1, 4, 2, 2), target))
