@@ -162,7 +162,7 @@ def timm_state(state: dict[str, torch.Tensor], encoder: str, spec: str) -> dict[
 def load_into(model: nn.Module, spec: str, encoder: str, prefix: str = "") -> dict[str, int]:
     """Load model.pretrained into `model` (or its sub-module `prefix`): every tensor the model holds under timm's
     names must come from the file; a classifier of another class count is left new; a first convolution with other
-    input channels is adapted as timm does. Returns counts of what was loaded and left new."""
+    input channels is adapted as timm does. Returns counts of what was loaded and started new (at zero)."""
     target = model.get_submodule(prefix) if prefix else model
     state = timm_state(read_state(weights_path(spec), spec), encoder, spec)
     _, head, first = reference_state(encoder)
@@ -184,6 +184,9 @@ def load_into(model: nn.Module, spec: str, encoder: str, prefix: str = "") -> di
             raise KitError(f"model.pretrained={spec}: {key} is {_shape(value)} in the file, {_shape(tensor)} here")
         loaded[key] = value.to(tensor.dtype)
     target.load_state_dict(loaded, strict=False)
+    with torch.no_grad():  # a new head starts at zero: its first steps cannot wreck the pretrained features
+        for key in new:
+            target.get_parameter(key).zero_()
     return {"loaded": len(loaded), "new": len(new)}
 
 

@@ -23,9 +23,13 @@ def fold_dir(cfg: dict, fold: int) -> Path:
     return paths.runs_root() / cfg["name"] / f"fold{fold}" / cfg.get("stage", "")
 
 
-def prepare(cfg: dict, ctx: distributed.Context):
-    """Data folder, folds and the competition's training object; rank 0 generates and caches first."""
+def prepare(cfg: dict, ctx: distributed.Context, with_folds: bool = True):
+    """Data folder, folds and the competition's training object; rank 0 generates and caches first. Without folds
+    (predicting other data, which may be too small to split): folds is None."""
     comp = competition_of(cfg)
+    if not with_folds:
+        data_dir = comp.data_dir(cfg["data"]["dir"])
+        return comp, comp.training(cfg, data_dir), None
     if ctx.is_main:
         data_dir = comp.data_dir(cfg["data"]["dir"])
         comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])

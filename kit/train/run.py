@@ -79,6 +79,7 @@ class Run:
     folds: list[Path]
     trained_data: dict | None  # run.json's data record (None: trained before runs recorded it)
     overridden: dict = field(default_factory=dict)  # dotted key -> value this command set
+    foreign: bool = False  # data.dir names other data than the run's own (predict): no folds are made of it
     _prepared: tuple | None = field(default=None, repr=False)
 
     @classmethod
@@ -136,10 +137,14 @@ class Run:
             raise KitError(f"data.dir={_show(value)}: name the folder of the data (or leave data.dir out)")
         if not Path(value).exists():
             raise KitError(f"data.dir={value}: no such folder")
-        if other_data or self.trained_data is None:
-            return  # --force never makes other data the run's own: OOF scores and calibration would mix sources
+        if self.trained_data is None:
+            self.foreign = other_data
+            return
         now = fingerprint(value)
         if now["sha256"] != self.trained_data["sha256"]:
+            if other_data:  # --force never makes other data the run's own: OOF scores and calibration would mix
+                self.foreign = True
+                return
             raise KitError(
                 f"data.dir={value}: {self.root} was trained on {describe_data(self.trained_data)}, this folder is "
                 f"other data ({plural(now['files'], 'file')}, fingerprint {now['sha256'][:12]}); only predict takes "
@@ -159,12 +164,13 @@ class Run:
     # What the commands use
 
     def prepare(self):
-        """(competition, training object, folds) on this command's data."""
+        """(competition, training object, folds) on this command's data; folds is None on other data than the
+        run's own (predict's), which need not be splittable into folds."""
         if self._prepared is None:
             from kit.train import distributed
             from kit.train.prepare import prepare
 
-            self._prepared = prepare(self.config, distributed.Context())
+            self._prepared = prepare(self.config, distributed.Context(), with_folds=not self.foreign)
         return self._prepared
 
     @property

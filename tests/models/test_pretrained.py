@@ -32,6 +32,7 @@ def test_every_tensor_of_the_file_is_loaded_and_the_head_is_new(lite0_file):
     for (theirs, value), (ours, loaded) in zip(lite0_file.items(), own.items(), strict=True):
         if theirs.startswith("_fc"):
             assert loaded.shape[0] == 8, "the 1000-way ImageNet classifier is replaced by the task's"
+            assert not loaded.any(), "the new head starts at zero"
             continue
         assert torch.equal(value, loaded), f"{theirs} -> {ours}"
 
