@@ -34,7 +34,7 @@ def _kit(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_any_folder_tree_fine_tunes_from_the_packages_file(tmp_path):
+def test_any_folder_tree_fine_tunes_from_the_packages_file(tmp_path, monkeypatch):
     _tree(tmp_path / "shades")
     args = ["train-fold", "--exp", "imagefolder_resnet18", "--fold", "0", "data.dir=shades", "data.size=32",
             "model.encoder=tf_efficientnet_lite0", f"model.pretrained={LITE0}", "trainer.epochs=1",
@@ -51,10 +51,22 @@ def test_any_folder_tree_fine_tunes_from_the_packages_file(tmp_path):
         os.chdir(tmp_path)
         from kit.train.run import Run
 
-        _, training, _ = Run.open("imagefolder_resnet18").prepare()
+        run = Run.open("imagefolder_resnet18")
+        _, training, _ = run.prepare()
         item = training.dataset([0], "train")[0]
         assert torch.allclose(item["image"], (torch.from_numpy(training.images[0]).permute(2, 0, 1) / 255 - 0.5) / 0.5)
         assert training.interpolation == "bicubic"
+
+        # inference (predict, export, the notebook) needs only the fine-tuned checkpoint, not the pretrained file
+        from kit.models import pretrained
+        from kit.runtime.inference import best_model
+
+        def gone(spec):
+            raise AssertionError(f"inference read the pretrained file {spec}")
+
+        monkeypatch.setattr(pretrained, "weights_path", gone)
+        model = best_model(run.config, training, run.folds[0], torch.device("cpu"))
+        assert model(item["image"][None]).shape == (1, 2)
     finally:
         os.chdir(cwd)
 
