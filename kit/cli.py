@@ -101,6 +101,7 @@ def _run(args, other_data: bool = False):
     from kit.train.run import Run
 
     run = Run.open(args.exp, args.overrides, force=args.force, other_data=other_data)
+    run.warn_phantom()
     print(run.describe())
     return run
 

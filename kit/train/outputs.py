@@ -66,6 +66,7 @@ def trained_fold(run: Run, fold: int):
 def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str, float] | None]:
     """Average the test predictions of every trained fold's best model into runs/<exp>/test_pred.*; write a
     validated submission. Each file written says which data it predicted."""
+    run.warn_phantom()
     comp, training, _ = run.prepare()
     ids = training.ids("test")
     if not ids:

@@ -81,6 +81,7 @@ class Run:
     overridden: dict = field(default_factory=dict)  # dotted key -> value this command set
     foreign: bool = False  # data.dir names other data than the run's own (predict): no folds are made of it
     _prepared: tuple | None = field(default=None, repr=False)
+    _warned: bool = field(default=False, repr=False)
 
     @classmethod
     def open(cls, exp: str, overrides=(), force: bool = False, other_data: bool = False) -> Run:
@@ -184,10 +185,33 @@ class Run:
             raise KitError(f"{folder}: no finished fold (task train-fold exp={self.name} fold={k} first)")
         return folder
 
+    @property
+    def phantom(self) -> bool:
+        """Trained on the kit's built-in synthetic data (data.dir null), never on real images."""
+        return self.trained_data is not None and self.trained_data["dir"] is None
+
+    def phantom_warning(self) -> str | None:
+        """The line that says so when such weights predict other (real) data."""
+        if not (self.phantom and self.foreign):
+            return None
+        return (f"warning: {self.name} was trained on the synthetic phantom ({self.trained_path()}), never on real "
+                f"images: its predictions on {self.config['data']['dir']} are no model of that data")  # fmt: skip
+
+    def warn_phantom(self) -> None:
+        """Print the phantom warning once (the first line of a command that predicts real data with such weights)."""
+        if self.phantom_warning() and not self._warned:
+            print(self.phantom_warning(), flush=True)
+            self._warned = True
+
     def data_record(self) -> dict:
         """Which data this command used, for the files it writes (test_scores.json, submission.json)."""
         own = "data.dir" not in self.overridden
-        return {"dir": str(self.data_dir), "trained_data": own, **({} if own else {"trained_on": self.trained_path()})}
+        record = {"dir": str(self.data_dir), "trained_data": own, "trained_on_phantom": self.phantom}
+        if not own:
+            record["trained_on"] = self.trained_path()
+        if self.phantom_warning():
+            record["warning"] = self.phantom_warning()
+        return record
 
     def trained_path(self) -> str:
         return self.trained_data["path"] if self.trained_data else str(self.config["data"]["dir"])

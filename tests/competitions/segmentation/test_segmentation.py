@@ -189,3 +189,17 @@ def test_dice_counts_only_the_classes_present_and_never_the_ignored_pixels():
     assert float(present_class_dice(half, target, labelled)) == pytest.approx(expected)
     loss = CrossEntropyDice(ignore_index=255, class_weights=[1.0, 2.0, 1.0, 1.0])
     assert torch.isfinite(loss(torch.randn(1, 4, 2, 2), target))
+
+
+@pytest.mark.slow
+def test_phantom_weights_on_other_data_say_so_first(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
+    trained = _kit("train-fold", "--exp", "ai4mars_unet", "--fold", "0", "data.size=32", "trainer.epochs=1",
+                   "trainer.batch_size=8", cwd=tmp_path, env=env)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    synth.generate(tmp_path / "real", {**SPEC, "synth_size": 40}, train=4, test=0, seed=9)
+    predicted = _kit("predict", "--exp", "ai4mars_unet", "data.dir=real", cwd=tmp_path, env=env)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert predicted.stdout.startswith("warning: ai4mars_unet was trained on the synthetic phantom")
+    record = json.loads((tmp_path / "runs" / "ai4mars_unet" / "submission.json").read_text())
+    assert record["data"]["trained_on_phantom"] is True and "never on real images" in record["data"]["warning"]
