@@ -203,3 +203,32 @@ def test_phantom_weights_on_other_data_say_so_first(tmp_path):
     assert predicted.stdout.startswith("warning: ai4mars_unet was trained on the synthetic phantom")
     record = json.loads((tmp_path / "runs" / "ai4mars_unet" / "submission.json").read_text())
     assert record["data"]["trained_on_phantom"] is True and "never on real images" in record["data"]["warning"]
+
+
+TRAINED = Path(__file__).resolve().parents[3] / "runs" / "ai4mars_lite0" / "fold0"
+
+
+@pytest.mark.skipif(
+    not (TRAINED / "oof.npz").exists() or not REAL.exists(),
+    reason="no ai4mars_lite0 fold 0 trained on the real AI4Mars images in this checkout's runs/",
+)
+def test_the_real_fold_0_figure_recomputed_from_its_saved_predictions():
+    """The README's figure: summary.json's mIoU, recomputed by scikit-learn from oof.npz and the real masks."""
+    import torch
+
+    summary = json.loads((TRAINED / "summary.json").read_text())
+    with np.load(TRAINED / "oof.npz") as saved:
+        keys, probs = saved["keys"].tolist(), saved["probs"]
+    true, pred = [], []
+    for key, p in zip(keys, probs, strict=True):
+        mask = np.asarray(Image.open(REAL / "data" / "masks_256" / f"{key}.png"))
+        up = torch.nn.functional.interpolate(torch.from_numpy(p.astype(np.float32))[None], size=mask.shape,
+                                             mode="bilinear")  # fmt: skip
+        true.append(mask.ravel())
+        pred.append(up[0].argmax(0).numpy().ravel())
+    true, pred = np.concatenate(true), np.concatenate(pred)
+    kept = true != 255
+    per_class = jaccard_score(true[kept], pred[kept], labels=[0, 1, 2, 3], average=None)
+    assert len(keys) == summary["n_valid"]
+    assert per_class.mean() == pytest.approx(summary["miou"], abs=0.002)
+    assert per_class[3] == pytest.approx(summary["parts"]["iou_big_rock"], abs=0.005)
