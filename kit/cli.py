@@ -546,7 +546,12 @@ def _kaggle_verbs(verbs) -> None:
     p.add_argument("--owner")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
-    p.add_argument("--accelerator", default="t4x2", help="t4x2 (both GPUs data-parallel, fp16) or p100")
+    p.add_argument(
+        "--accelerator",
+        default="t4x2",
+        help="t4x2 (both GPUs data-parallel, fp16); the P100 is refused: "
+        "the default image's PyTorch has no kernels for it",
+    )
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     p.set_defaults(func=cmd_push_train)
 

@@ -152,14 +152,17 @@ def stack_inference_notebook(stack: str, exps: list[str], slug: str, code_datase
     return _notebook(cells)
 
 
-# kernel-metadata.json's machine_shape for each accelerator a push can ask for.
-ACCELERATORS = {"p100": "NvidiaTeslaP100", "t4x2": "NvidiaTeslaT4"}
+# kernel-metadata.json's machine_shape for each accelerator a push can ask for. The P100 is not one: the default
+# image's PyTorch (CUDA 12.8 builds) has no kernels for its compute capability 6.0 (Kaggle/kaggle-cli#1151).
+ACCELERATORS = {"t4x2": "NvidiaTeslaT4"}
+REFUSED = {"p100": "Kaggle's default image's PyTorch has no kernels for the P100 (compute capability 6.0; "
+                   "Kaggle/kaggle-cli#1151): use --accelerator t4x2 (T4 x2)"}  # fmt: skip
 
 
 def kernel_metadata(owner: str, kernel_slug: str, title: str, competition: str, datasets: list[str],
                     gpu: bool = False, accelerator: str | None = None) -> dict:  # fmt: skip
     """kernel-metadata.json for a code-competition notebook: no internet, the competition and datasets attached;
-    `accelerator` (p100, t4x2) picks the GPU."""
+    `accelerator` (t4x2) picks the GPU."""
     shape = {"machine_shape": ACCELERATORS[accelerator]} if accelerator else {}
     return {
         **shape,

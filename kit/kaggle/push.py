@@ -21,6 +21,7 @@ from kit.kaggle.client import username
 from kit.kaggle.code import BACKEND_PACKAGES, PYTHONS, code_bundle
 from kit.kaggle.notebook import (
     ACCELERATORS,
+    REFUSED,
     inference_notebook,
     kernel_metadata,
     stack_inference_notebook,
@@ -154,6 +155,8 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
                    pythons: tuple[str, ...] = PYTHONS, accelerator: str = "t4x2") -> Package:  # fmt: skip
     """runs/<exp>/kaggle-train-fold<k>/{code,notebook}: a GPU notebook that trains one fold (on T4 x2, both GPUs
     data-parallel)."""
+    if accelerator in REFUSED:
+        raise KitError(f"--accelerator {accelerator}: {REFUSED[accelerator]}")
     if accelerator not in ACCELERATORS:
         raise KitError(f"--accelerator {accelerator}: expected one of {', '.join(ACCELERATORS)}")
     cfg = load_experiment(exp)

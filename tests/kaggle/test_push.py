@@ -100,8 +100,10 @@ def test_kernel_push_wait_and_pull(standin, kit_home, tmp_path, wheels):
     notebook = nbformat.reads(body["text"], as_version=4)
     assert "train_fold_on_every_gpu('rsna_unet', 1, [" in notebook.cells[-1].source
     assert "trainer.epochs=3" in notebook.cells[-1].source and body["machineShape"] == "NvidiaTeslaT4"
-    with pytest.raises(KitError, match="--accelerator v100: expected one of p100, t4x2"):
+    with pytest.raises(KitError, match="--accelerator v100: expected one of t4x2"):
         build_training("rsna_unet", 1, "tester", wheels=wheels, accelerator="v100")
+    with pytest.raises(KitError, match=r"--accelerator p100: .*no kernels for the P100 .*use --accelerator t4x2"):
+        build_training("rsna_unet", 1, "tester", wheels=wheels, accelerator="p100")
 
     seen = []
     assert kernels.wait("tester", "rsna-unet-fold1-train", poll_seconds=0, echo=seen.append) == "COMPLETE"
