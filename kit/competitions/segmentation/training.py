@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.transforms import Compose, RandAdjustContrastd, RandFlipd, RandRotated, RandScaleIntensityd, RandZoomd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
@@ -155,6 +155,16 @@ class SegmentationTraining(FoldTraining, FoldReport):
     def native(self) -> dict[Path, tuple[int, int]]:
         return {}
 
+    def size_of(self, path: Path) -> tuple[int, int]:
+        """An image's (height, width), from its header alone where it was not decoded yet."""
+        if path not in self.native:
+            try:
+                with Image.open(path) as picture:
+                    self.native[path] = (picture.height, picture.width)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise DataError(f"{path}: unreadable image ({exc})") from exc
+        return self.native[path]
+
     def full_mask(self, sample: int) -> np.ndarray:
         """A labelled sample's mask at its own size, with excluded pixels (rover, far range) set to the ignore value."""
         pairs, k = self._pair(sample)
@@ -167,11 +177,10 @@ class SegmentationTraining(FoldTraining, FoldReport):
         path = pairs.masks[k]
         if path not in cache:
             mask = read_mask(path, set(range(self.num_outputs)) | {self.ignore})
-            self.images  # noqa: B018 - decodes the images, which records their sizes
-            if mask.shape != self.native[pairs.images[k]]:
+            height, width = self.size_of(pairs.images[k])
+            if mask.shape != (height, width):
                 raise DataError(f"{path}: mask of size {mask.shape[1]}×{mask.shape[0]}, its image "
-                                f"{pairs.images[k].name} is {self.native[pairs.images[k]][1]}×"
-                                f"{self.native[pairs.images[k]][0]}")  # fmt: skip
+                                f"{pairs.images[k].name} is {width}×{height}")  # fmt: skip
             for extra in pairs.excluded[k] if pairs.excluded else []:
                 excluded = read_image(extra, 1)[..., 0]
                 if excluded.shape == mask.shape:
@@ -226,8 +235,7 @@ class SegmentationTraining(FoldTraining, FoldReport):
     def native_labels(self, sample: int, probs: np.ndarray) -> np.ndarray:
         """A sample's predicted labels at its image's own size (probabilities resized bilinearly, then argmax)."""
         pairs, k = self._pair(sample)
-        self.images  # noqa: B018
-        height, width = self.native[pairs.images[k]]
+        height, width = self.size_of(pairs.images[k])
         tensor = torch.from_numpy(np.asarray(probs, dtype=np.float32))[None]
         if tensor.shape[-2:] != (height, width):
             tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
