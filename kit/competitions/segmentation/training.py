@@ -304,20 +304,30 @@ class SegmentationTraining(FoldTraining, FoldReport):
         return path
 
     def _overlay(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
-        """masks.png: six images spread over `ids`, their truth (unlabelled white) where known, the prediction."""
-        chosen = np.linspace(0, len(ids) - 1, min(6, len(ids))).round().astype(int)
+        """masks.png: six images (where labelled, the two holding most of the rare class first, the rest spread over
+        `ids`), their truth where known, the prediction; unlabelled pixels black in the truth, white (unscored) in
+        the prediction."""
+        labelled = self._labelled(ids)
+        chosen = list(np.linspace(0, len(ids) - 1, min(6, len(ids))).round().astype(int))
+        if labelled and self.spec.get("rare_class") is not None:
+            rare = self.classes.index(self.spec["rare_class"])
+            counts = np.array([(self._small(i) == rare).sum() for i in ids])
+            first = [int(k) for k in np.argsort(-counts, kind="stable")[:2] if counts[k] > 0]
+            chosen = first + [k for k in chosen if k not in first][: max(0, len(chosen) - len(first))]
         picked = [ids[k] for k in chosen]
         images = self.images[picked][..., 0] if self.in_channels == 1 else self.images[picked]
-        pred = np.asarray(probs)[chosen].argmax(axis=1)
-        unlabelled = len(self.classes)  # drawn as the "unscored" colour
-        truth = np.stack([self._small(i) for i in picked]) if self._labelled(picked) else np.full_like(pred, unlabelled)
-        plot_masks(out, images, np.where(truth == self.ignore, unlabelled, truth), pred,
-                   [self.keys[i] for i in picked], (*self.classes, "unlabelled"), ignore_class=unlabelled)  # fmt: skip
+        pred = np.asarray(probs)[chosen].argmax(axis=1) + 1  # drawn one up: 0 (black) is unlabelled
+        truth = np.stack([self._small(i) for i in picked]).astype(np.int64) + 1 if labelled else np.zeros_like(pred)
+        truth[truth == self.ignore + 1] = 0
+        plot_masks(out, images, truth, pred, [self.keys[i] for i in picked], ("unlabelled", *self.classes),
+                   ignore_class=0)  # fmt: skip
 
     def _labelled(self, ids: list[int]) -> bool:
         return all(self._pair(i)[0].masks is not None for i in ids)
 
     def _small(self, sample: int) -> np.ndarray:
+        if sample < self.n_train:
+            return self.small_masks[sample]
         picture = Image.fromarray(self.full_mask(sample))
         return np.asarray(picture.resize((self.size, self.size), Image.Resampling.NEAREST))
 
