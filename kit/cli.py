@@ -120,9 +120,9 @@ def cmd_train_fold(args) -> None:
         if f"oracle_{metric}" in summary:
             against += (f", oracle {summary[f'oracle_{metric}']:.4f}: {100 * summary['gap_closed']:.0f}% of the "
                         f"prior-to-oracle gap closed, regret {summary['regret']:.2f}")  # fmt: skip
-        print(against)
         if summary.get("parts"):
             print(", ".join(f"{k} {v:.4f}" for k, v in summary["parts"].items()))
+        print(against)
         print(f"{metric} {summary[metric]:.4f}")
 
 
