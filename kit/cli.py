@@ -114,14 +114,14 @@ def cmd_train_fold(args) -> None:
         metric = summary["metric"]
         baseline = summary[f"prior_baseline_{metric}"]
         minutes, seconds = divmod(round(summary["seconds"]), 60)
+        if summary.get("parts"):  # the metric's parts at the best epoch (per-class IoU, AUC beside accuracy...)
+            print(", ".join(f"{k} {v:.4f}" for k, v in summary["parts"].items()))
         print(f"fold {args.fold}: best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
               f"{summary['samples_per_s']:.1f} samples/s, {minutes} min {seconds} s in all")  # fmt: skip
         against = f"prior baseline {baseline:.4f} ({summary['ratio_to_baseline']:.2f}x)"
         if f"oracle_{metric}" in summary:
             against += (f", oracle {summary[f'oracle_{metric}']:.4f}: {100 * summary['gap_closed']:.0f}% of the "
                         f"prior-to-oracle gap closed, regret {summary['regret']:.2f}")  # fmt: skip
-        if summary.get("parts"):
-            print(", ".join(f"{k} {v:.4f}" for k, v in summary["parts"].items()))
         print(against)
         print(f"{metric} {summary[metric]:.4f}")
 
