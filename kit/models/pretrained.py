@@ -7,6 +7,7 @@ pretrained_cfg: mean, std, interpolation) travels with them."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ def read_state(path: Path, spec: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+@functools.lru_cache(maxsize=4)  # resolve() checks the file, the model's build loads it: one reference model
 def reference_state(encoder: str) -> tuple[dict[str, torch.Tensor], set[str], str]:
     """timm's state dict of the architecture (ImageNet's 1000 classes), its classifier keys and first conv key."""
     model = timm.create_model(encoder, pretrained=False)

@@ -129,7 +129,8 @@ class SegmentationTraining(FoldTraining, FoldReport):
         self.in_channels = int(self.spec.get("channels", 3))
         self.size = int(cfg["data"]["size"])
         self.interpolation = pretrained.interpolation(cfg.get("model") or {})
-        self.pairs = self.layout.train, self.layout.test
+        self.native: dict[Path, tuple[int, int]] = {}  # image -> (height, width), from its header or its decoding
+        self._masks: dict[Path, np.ndarray] = {}
         self.n_train = len(self.layout.train.keys)
         self.keys = self.layout.train.keys + self.layout.test.keys
 
@@ -151,10 +152,6 @@ class SegmentationTraining(FoldTraining, FoldReport):
                 decoded[path] = array[..., None] if array.ndim == 2 else array
         return np.stack([decoded[p] for p in files]) if files else np.zeros((0, self.size, self.size, 1), np.uint8)
 
-    @cached_property
-    def native(self) -> dict[Path, tuple[int, int]]:
-        return {}
-
     def size_of(self, path: Path) -> tuple[int, int]:
         """An image's (height, width), from its header alone where it was not decoded yet."""
         if path not in self.native:
@@ -173,7 +170,7 @@ class SegmentationTraining(FoldTraining, FoldReport):
         return self._mask(pairs, k)
 
     def _mask(self, pairs: Pairs, k: int) -> np.ndarray:
-        cache = self.__dict__.setdefault("_masks", {})
+        cache = self._masks
         path = pairs.masks[k]
         if path not in cache:
             mask = read_mask(path, set(range(self.num_outputs)) | {self.ignore})
