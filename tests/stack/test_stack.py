@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from kit import paths
 from kit.competitions.mars import submission
@@ -88,6 +89,27 @@ def test_mars_stack_beats_the_best_base_and_the_mean_blend(mars_bases):
     assert "| stack |" in report and "mars_a__" in report  # scores table and feature importances
     sub = paths.submissions_root() / "an2dl-mars-terrain-segmentation" / "stack-mars_a-mars_b.csv"
     assert submission.validate_submission(pd.read_csv(sub), expected_rows=12) == []
+
+
+@pytest.mark.slow
+def test_segmentation_stack_of_two_bases_blends_and_stacks_pixels(tmp_path):
+    """The segmentation family (AI4Mars' layout, unlabelled pixels): per-pixel meta-rows, the ignored pixels never a
+    target, the stacked OOF scored at the masks' own size, the blend's label PNGs written."""
+    from kit.competitions.segmentation import synth
+
+    spec = {**load_experiment("ai4mars_lite0")["dataset"], "synth_size": 40}
+    data = synth.generate(tmp_path / "terrain", spec, train=24, test=0, seed=5)
+    a = experiment(tmp_path, "terrain_a", "ai4mars_lite0", data, size=32)
+    b = experiment(tmp_path, "terrain_b", "ai4mars_unet", data, size=32)
+    training, folds = fake_base(a, seed=6, strength=1.4, confuse=(3, 0))
+    fake_base(b, seed=7, strength=1.2, confuse=(2, 1))
+    targets = training.meta_targets(folds.index.tolist())
+    assert len(targets) == 24 * 32 * 32 and (targets == -1).any() and set(np.unique(targets)) <= {-1, 0, 1, 2, 3}
+    out, scores = run_stack("ai4mars", [a, b], max_rows=20_000)
+    assert scores["stack"] > max(scores["terrain_a"], scores["terrain_b"]), scores
+    assert scores["mean blend"] > min(scores["terrain_a"], scores["terrain_b"]), scores
+    pngs = sorted((paths.submissions_root() / "ai4mars-msl" / out.name).glob("*.png"))
+    assert len(pngs) == 24 and np.asarray(Image.open(pngs[0])).shape == (40, 40)
 
 
 def test_mismatched_folds_are_refused_by_name(tmp_path, mars_dir, mars_bases):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from monai.losses import DiceLoss
 from monai.transforms import (
@@ -17,18 +16,18 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandZoomd,
 )
-from scipy.ndimage import uniform_filter
 from torch import nn
 from torch.utils.data import Dataset
 
 from kernels.focal import focal_loss
-from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Oracle, Stacking
+from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Oracle
+from kit.competitions.pixel_stacking import PixelStacking
 from kit.errors import DataError
 from kit.io import atomic_path
 from kit.report.masks import plot_masks
 
 from . import data, metric, submission
-from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, ORACLE_FILE, PIXELS, WIDTH
+from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, ORACLE_FILE, WIDTH
 
 
 class MarsImages(Dataset):
@@ -87,12 +86,14 @@ class FocalDice(nn.Module):
 LOSSES = {"focal_dice": FocalDice}
 
 
-class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking, Oracle):
+class MarsTraining(FoldTraining, FoldReport, Explaining, PixelStacking, Oracle):
     losses = LOSSES
     metric_name = "score"
     metric_mode = "max"
     oof_file = "oof.npz"
     in_channels = 1
+    pixel_classes = CLASSES
+    pixel_grid = (HEIGHT, WIDTH)
     num_outputs = NUM_CLASSES
 
     def __init__(self, cfg: dict, data_dir: Path):
@@ -170,22 +171,6 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking, Oracle):
         pred = metric.predict_labels(np.asarray(probs)[chosen])
         plot_masks(out / "masks.png", images, self.masks(picked), pred, picked, CLASSES, ignore_class=0)
 
-    rows_per_sample = PIXELS
-    meta_classes = NUM_CLASSES
-    meta_params = {"learning_rate": 0.1, "n_estimators": 120, "num_leaves": 31, "min_child_samples": 50}
-
-    def meta_features(self, probs_by_model: list[np.ndarray], model_names: list[str]) -> pd.DataFrame:
-        """Per pixel: each model's class probabilities, their 3×3 and 9×9 neighbourhood means, and the row."""
-        n = len(probs_by_model[0])
-        columns = {"row": np.tile(np.repeat(np.arange(HEIGHT, dtype=np.float32), WIDTH), n)}
-        for name, probs in zip(model_names, probs_by_model, strict=True):
-            probs = np.asarray(probs, dtype=np.float32)
-            for size in (1, 3, 9):
-                pooled = probs if size == 1 else uniform_filter(probs, size=(1, 1, size, size), mode="nearest")
-                for c, cls in enumerate(CLASSES):
-                    columns[f"{name}__{cls}" + ("" if size == 1 else f"_mean{size}")] = pooled[:, c].reshape(-1)
-        return pd.DataFrame(columns)
-
     def explain(self, model: nn.Module, out: Path, ids: list[int], probs: np.ndarray, images: int = 3) -> list[Path]:
         """Per validation image (most big rock first): the image, its true mask, and per terrain class the Grad-CAM
         of that class's logits over the pixels predicted as it, on the model's bottleneck (widest context)."""
@@ -216,9 +201,3 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, Stacking, Oracle):
 
     def meta_targets(self, ids: list[int]) -> np.ndarray:
         return self.masks(ids).reshape(-1)
-
-    def to_meta(self, probs: np.ndarray) -> np.ndarray:
-        return np.asarray(probs).transpose(0, 2, 3, 1).reshape(-1, NUM_CLASSES)
-
-    def from_meta(self, row_probs: np.ndarray, n_samples: int) -> np.ndarray:
-        return row_probs.reshape(n_samples, HEIGHT, WIDTH, NUM_CLASSES).transpose(0, 3, 1, 2)

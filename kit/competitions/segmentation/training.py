@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from kit.competitions.imageclass.layouts import RESAMPLING
 from kit.competitions.parts import FoldReport, FoldTraining
+from kit.competitions.pixel_stacking import PixelStacking
 from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.models import pretrained
@@ -111,7 +112,7 @@ class CrossEntropyDice(nn.Module):
 LOSSES = {"ce_dice": CrossEntropyDice}
 
 
-class SegmentationTraining(FoldTraining, FoldReport):
+class SegmentationTraining(FoldTraining, FoldReport, PixelStacking):
     """Sample ids: 0..n_train-1 the labelled pairs, then the test split's (the same files may be in both)."""
 
     spec: ClassVar[dict]
@@ -123,11 +124,12 @@ class SegmentationTraining(FoldTraining, FoldReport):
     def __init__(self, cfg: dict, data_dir: Path):
         self.cfg, self.data_dir = cfg, Path(data_dir)
         self.layout: Layout = read_layout(self.data_dir, self.spec)
-        self.classes = list(self.spec["classes"])
+        self.classes = self.pixel_classes = list(self.spec["classes"])
         self.ignore = int(self.spec.get("ignore_index", 255))
         self.num_outputs = len(self.classes)
         self.in_channels = int(self.spec.get("channels", 3))
         self.size = int(cfg["data"]["size"])
+        self.pixel_grid = (self.size, self.size)
         self.interpolation = pretrained.interpolation(cfg.get("model") or {})
         self.native: dict[Path, tuple[int, int]] = {}  # image -> (height, width), from its header or its decoding
         self._masks: dict[Path, np.ndarray] = {}
@@ -327,6 +329,11 @@ class SegmentationTraining(FoldTraining, FoldReport):
             return self.small_masks[sample]
         picture = Image.fromarray(self.full_mask(sample))
         return np.asarray(picture.resize((self.size, self.size), Image.Resampling.NEAREST))
+
+    def meta_targets(self, ids: list[int]) -> np.ndarray:
+        """Per pixel of data.size, the class; -1 where unlabelled (the stack never trains on those)."""
+        masks = self.small_masks[ids].astype(np.int64)
+        return np.where(masks == self.ignore, -1, masks).reshape(-1)
 
     def report_fold(self, out: Path, ids: list[int], probs: np.ndarray) -> None:
         """masks.png (six validation images: the image, its truth, the prediction) and confusion.png (pixels)."""
