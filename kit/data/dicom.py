@@ -60,6 +60,13 @@ class Series:
         return PLANES[int(np.argmax(np.abs(self.normal)))]
 
     @property
+    def tilt(self) -> float:
+        """Degrees between the slices' normal and the patient axis of their plane (an axial stack angled along a
+        disc reads 5–25°)."""
+        normal = self.normal / max(float(np.linalg.norm(self.normal)), 1e-12)
+        return float(np.degrees(np.arccos(np.clip(np.abs(normal).max(), 0.0, 1.0))))
+
+    @property
     def steps(self) -> np.ndarray:
         """Distance from each slice to the next along the normal, mm (finite ones)."""
         steps = np.abs(np.diff(self.positions @ self.normal))
@@ -350,6 +357,7 @@ def describe(series: Series) -> list[tuple[str, str]]:
         ("slice spacing", f"{spacing:g} mm" if spacing is not None else "unknown"),
         ("slice thickness", f"{series.thickness:g} mm" if series.thickness is not None else "unknown"),
         ("orientation", f"{series.plane} [{orientation}]"),
+        ("tilt", f"{series.tilt:.1f}° from the patient's {series.plane} plane"),
         ("gaps", ", ".join(f"{mm:g} mm after slice {i + 1}" for i, mm in series.gaps) or "none"),
         ("series uid", series.series_uid or "(none)"),
         ("transfer syntax", ", ".join(series.transfer_syntaxes)),

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from pydicom.data import get_testdata_file
 
 from kit.cli import main
 from kit.competitions.rsna.synth import Plane, write_slice
-from kit.data.dicom import merge_series, read_series, read_slice
+from kit.data.dicom import Series, merge_series, read_series, read_slice
 from kit.errors import DataError
 
 META = {"study_id": 1, "series_id": 2, "description": "Sagittal T1", "thickness": 3.0, "gap": 3.5}
@@ -101,6 +102,30 @@ def test_inspect_synthetic_series(rsna_dir, capsys):
     out = capsys.readouterr().out
     for field in ("slices", "rows x columns", "pixel spacing", "slice spacing", "orientation", "description"):
         assert field in out
+
+
+@pytest.mark.parametrize("degrees", [0.0, 12.5, 20.0])
+def test_tilt_is_the_angle_between_the_slices_and_their_plane(degrees):
+    """By hand: rows along x, columns turned by θ from y towards z, so the normal is (0, -sin θ, cos θ)."""
+    theta = np.radians(degrees)
+    orientation = np.array([1.0, 0.0, 0.0, 0.0, np.cos(theta), np.sin(theta)])
+    series = Series(Path("s"), np.zeros((1, 2, 2), np.float32), np.zeros((1, 3)), orientation, (1.0, 1.0), 1.0,
+                    [1], "Axial T2")  # fmt: skip
+    assert series.plane == "axial" and series.tilt == pytest.approx(degrees, abs=1e-6)
+
+
+REAL_STUDY = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "rsna-2024-lumbar" / "train_images"
+
+
+@pytest.mark.skipif(not REAL_STUDY.is_dir(), reason="../shared/data/rsna-2024-lumbar is absent")
+def test_inspect_lists_the_real_axial_series_stacks_with_their_tilts_and_gaps(capsys):
+    assert main(["inspect", str(REAL_STUDY / "100206310" / "1012284084")]) == 0
+    out = capsys.readouterr().out
+    stacks = [line for line in out.splitlines() if line.startswith("stack ")]
+    tilts = [float(line.split()[1].rstrip("°")) for line in out.splitlines() if line.startswith("tilt ")]
+    assert [s.split()[-1] for s in stacks] == ["4"] * 4 and len(tilts) == 4
+    assert max(tilts) > 25 and min(tilts) < 8, "the stacks are angled along different discs"
+    assert "mm after slice" in out, "a stack with a gap names it"
 
 
 def test_non_dicom_file(tmp_path, capsys):
