@@ -141,6 +141,10 @@ class Data(Section):
     fold_seed: int = setting(42, "a whole number >= 0", _natural)
     slices: int = setting(1, "a whole number >= 1", _count)
     size: int = setting(64, "a whole number >= 8", lambda v: _int(v) and v >= 8)
+    studies: str = setting(
+        "all", "all (every study train.csv lists has its images) or present (RSNA: train on the studies whose "
+        "train_images/<study_id>/ exists)", lambda v: v in ("all", "present"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,21 @@ def mixup(trainer: dict, classes: int) -> Mixup | None:
                  label_smoothing=0.0)  # fmt: skip
 
 
+def fold_ids(training, folds: pd.Series, fold: int) -> tuple[list, list]:
+    """The fold's training and validation samples among those the data holds (a folder may lack some the folds list,
+    e.g. RSNA studies without images under data.studies=present)."""
+    held = set(training.ids("train"))
+    train_ids = [i for i in folds.index[folds != fold] if i in held]
+    val_ids = [i for i in folds.index[folds == fold] if i in held]
+    if not train_ids or not val_ids:
+        raise KitError(f"fold {fold}: {len(train_ids)} training and {len(val_ids)} validation samples with data "
+                       f"({len(held)} in all); a fold needs both")  # fmt: skip
+    return train_ids, val_ids
+
+
 def build_fit(cfg: dict, fold: int, ctx: distributed.Context, training, folds: pd.Series, record: dict | None) -> Fit:
     trainer = cfg["trainer"]
-    train_ids = folds.index[folds != fold].tolist()
-    val_ids = folds.index[folds == fold].tolist()
+    train_ids, val_ids = fold_ids(training, folds, fold)
     precision = Precision.for_device(settings(trainer).precision, ctx.device)
     model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))
     ema = weight_average(model, settings(trainer).ema)

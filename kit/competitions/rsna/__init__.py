@@ -24,6 +24,8 @@ class RsnaLumbar(Competition):
     id_column = "row_id"
     training_class = RsnaTraining
     synth_sizes = {"train": 80, "test": 3}
+    hidden_test_samples = 700  # about, unverified (competitions.md)
+    runtime_limit_hours = 9.0
     image_sizes = tuple(synth.GEOMETRIES)
 
     def training(self, cfg: dict, data_dir: Path):

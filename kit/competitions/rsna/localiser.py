@@ -29,10 +29,11 @@ from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import require_inside, volume_stacks
 from kit.errors import DataError, KitError
 from kit.io import atomic_path, write_text_atomic
+from kit.runtime import clock
 
 from .layout import CONDITIONS, LEVELS
 from .levels import point_lps
-from .tables import landmark_points, load_studies
+from .tables import kept_studies, landmark_points, load_studies
 
 POINT_CONDITIONS = CONDITIONS[:3]  # canal (Sagittal T2), left and right foramina (Sagittal T1)
 POINTS = len(POINT_CONDITIONS) * len(LEVELS)
@@ -117,13 +118,14 @@ class LocaliserInput(Transform):  # a MONAI Transform: PersistentDataset caches 
         self.size = size
 
     def __call__(self, item: dict) -> dict:
-        stacks = {view: sagittal_stack(item["series"].get(view, [])) for view in ("sag_t2", "sag_t1")}
-        planes = []
-        for view, stack in stacks.items():
-            if stack is None:
-                planes.append(np.zeros((INPUT_SLICES[view], self.size, self.size), np.float32))
-            else:
-                planes.append(resize_slices(stack, input_slices(stack, view), self.size))
+        with clock.stage("decode"):
+            stacks = {view: sagittal_stack(item["series"].get(view, [])) for view in ("sag_t2", "sag_t1")}
+            planes = []
+            for view, stack in stacks.items():
+                if stack is None:
+                    planes.append(np.zeros((INPUT_SLICES[view], self.size, self.size), np.float32))
+                else:
+                    planes.append(resize_slices(stack, input_slices(stack, view), self.size))
         lps = labelled_lps(item["series"], item.get("points", {}))
         grid = np.full((POINTS, 2), np.nan, dtype=np.float32)
         for channel in np.flatnonzero(np.isfinite(lps).all(axis=1)):
@@ -229,7 +231,7 @@ class LocaliserTraining(FoldTraining):
         self.cfg, self.data_dir = cfg, Path(data_dir)
         self.size = int(cfg["data"]["size"])
         self.in_channels = sum(INPUT_SLICES.values())
-        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
+        self._studies = {split: load_studies(self.data_dir, split, kept_studies(cfg)) for split in ("train", "test")}
         self._items: dict[int, dict] = {}
         self.offsets = {group: 0.0 for group in GROUPS}
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import DataError
+from kit.schema import Data
 
 from .layout import (
     COLUMNS,
@@ -115,8 +116,14 @@ def read_series_descriptions(data_dir: Path, split: str) -> pd.DataFrame:
     return frame
 
 
-def load_studies(data_dir: Path, split: str = "train") -> list[Study]:
-    """Every study of a split with its series folders by view; train studies carry their labels."""
+def kept_studies(cfg: dict) -> str:
+    """data.studies: "all" or "present" (runs recorded before the key existed: the schema's default)."""
+    return cfg["data"].get("studies") or Data.defaults()["studies"]
+
+
+def load_studies(data_dir: Path, split: str = "train", which: str = "all") -> list[Study]:
+    """Every study of a split with its series folders by view; train studies carry their labels. Training studies
+    without a folder under train_images/ are an error, or left out with which="present" (data.studies)."""
     data_dir = Path(data_dir)
     if split not in IMAGE_DIRS:
         raise KeyError(f"unknown split {split!r}; valid: {', '.join(IMAGE_DIRS)}")
@@ -131,7 +138,15 @@ def load_studies(data_dir: Path, split: str = "train") -> list[Study]:
         unlisted = sorted(set(labels.index) - set(studies))
         if unlisted:
             raise DataError(f"{data_dir / TRAIN_CSV}: study_id {unlisted[0]} has no series in {SERIES_CSVS[split]}")
-        return [Study(int(sid), studies[int(sid)].series, labels.loc[sid].to_numpy()) for sid in labels.index]
+        present = [int(sid) for sid in labels.index if (images / str(int(sid))).is_dir()]
+        if which == "all" and len(present) < len(labels) or not present:
+            absent = next(int(sid) for sid in labels.index if int(sid) not in set(present))
+            raise DataError(
+                f"{images}: {len(labels) - len(present):,} of the {len(labels):,} studies in {TRAIN_CSV} have no "
+                f"folder here (e.g. {absent})"
+                + (f"; data.studies=present trains on the {len(present):,} with images" if present else "")
+            )
+        return [Study(sid, studies[sid].series, labels.loc[sid].to_numpy()) for sid in present]
     return list(studies.values())
 
 

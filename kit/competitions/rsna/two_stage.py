@@ -22,13 +22,13 @@ from kit.competitions.parts import Staged
 from kit.data.cache import cached_dataset
 from kit.data.dicom import read_view
 from kit.errors import KitError
-from kit.runtime import checkpoint
+from kit.runtime import checkpoint, clock
 
 from . import crop_model  # noqa: F401 - registers the stage-2 model, level_crop_mil
 from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
 from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack
-from .tables import load_studies
+from .tables import kept_studies, load_studies
 from .training import NUM_CLASSES, RsnaTraining
 
 STAGE = "localiser"
@@ -55,10 +55,12 @@ class CropInput(Transform):  # a MONAI Transform: PersistentDataset caches only 
 
     def __call__(self, item: dict) -> dict:
         series = item["series"]
-        views = {view: [sagittal_stack(series.get(view, []))] for view in ("sag_t2", "sag_t1")}
-        views["axial_t2"] = [s for folder in series.get("axial_t2", []) for s in read_view(Path(folder))]
+        with clock.stage("decode"):
+            views = {view: [sagittal_stack(series.get(view, []))] for view in ("sag_t2", "sag_t1")}
+            views["axial_t2"] = [s for folder in series.get("axial_t2", []) for s in read_view(Path(folder))]
         points = np.asarray(item["points"], dtype=np.float64)
-        crops = study_crops(views, points, self.size, self.slices, self.scales)
+        with clock.stage("crops"):
+            crops = study_crops(views, points, self.size, self.slices, self.scales)
         return {"study_id": item["study_id"], "crops": crops, "gap": level_gap(points[: len(LEVELS)])}
 
 
@@ -112,6 +114,7 @@ class LevelCrops(Dataset):
 
 
 class TwoStageTraining(RsnaTraining, Staged):
+    final_stage = "stage 2"  # what the timings of a prediction call the last model's own time
     """Stage 2's side of fold training; formats, metric and stacking are RSNA's."""
 
     def __init__(self, cfg: dict, data_dir: Path):
@@ -123,7 +126,7 @@ class TwoStageTraining(RsnaTraining, Staged):
             raise KitError(f"config: data.crop_scales needs {len(CROP_KINDS)} numbers ({', '.join(CROP_KINDS)})")
         self.cached_size = int(round(self.crop * (1 + 2 * float(data.get("crop_margin", 0.25)))))
         self.in_channels = 1
-        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
+        self._studies = {split: load_studies(self.data_dir, split, kept_studies(cfg)) for split in ("train", "test")}
         self.labels = {s.study_id: s.labels for s in self._studies["train"]}
         self.heatmap = None
         self.fold = cfg.get("fold")
@@ -181,7 +184,8 @@ class TwoStageTraining(RsnaTraining, Staged):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> LevelCrops:
         if split == "test":
-            points = self.test_points(ids)
+            with clock.stage("stage 1"):
+                points = self.test_points(ids)
         elif augment_seed is not None:
             points = self.labelled_points(ids)
         else:

@@ -1,5 +1,10 @@
+import os
+import re
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,3 +96,44 @@ def test_labels_are_integers(rsna_dir):
         warnings.simplefilter("error")
         labels = np.stack([s.labels for s in load_studies(rsna_dir)])
     assert labels.dtype == np.int64 and set(np.unique(labels)) <= {-1, 0, 1, 2}
+
+
+def test_studies_without_images_are_one_error_or_left_out_on_request(rsna_dir, tmp_path):
+    copy = tmp_path / "some"
+    copy.mkdir()
+    for csv in rsna_dir.glob("*.csv"):
+        shutil.copy(csv, copy / csv.name)
+    (copy / "test_images").symlink_to(rsna_dir / "test_images")
+    listed = sorted(p.name for p in (rsna_dir / "train_images").iterdir())
+    (copy / "train_images").mkdir()
+    for study in listed[::2]:
+        (copy / "train_images" / study).symlink_to(rsna_dir / "train_images" / study)
+    absent = [s for s in listed if s not in listed[::2]]
+    with pytest.raises(DataError, match=rf"{len(absent)} of the {len(listed)} studies in train.csv have no folder "
+                                        rf"here \(e\.g\. (\d+)\); data\.studies=present trains on the "
+                                        rf"{len(listed[::2])} with images") as error:  # fmt: skip
+        load_studies(copy, "train")
+    assert re.search(r"e\.g\. (\d+)", str(error.value)).group(1) in absent
+    kept = load_studies(copy, "train", "present")
+    assert sorted(str(s.study_id) for s in kept) == listed[::2]
+
+
+REAL = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "rsna-2024-lumbar"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/rsna-2024-lumbar is absent")
+def test_training_on_the_real_folder_says_what_is_missing_in_one_line(tmp_path):
+    """As a user runs it: relative data.dir, default KIT_HOME; 1,974 of 1,975 studies have no images here."""
+    env = {k: v for k, v in os.environ.items() if k != "KIT_HOME"}
+    (tmp_path / "data").symlink_to(REAL.resolve())
+    for extra, message in (
+        ((), r"^error: data/train_images: 1,974 of the 1,975 studies in train.csv have no folder here \(e\.g\. "
+             r"\d+\); data.studies=present trains on the 1 with images$"),
+        (("data.studies=present",), r"^error: fold 0: 0 training and \d validation samples with data \(1 in all\)"),
+    ):  # fmt: skip
+        result = subprocess.run([sys.executable, "-m", "kit.cli", "train-fold", "--exp", "rsna_two_stage", "--fold",
+                                 "0", "data.dir=data", *extra], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert re.match(message, result.stderr), result.stderr
+        assert not (tmp_path / "runs").exists()
