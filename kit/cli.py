@@ -392,7 +392,11 @@ def cmd_rehearse(args) -> None:
     from kit.kaggle.rehearse import rehearse_or_fail
 
     package = _inference_package(args, args.owner or "rehearsal", **_code_options(args))
-    rehearse_or_fail(package, package.competition, test_samples=args.test_samples, image=args.image)
+    given = Path(args.input) if args.input else None
+    if given is not None and not given.is_dir():
+        raise KitError(f"--input {args.input}: no such folder (the competition's input, as /kaggle/input/<slug>/)")
+    rehearse_or_fail(package, package.competition, test_samples=args.test_samples, image=args.image, given=given,
+                     hidden=args.hidden_samples)  # fmt: skip
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")
 
 
@@ -403,12 +407,12 @@ def _force_argument(p) -> None:
     p.add_argument("--force", action="store_true", help="use a trained run even though its YAML changed since")
 
 
-def _package_arguments(p) -> None:
+def _package_arguments(p, overrides_help: str = "name=<run> (another run of the experiment), data.dir=...") -> None:
     p.add_argument("--backend", default="torch", help="torch, or onnxruntime (ships each fold's model.onnx)")
     p.add_argument("--pythons", default=",".join(PYTHONS), help="CPythons the code dataset carries wheels for")
     p.add_argument("--image", default="here", help="rehearse on: here (this machine's packages), old, or a profile")
     _force_argument(p)
-    p.add_argument("overrides", nargs="*", help="name=<run> (another run of the experiment), data.dir=...")
+    p.add_argument("overrides", nargs="*", help=overrides_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,7 +570,11 @@ def _kaggle_verbs(verbs) -> None:
     p.add_argument("--stack", help="a stack's notebook instead (runs/stack-<STACK>/)")
     p.add_argument("--owner", help="owner written into the bundles' metadata (default: rehearsal)")
     p.add_argument("--test-samples", type=int, default=8, help="test samples (studies, images) in the simulated tree")
-    _package_arguments(p)
+    p.add_argument("--input", help="a folder in the competition's layout to rehearse on instead of synthetic data "
+                   "(e.g. ../shared/data/rsna-2024-lumbar, as the notebook finds it under /kaggle/input)")  # fmt: skip
+    p.add_argument("--hidden-samples", type=int, help="the hidden test set's size the time budget extrapolates to "
+                   "(default: the competition's, e.g. about 700 RSNA studies)")  # fmt: skip
+    _package_arguments(p, "name=<run> (another run of the experiment); other data: --input")
     p.set_defaults(func=cmd_rehearse)
 
     p = verbs.add_parser("kaggle-freeze", help="record the Kaggle image's packages as a profile for --image")

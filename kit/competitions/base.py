@@ -22,6 +22,8 @@ class Competition(ABC):
     id_column: ClassVar[str]  # the submission's row id
     training_class: ClassVar[type[FoldTraining]]
     synth_sizes: ClassVar[dict[str, int]]  # default train and test sample counts of the synthetic data
+    hidden_test_samples: ClassVar[int | None] = None  # a code competition's hidden test set, for the time budget
+    runtime_limit_hours: ClassVar[float | None] = None  # a code competition's notebook limit
 
     # Data on disk
 

@@ -84,6 +84,9 @@ run = Run.open({exp!r}, [f"data.dir={{ROOT / 'input' / {slug!r}}}"], force=True,
 path, folds, _ = predict_test(run, {backend!r})
 shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from {{folds}} fold(s): {{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
+shutil.copy2(run.root / "timings.json", WORK / "timings.json")  # seconds per stage: the rehearsal's time budget
+timings = json.loads((WORK / "timings.json").read_text())
+print({{name: round(s / timings["samples"], 2) for name, s in timings["seconds"].items()}}, "seconds per sample")
 """
 
 STACK = """\
@@ -97,6 +100,10 @@ path = predict_stack(WEIGHTS / "stack", runs)
 shutil.copy2(path, WORK / "submission.csv")
 print(f"submission.csv from the stack of {{len(runs)}} experiments: "
       f"{{sum(1 for _ in open(WORK / 'submission.csv')) - 1}} rows")
+timings = [json.loads((run.root / "timings.json").read_text()) for run in runs]  # each base's stages
+(WORK / "timings.json").write_text(json.dumps({{
+    "samples": timings[0]["samples"], "total": sum(t["total"] for t in timings),
+    "seconds": {{f"{{run.name}}: {{k}}": v for run, t in zip(runs, timings) for k, v in t["seconds"].items()}}}}))
 """
 
 TRAIN = """\

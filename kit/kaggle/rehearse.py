@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,18 +84,27 @@ def kernel_spec(python: Path, scratch: Path, env: dict[str, str]):
 TRAIN_SAMPLES = 10  # enough for the 5 folds a default config makes when it reads the competition
 
 
-def simulated_tree(root: Path, package: Package, competition: str, test_samples: int, visible: int, seed: int):
-    """root/input/<competition slug> (synthetic, `test_samples` test samples, the sample listing `visible`),
-    root/input/<code>, root/input/<weights>, root/working. Returns the expected submission row ids."""
+def simulated_tree(root: Path, package: Package, competition: str, test_samples: int, visible: int, seed: int,
+                   given: Path | None = None):  # fmt: skip
+    """root/input/<competition slug> (`given`, a folder in the competition's layout, or synthetic with `test_samples`
+    test samples, the sample listing `visible`), root/input/<code>, root/input/<weights>, root/working. Returns the
+    expected submission row ids."""
     comp = get_competition(competition)
     inputs = root / "input"
     inputs.mkdir(parents=True)
     (root / "working").mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = comp.synth(inputs / comp.slug, train=TRAIN_SAMPLES, test=test_samples, seed=seed, force=False)
-    expected = comp.test_row_ids(data)
-    if (data / "sample_submission.csv").exists():  # smaller than the test set run on, as on Kaggle
+    if given is not None:
+        (inputs / comp.slug).symlink_to(given.resolve(), target_is_directory=True)
+        expected = comp.test_row_ids(given)
+        if not expected:
+            raise KitError(f"--input {given}: no test sample to predict in the {comp.slug} layout")
+        data = None
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = comp.synth(inputs / comp.slug, train=TRAIN_SAMPLES, test=test_samples, seed=seed, force=False)
+        expected = comp.test_row_ids(data)
+    if data is not None and (data / "sample_submission.csv").exists():  # smaller than the test set, as on Kaggle
         sample = pd.read_csv(data / "sample_submission.csv")
         visible_rows = sample[comp.id_column].astype(str).isin(comp.test_row_ids(data, limit=visible))
         sample[visible_rows].to_csv(data / "sample_submission.csv", index=False)
@@ -116,6 +126,29 @@ def check_submission(path: Path, competition: str, expected: list[str]) -> list[
     return problems
 
 
+def time_budget(path: Path, competition: str, notebook_seconds: float, hidden: int | None, echo=print) -> list[str]:
+    """Seconds per test sample by stage (the notebook's timings.json), and the notebook's run time extrapolated to the
+    hidden test set (`hidden` samples, else the competition's own figure): a problem when over the competition's
+    limit. The set-up (install, loading) counts once; every sample costs what the rehearsed ones did, on this
+    machine."""
+    if not path.exists():
+        return [f"{path.name} was not written (the predict cell records its stages' seconds there)"]
+    timings = json.loads(path.read_text())
+    samples = max(int(timings["samples"]), 1)
+    for name, seconds in timings["seconds"].items():
+        echo(f"  {name:<10} {seconds / samples:8.2f} s per test sample")
+    comp = get_competition(competition)
+    hidden = hidden or comp.hidden_test_samples or samples
+    setup = max(notebook_seconds - timings["total"], 0.0)
+    estimate = setup + timings["total"] / samples * hidden
+    limit = comp.runtime_limit_hours
+    echo(f"time budget: {setup:.0f} s set-up + {timings['total'] / samples:.2f} s × {hidden} test samples = "
+         f"{estimate / 3600:.2f} h on this machine" + (f", limit {limit:g} h" if limit else ""))  # fmt: skip
+    if limit and estimate > limit * 3600:
+        return [f"the notebook would run {estimate / 3600:.1f} h on {hidden} test samples, over the {limit:g} h limit"]
+    return []
+
+
 def installed_from_wheels(python: Path) -> list[str]:
     """The kit the notebook ran must be the one its install cell put in the fresh environment."""
     where = subprocess.run([str(python), "-c", "import kit; print(kit.__file__)"], capture_output=True, text=True,
@@ -133,14 +166,19 @@ def first_cell_lines(notebook) -> list[str]:
 
 
 def rehearse(package: Package, competition: str, test_samples: int = 8, visible: int = 3, seed: int = 11,
-             timeout: int = 1800, image: str = "here", echo=print) -> list[str]:  # fmt: skip
-    """Run package.notebook/notebook.ipynb offline against a simulated tree; the problems found (none: ready)."""
+             timeout: int = 1800, image: str = "here", echo=print, given: Path | None = None,
+             hidden: int | None = None) -> list[str]:  # fmt: skip
+    """Run package.notebook/notebook.ipynb offline against a simulated tree (the competition's input `given`, else
+    synthetic); the problems found (none: ready)."""
     notebook = nbformat.read(package.notebook / "notebook.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="kit-rehearsal-") as scratch:
         scratch = Path(scratch)
         root = scratch / "kaggle"
-        expected = simulated_tree(root, package, competition, test_samples, visible, seed)
-        echo(f"simulated tree {root}: {test_samples} test samples ({visible} in the visible sample)")
+        expected = simulated_tree(root, package, competition, test_samples, visible, seed, given)
+        if given is None:
+            echo(f"simulated tree {root}: {test_samples} test samples ({visible} in the visible sample)")
+        else:
+            echo(f"simulated tree {root}: the competition's input is {given.resolve()} ({len(expected)} rows expected)")
         python = fresh_environment(scratch / "venv", image_folders(package, image, scratch, echo))
         echo(f"fresh environment {python.parent.parent} on the {image} image (the kit only from the code dataset)")
         try:
@@ -148,7 +186,9 @@ def rehearse(package: Package, competition: str, test_samples: int = 8, visible:
             with kernel_spec(python, scratch, {"KAGGLE_ROOT": str(root), "PYTHONPATH": ""}) as kernel:
                 client = NotebookClient(notebook, kernel_name=kernel, timeout=timeout,
                                         resources={"metadata": {"path": str(root / "working")}})  # fmt: skip
+                start = time.perf_counter()
                 client.execute()
+                notebook_seconds = time.perf_counter() - start
         except CellExecutionError as exc:
             return [f"a cell raised:\n{exc}"]
         finally:
@@ -156,6 +196,7 @@ def rehearse(package: Package, competition: str, test_samples: int = 8, visible:
                 echo(f"  {line}")
         problems = check_submission(root / "working" / "submission.csv", competition, expected)
         problems += installed_from_wheels(python)
+        problems += time_budget(root / "working" / "timings.json", competition, notebook_seconds, hidden, echo)
     if not problems:
         echo(f"submission.csv: {len(expected)} rows, valid")
     return problems

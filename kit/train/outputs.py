@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ from kit.competitions.parts import Oracle, gap_closed
 from kit.errors import KitError
 from kit.io import write_text_atomic
 from kit.ledger import record_written
+from kit.runtime import clock
 from kit.runtime.inference import fold_average
 from kit.train.run import Run
+
+TIMINGS_FILE = "timings.json"  # seconds per stage of the last test prediction, and the samples it covered
 
 
 def test_predictions_path(run: Run, training) -> Path:
@@ -76,7 +80,12 @@ def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str,
 
         for fold in run.folds:
             require_current_export(fold, run.name)
-    mean = fold_average(run.config, training, run.folds, training.dataset(ids, "test"), ids, backend)
+    clock.reset()
+    start = time.perf_counter()
+    with clock.stage(getattr(training, "final_stage", "model")):
+        mean = fold_average(run.config, training, run.folds, training.dataset(ids, "test"), ids, backend)
+    write_text_atomic(run.root / TIMINGS_FILE, json.dumps({"samples": len(ids), "folds": len(run.folds),
+                      "seconds": clock.seconds(), "total": time.perf_counter() - start}, indent=1))  # fmt: skip
     training.save_predictions(test_predictions_path(run, training), ids, mean)
     scores = training.evaluate(ids, mean) if training.test_labelled() else None
     scores_path = run.root / "test_scores.json"
