@@ -90,6 +90,11 @@ class FoldTraining(SampleData, Objective, PredictionFormat):
     @abstractmethod
     def __init__(self, cfg: dict, data_dir: Path): ...
 
+    def samples_absent(self, missing: list, total: int) -> None:
+        """The folds list `missing` samples that this data lacks: an error, unless the competition lets a user train
+        on the samples present (RSNA: data.studies=present)."""
+        raise KitError(f"{len(missing):,} of the {total:,} samples of the folds have no data here (e.g. {missing[0]})")
+
 
 class FoldReport(ABC):
     """Optional: pictures a person would rather look at, drawn when a fold's validation improves."""

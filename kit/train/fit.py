@@ -111,9 +111,12 @@ def mixup(trainer: dict, classes: int) -> Mixup | None:
 
 
 def fold_ids(training, folds: pd.Series, fold: int) -> tuple[list, list]:
-    """The fold's training and validation samples among those the data holds (a folder may lack some the folds list,
-    e.g. RSNA studies without images under data.studies=present)."""
+    """The fold's training and validation samples among those the data holds (where the competition lets a user train
+    without the samples a folder lacks, e.g. RSNA's data.studies=present)."""
     held = set(training.ids("train"))
+    missing = [i for i in folds.index if i not in held]
+    if missing:
+        training.samples_absent(missing, len(folds))
     train_ids = [i for i in folds.index[folds != fold] if i in held]
     val_ids = [i for i in folds.index[folds == fold] if i in held]
     if not train_ids or not val_ids:

@@ -99,13 +99,13 @@ def test_segmentation_stack_of_two_bases_blends_and_stacks_pixels(tmp_path):
 
     spec = {**load_experiment("ai4mars_lite0")["dataset"], "synth_size": 40}
     data = synth.generate(tmp_path / "terrain", spec, train=24, test=0, seed=5)
-    a = experiment(tmp_path, "terrain_a", "ai4mars_lite0", data, size=32)
-    b = experiment(tmp_path, "terrain_b", "ai4mars_unet", data, size=32)
+    a = experiment(tmp_path, "terrain_a", "ai4mars_lite0", data, size=24)
+    b = experiment(tmp_path, "terrain_b", "ai4mars_unet", data, size=24)
     training, folds = fake_base(a, seed=6, strength=1.4, confuse=(3, 0))
     fake_base(b, seed=7, strength=1.2, confuse=(2, 1))
     targets = training.meta_targets(folds.index.tolist())
-    assert len(targets) == 24 * 32 * 32 and (targets == -1).any() and set(np.unique(targets)) <= {-1, 0, 1, 2, 3}
-    out, scores = run_stack("ai4mars", [a, b], max_rows=20_000)
+    assert len(targets) == 24 * 24 * 24 and (targets == -1).any() and set(np.unique(targets)) <= {-1, 0, 1, 2, 3}
+    out, scores = run_stack("ai4mars", [a, b], max_rows=8_000)
     assert scores["stack"] > max(scores["terrain_a"], scores["terrain_b"]), scores
     assert scores["mean blend"] > min(scores["terrain_a"], scores["terrain_b"]), scores
     pngs = sorted((paths.submissions_root() / "ai4mars-msl" / out.name).glob("*.png"))

@@ -33,7 +33,7 @@ from kit.runtime import clock
 
 from .layout import CONDITIONS, LEVELS
 from .levels import point_lps
-from .tables import kept_studies, landmark_points, load_studies
+from .tables import absent_studies, fallback, landmark_points, load_studies
 
 POINT_CONDITIONS = CONDITIONS[:3]  # canal (Sagittal T2), left and right foramina (Sagittal T1)
 POINTS = len(POINT_CONDITIONS) * len(LEVELS)
@@ -47,11 +47,32 @@ def group_of(channel: int) -> str:
     return GROUPS[channel // len(LEVELS)]
 
 
-def sagittal_stack(folders: list) -> Series | None:
+PLANE_OF_VIEW = {"sag_t1": "sagittal", "sag_t2": "sagittal", "axial_t2": "axial"}
+
+
+def view_stacks(item: dict, view: str) -> list[Series]:
+    """A study's stacks of one view. In a test study (item["test"]), a series that cannot be read or whose slices
+    are not of the view's plane is left out with one log line: the study is predicted from its other views."""
+    stacks = []
+    for folder in item["series"].get(view, []):
+        try:
+            found = read_view(Path(folder))
+            planes = sorted({s.plane for s in found} - {PLANE_OF_VIEW[view]})
+            if planes:
+                raise DataError(f"{folder}: {planes[0]} slices, not {PLANE_OF_VIEW[view]} as its description says")
+        except (DataError, ValueError, IndexError) as exc:
+            if not item.get("test"):
+                raise
+            fallback(item["study_id"], f"{view} unusable ({exc}), left out")
+            continue
+        stacks += found
+    return stacks
+
+
+def sagittal_stack(item: dict, view: str) -> Series | None:
     """The stack a sagittal view is read from: the largest of its first series (a second series repeats it)."""
-    if not folders:
-        return None
-    return max(volume_stacks(read_view(Path(folders[0]))), key=lambda s: len(s.positions))
+    stacks = view_stacks(item, view)
+    return max(volume_stacks(stacks), key=lambda s: len(s.positions)) if stacks else None
 
 
 def geometry_only(stack: Series | None) -> dict | None:
@@ -119,7 +140,7 @@ class LocaliserInput(Transform):  # a MONAI Transform: PersistentDataset caches 
 
     def __call__(self, item: dict) -> dict:
         with clock.stage("decode"):
-            stacks = {view: sagittal_stack(item["series"].get(view, [])) for view in ("sag_t2", "sag_t1")}
+            stacks = {view: sagittal_stack(item, view) for view in ("sag_t2", "sag_t1")}
             planes = []
             for view, stack in stacks.items():
                 if stack is None:
@@ -231,12 +252,15 @@ class LocaliserTraining(FoldTraining):
         self.cfg, self.data_dir = cfg, Path(data_dir)
         self.size = int(cfg["data"]["size"])
         self.in_channels = sum(INPUT_SLICES.values())
-        self._studies = {split: load_studies(self.data_dir, split, kept_studies(cfg)) for split in ("train", "test")}
+        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
         self._items: dict[int, dict] = {}
         self.offsets = {group: 0.0 for group in GROUPS}
 
     def loss(self) -> nn.Module:
         return HeatmapLoss()
+
+    def samples_absent(self, missing: list, total: int) -> None:
+        absent_studies(self.cfg, self.data_dir, missing, total)
 
     def ids(self, split: str) -> list[int]:
         return [s.study_id for s in self._studies[split]]
@@ -245,7 +269,7 @@ class LocaliserTraining(FoldTraining):
         by_id = {s.study_id: s for s in self._studies[split]}
         points = landmark_points(self.data_dir, POINT_CONDITIONS) if split == "train" else {}
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()},
-                  "points": points.get(i, {})} for i in ids]  # fmt: skip
+                  "points": points.get(i, {}), "test": split == "test"} for i in ids]  # fmt: skip
         config = {"competition": "rsna", "stage": "localiser", "size": self.size, "version": 2}
         cached = cached_dataset(items, LocaliserInput(self.size), paths.cache_root() / "rsna_localiser", config)
         for item in cached:

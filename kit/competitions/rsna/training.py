@@ -32,7 +32,7 @@ from .layout import (
     TARGETS,
     VIEW_OF_CONDITION,
 )
-from .tables import kept_studies, landmark_points, load_studies
+from .tables import absent_studies, landmark_points, load_studies
 
 VIEW_ORDER = ("sag_t1", "sag_t2", "axial_t2")
 AXCODES = {"sag_t1": "RIP", "sag_t2": "RIP", "axial_t2": "SPL"}  # sagittal: slices R→L, rows S→I, columns A→P
@@ -194,7 +194,7 @@ class RsnaTraining(FoldTraining, Explaining, Stacking, Oracle):
         data = cfg["data"]
         self.size = {view: (data["slices"], data["size"], data["size"]) for view in VIEW_ORDER}
         self.in_channels = len(VIEW_ORDER) * data["slices"]
-        self._studies = {split: load_studies(self.data_dir, split, kept_studies(cfg)) for split in ("train", "test")}
+        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
         self.labels = {s.study_id: s.labels for s in self._studies["train"]}
         self.heatmap = heatmap_spec(cfg)
         self._points: dict[int, list] | None = None
@@ -214,6 +214,9 @@ class RsnaTraining(FoldTraining, Explaining, Stacking, Oracle):
         if self._points is None:
             self._points = landmark_points(self.data_dir, self.heatmap["conditions"])
         return self._points
+
+    def samples_absent(self, missing: list, total: int) -> None:
+        absent_studies(self.cfg, self.data_dir, missing, total)
 
     def ids(self, split: str) -> list[int]:
         return [s.study_id for s in self._studies[split]]

@@ -20,15 +20,14 @@ from torch.utils.data import Dataset
 from kit import paths
 from kit.competitions.parts import Staged
 from kit.data.cache import cached_dataset
-from kit.data.dicom import read_view
 from kit.errors import KitError
 from kit.runtime import checkpoint, clock
 
 from . import crop_model  # noqa: F401 - registers the stage-2 model, level_crop_mil
 from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
-from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack
-from .tables import kept_studies, load_studies
+from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack, view_stacks
+from .tables import load_studies
 from .training import NUM_CLASSES, RsnaTraining
 
 STAGE = "localiser"
@@ -54,10 +53,9 @@ class CropInput(Transform):  # a MONAI Transform: PersistentDataset caches only 
         self.size, self.slices, self.scales = size, slices, scales
 
     def __call__(self, item: dict) -> dict:
-        series = item["series"]
         with clock.stage("decode"):
-            views = {view: [sagittal_stack(series.get(view, []))] for view in ("sag_t2", "sag_t1")}
-            views["axial_t2"] = [s for folder in series.get("axial_t2", []) for s in read_view(Path(folder))]
+            views = {view: [sagittal_stack(item, view)] for view in ("sag_t2", "sag_t1")}
+            views["axial_t2"] = view_stacks(item, "axial_t2")
         points = np.asarray(item["points"], dtype=np.float64)
         with clock.stage("crops"):
             crops = study_crops(views, points, self.size, self.slices, self.scales)
@@ -126,7 +124,7 @@ class TwoStageTraining(RsnaTraining, Staged):
             raise KitError(f"config: data.crop_scales needs {len(CROP_KINDS)} numbers ({', '.join(CROP_KINDS)})")
         self.cached_size = int(round(self.crop * (1 + 2 * float(data.get("crop_margin", 0.25)))))
         self.in_channels = 1
-        self._studies = {split: load_studies(self.data_dir, split, kept_studies(cfg)) for split in ("train", "test")}
+        self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
         self.labels = {s.study_id: s.labels for s in self._studies["train"]}
         self.heatmap = None
         self.fold = cfg.get("fold")
@@ -192,7 +190,10 @@ class TwoStageTraining(RsnaTraining, Staged):
             points = self.predicted_points(ids)
         by_id = {s.study_id: s for s in self._studies[split]}
         items = [{"study_id": i, "series": {v: [str(p) for p in f] for v, f in by_id[i].series.items()},
-                  "points": np.round(with_canal(points[i]), 2).tolist()} for i in ids]  # fmt: skip
+                  "points": np.round(with_canal(points[i]), 2).tolist(), "test": split == "test"}
+                 for i in ids]  # fmt: skip
+        if split == "test":
+            self._test_items = {item["study_id"]: item for item in items}
         config = {"competition": "rsna", "stage": "crops", "size": self.cached_size, "slices": self.slices,
                   "scales": self.scales, "version": 2}  # fmt: skip
         transform = CropInput(self.cached_size, self.slices, self.scales)
@@ -223,6 +224,19 @@ class TwoStageTraining(RsnaTraining, Staged):
         checkpoint.save(out / "model_best.pt", best)
         self.save_predictions(out / self.oof_file, ids, calibrated)
         return {"score": after, "score_uncalibrated": before, "temperature": [round(float(t), 4) for t in temperature]}
+
+    def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        """The submission, and beside it <stem>_stage1_<study>.png: the first test study's stage-1 points and crops."""
+        written = super().write_submission(path, ids, probs)
+        item = getattr(self, "_test_items", {}).get(ids[0]) if ids else None
+        if item is not None:
+            from .stage_picture import stage_one_picture
+
+            views = {view: [sagittal_stack(item, view)] for view in ("sag_t2", "sag_t1")}
+            views["axial_t2"] = view_stacks(item, "axial_t2")
+            picture = Path(path).with_name(f"{Path(path).stem}_stage1_{ids[0]}.png")
+            stage_one_picture(picture, ids[0], views, np.asarray(item["points"], dtype=np.float64), 64, self.scales)
+        return written
 
     def explain(self, model, out: Path, ids: list[int], probs: np.ndarray, studies: int = 3) -> list[Path]:
         raise KitError("kit explain draws attention maps of single-stage models; rsna_two_stage has none")
