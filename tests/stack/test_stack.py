@@ -92,11 +92,12 @@ def test_mars_stack_beats_the_best_base_and_the_mean_blend(mars_bases):
 
 
 @pytest.mark.slow
-def test_segmentation_stack_of_two_bases_blends_and_stacks_pixels(tmp_path):
+def test_segmentation_stack_of_two_bases_blends_and_stacks_pixels(tmp_path, monkeypatch):
     """The segmentation family (AI4Mars' layout, unlabelled pixels): per-pixel meta-rows, the ignored pixels never a
     target, the stacked OOF scored at the masks' own size, the blend's label PNGs written."""
     from kit.competitions.segmentation import synth
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # LightGBM's threads spin when xdist workers share two cores
     spec = {**load_experiment("ai4mars_lite0")["dataset"], "synth_size": 40}
     data = synth.generate(tmp_path / "terrain", spec, train=24, test=0, seed=5)
     a = experiment(tmp_path, "terrain_a", "ai4mars_lite0", data, size=24)
