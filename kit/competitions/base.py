@@ -15,6 +15,8 @@ from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
 from kit.io import atomic_folder
 
+SYNTHETIC_MARKER = "SYNTHETIC.txt"  # in every folder `synth` writes: runs trained on it are phantom-trained
+
 
 class Competition(ABC):
     name: ClassVar[str]  # the kit's name: `kit score NAME`, `competition: NAME` in an experiment
@@ -60,6 +62,8 @@ class Competition(ABC):
         train, test = train or self.synth_sizes["train"], test or self.synth_sizes["test"]
         with atomic_folder(out) as staging:  # a generation cut short (Ctrl-C, a full disk) leaves `out` as it was
             self.generate(staging, train, test, seed, True, **options)
+            note = f"the kit's synthetic {self.name} competition (a phantom), seed {seed}: weights trained on it "
+            (staging / SYNTHETIC_MARKER).write_text(note + "never saw real images\n")
         return out
 
     @abstractmethod

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit import paths
+from kit.competitions.base import SYNTHETIC_MARKER
 from kit.config import apply_overrides, check_name, config_differences, load_config, load_experiment, lookup
 from kit.data.fingerprint import fingerprint
 from kit.errors import KitError
@@ -187,8 +188,11 @@ class Run:
 
     @property
     def phantom(self) -> bool:
-        """Trained on the kit's built-in synthetic data (data.dir null), never on real images."""
-        return self.trained_data is not None and self.trained_data["dir"] is None
+        """Trained on the kit's built-in synthetic data (data.dir null, or a folder `kit synth` wrote), never on real
+        images."""
+        if self.trained_data is None:
+            return False
+        return self.trained_data["dir"] is None or (Path(self.trained_path()) / SYNTHETIC_MARKER).exists()
 
     def phantom_warning(self) -> str | None:
         """The line that says so when such weights predict other (real) data."""

@@ -1,6 +1,8 @@
 """A run is what it was trained with: its config is written only once it replaces the fold, interrupted folds stay
 out of merges, a resumed run repeats an uninterrupted one, and folds trained differently are never merged."""
 
+import shutil
+
 import pandas as pd
 import pytest
 import torch
@@ -13,6 +15,7 @@ from kit.train import callbacks, runner
 from kit.train.outputs import merge_oof, predict_test
 from kit.train.run import Run
 from kit.train.runner import train_fold
+from tests.stack.test_stack import mark_trained
 
 TINY = ["data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=2", "trainer.batch_size=4"]
 
@@ -119,3 +122,18 @@ def test_tensorboard_events_and_the_runs_table(tiny_cfg, kit_home, capsys):
     assert set(lines) == {"rsna_resnet", "short"}
     assert "trainer.epochs=1" in lines["short"] and "1/3" in lines["short"]
     assert "data.size=32" in lines["rsna_resnet"] and lines["rsna_resnet"].split()[-4] == "-"  # no CV merged yet
+
+
+def test_a_folder_kit_synth_wrote_makes_phantom_weights_wherever_it_is_named(kit_home, tmp_path):
+    """data.dir=data/mars-synth (the phantom named as a folder) is phantom training as much as data.dir=null."""
+    from kit.competitions import get_competition
+    from kit.competitions.base import SYNTHETIC_MARKER
+
+    phantom = get_competition("mars").synth(tmp_path / "mars-synth", train=12, test=2, seed=1)
+    assert "never saw real images" in (phantom / SYNTHETIC_MARKER).read_text()
+    real = tmp_path / "mars-real"
+    shutil.copytree(phantom, real, ignore=shutil.ignore_patterns(SYNTHETIC_MARKER))
+    for name, folder, expected in (("on_phantom", phantom, True), ("on_real", real, False)):
+        cfg = apply_overrides(load_experiment("mars_smp_unet"), [f"data.dir={folder}", f"name={name}"])
+        mark_trained(cfg, [0])
+        assert Run.open(name).phantom is expected
