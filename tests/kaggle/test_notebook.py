@@ -1,3 +1,5 @@
+import json
+
 import nbformat
 import pandas as pd
 
@@ -45,9 +47,11 @@ def test_notebook_predicts_a_simulated_kaggle_tree(tmp_path, kit_home, rsna_dir,
 
     notebook = inference_notebook("rsna_resnet", layout.SLUG, "kit-code", "rsna-resnet-weights", oof_file="oof.csv")
     namespace = {"ROOT": root, "WEIGHTS": root / "input" / "rsna-resnet-weights", "WORK": root / "working"}
-    exec("import os, shutil, subprocess, sys\nfrom pathlib import Path", namespace)
+    exec("import json, os, shutil, subprocess, sys\nfrom pathlib import Path", namespace)  # the set-up cell's imports
     for cell in notebook.cells[2:]:
         exec(cell.source, namespace)
     submission = pd.read_csv(root / "working" / "submission.csv")
+    timings = json.loads((root / "working" / "timings.json").read_text())
+    assert timings["samples"] == 3 and timings["seconds"]["model"] > 0, "the time budget's record"
     assert len(submission) == 3 * 25 and list(submission.columns[:2]) == ["row_id", "normal_mild"]
     assert submission.iloc[:, 1:].notna().all().all()
