@@ -27,7 +27,7 @@ from . import crop_model  # noqa: F401 - registers the stage-2 model, level_crop
 from .crops import CROP_KINDS, level_gap, study_crops
 from .layout import CONDITIONS, LEVELS, SEVERITY_WEIGHTS, TARGETS
 from .localiser import OFFSETS_FILE, LocaliserTraining, read_points, sagittal_stack, view_stacks
-from .tables import load_studies
+from .tables import fallback, load_studies, read_labels
 from .training import NUM_CLASSES, RsnaTraining
 
 STAGE = "localiser"
@@ -194,6 +194,11 @@ class TwoStageTraining(RsnaTraining, Staged):
                  for i in ids]  # fmt: skip
         if split == "test":
             self._test_items = {item["study_id"]: item for item in items}
+            for item in items:
+                if not item["series"]:
+                    fallback(
+                        item["study_id"], "no series left to read; its rows are train.csv's label frequencies", False
+                    )
         config = {"competition": "rsna", "stage": "crops", "size": self.cached_size, "slices": self.slices,
                   "scales": self.scales, "version": 2}  # fmt: skip
         transform = CropInput(self.cached_size, self.slices, self.scales)
@@ -225,9 +230,23 @@ class TwoStageTraining(RsnaTraining, Staged):
         self.save_predictions(out / self.oof_file, ids, calibrated)
         return {"score": after, "score_uncalibrated": before, "temperature": [round(float(t), 4) for t in temperature]}
 
+    def with_prior(self, ids: list[int], probs: np.ndarray) -> np.ndarray:
+        """Test studies without any series to read take the label frequencies of every study train.csv lists."""
+        blank = [k for k, i in enumerate(ids) if not getattr(self, "_test_items", {}).get(i, {"series": 1})["series"]]
+        if not blank:
+            return probs
+        labels = read_labels(self.data_dir).to_numpy()
+        counts = np.stack([(labels == c).sum(axis=0) for c in range(NUM_CLASSES)], axis=-1) + 1.0
+        probs = np.array(probs, copy=True)
+        probs[blank] = counts / counts.sum(axis=-1, keepdims=True)
+        return probs
+
+    def save_predictions(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
+        return super().save_predictions(path, ids, self.with_prior(ids, probs))
+
     def write_submission(self, path: Path, ids: list[int], probs: np.ndarray) -> Path:
         """The submission, and beside it <stem>_stage1_<study>.png: the first test study's stage-1 points and crops."""
-        written = super().write_submission(path, ids, probs)
+        written = super().write_submission(path, ids, self.with_prior(ids, probs))
         item = getattr(self, "_test_items", {}).get(ids[0]) if ids else None
         if item is not None:
             from .stage_picture import stage_one_picture

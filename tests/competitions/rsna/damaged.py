@@ -29,14 +29,14 @@ def damaged_copies(real: Path, out: Path) -> dict[int, str]:
     source = real / "test_images" / str(study)
     damages = ["a series listed but absent", "a study without one of its series", "a series of one slice",
                "an extra series of an unknown description", "series whose orientation contradicts their description",
-               "another transfer syntax"]  # fmt: skip
+               "another transfer syntax", "every series listed but absent"]  # fmt: skip
     listing = []
     for k in range(1, len(damages) + 1):
         sid, folder = study + k, out / "test_images" / str(study + k)
         series = {desc: series_id for desc, series_id in by_view.items()}
         descriptions = {series_id: desc for desc, series_id in series.items()}
         for desc, series_id in series.items():
-            if k == 1 and desc == "Axial T2":
+            if k == 1 and desc == "Axial T2" or k == 7:
                 continue  # listed below, never written
             if k == 2 and desc == "Sagittal T2/STIR":
                 descriptions.pop(series_id)

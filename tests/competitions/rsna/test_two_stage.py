@@ -229,5 +229,12 @@ def test_every_damaged_copy_of_the_real_test_study_gets_its_25_rows(kit_home, rs
     assert f"study {absent}: series 3481971518 (Axial T2): no folder" in log
     assert f"study {unknown}: series 1: unknown description 'Coronal T2', left out" in log
     assert f"study {contradicting}: axial_t2 unusable" in log and "sagittal slices, not axial" in log
-    assert log.count("predicted from the rest") == 4, log  # one line each; one slice and RLE-less series just read
+    assert log.count("predicted from the rest") == 4 + 3, log  # one line each; one slice and RLE-less series read
+    nothing = next(sid for sid, d in damages.items() if d.startswith("every series"))
+    assert f"study {nothing}: no series left to read; its rows are train.csv's label frequencies" in log
+    frequencies = pd.read_csv(REAL / "train.csv").set_index("study_id")
+    rows = sub[sub["row_id"].str.startswith(f"{nothing}_")].set_index("row_id")
+    for target in ("spinal_canal_stenosis_l4_l5", "left_subarticular_stenosis_l1_l2"):
+        counts = frequencies[target].value_counts().reindex(["Normal/Mild", "Moderate", "Severe"]).fillna(0) + 1
+        assert np.allclose(rows.loc[f"{nothing}_{target}"].to_numpy(), counts / counts.sum(), atol=1e-5), target
     assert len(list(path.parent.glob(f"{path.stem}_stage1_4403694?.png"))) == 1, "stage 1 drawn on a real study"
