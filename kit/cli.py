@@ -391,10 +391,10 @@ def cmd_pull(args) -> None:
 def cmd_rehearse(args) -> None:
     from kit.kaggle.rehearse import rehearse_or_fail
 
-    package = _inference_package(args, args.owner or "rehearsal", **_code_options(args))
     given = Path(args.input) if args.input else None
     if given is not None and not given.is_dir():
         raise KitError(f"--input {args.input}: no such folder (the competition's input, as /kaggle/input/<slug>/)")
+    package = _inference_package(args, args.owner or "rehearsal", **_code_options(args))
     rehearse_or_fail(package, package.competition, test_samples=args.test_samples, image=args.image, given=given,
                      hidden=args.hidden_samples)  # fmt: skip
     print(f"rehearsal passed: {package.notebook / 'notebook.ipynb'} is ready to push")

@@ -2,6 +2,8 @@
 extrapolated to the hidden test set against the competition's limit."""
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -55,3 +57,31 @@ def test_a_competition_without_a_limit_reports_and_never_fails(tmp_path, competi
     lines = []
     assert time_budget(_timings(tmp_path, 1e6), competition, 2e6, None, lines.append) == []
     assert lines[-1].endswith("h on this machine")
+
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "rsna-2024-lumbar"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/rsna-2024-lumbar is absent")
+def test_the_rehearsal_reads_the_given_input_as_the_competitions(tmp_path):
+    """--input: the real folder is /kaggle/input/<slug>/ and its one public test study the 25 rows expected."""
+    from kit.competitions.rsna.layout import SLUG
+    from kit.kaggle.rehearse import simulated_tree
+
+    code, weights = tmp_path / "code", tmp_path / "weights"
+    code.mkdir()
+    weights.mkdir()
+    (weights / "dataset-metadata.json").write_text(json.dumps({"id": "me/rsna-weights", "title": "w"}))
+    package = SimpleNamespace(code=code, weights=weights)
+    expected = simulated_tree(tmp_path / "kaggle", package, "rsna", 8, 3, 11, given=REAL)
+    assert len(expected) == 25 and all(r.startswith("44036939_") for r in expected)
+    assert (tmp_path / "kaggle" / "input" / SLUG).resolve() == REAL.resolve()
+    assert (tmp_path / "kaggle" / "input" / "rsna-weights").resolve() == weights.resolve()
+
+
+def test_an_input_that_is_no_folder_is_one_line(tmp_path, capsys):
+    from kit.cli import main
+
+    assert main(["rehearse", "--exp", "rsna_two_stage", "--input", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --input ") and "no such folder" in err and err.count("\n") == 1
