@@ -50,9 +50,10 @@ def group_of(channel: int) -> str:
 PLANE_OF_VIEW = {"sag_t1": "sagittal", "sag_t2": "sagittal", "axial_t2": "axial"}
 
 
-def view_stacks(item: dict, view: str) -> list[Series]:
-    """A study's stacks of one view. In a test study (item["test"]), a series that cannot be read or whose slices
-    are not of the view's plane is left out with one log line: the study is predicted from its other views."""
+def view_stacks(item: dict, view: str, first: bool = False) -> list[Series]:
+    """A study's stacks of one view (with `first`, those of its first usable series only). In a test study
+    (item["test"]), a series that cannot be read or whose slices are not of the view's plane is left out with one
+    log line: the study is predicted from its other views."""
     stacks = []
     for folder in item["series"].get(view, []):
         try:
@@ -66,12 +67,14 @@ def view_stacks(item: dict, view: str) -> list[Series]:
             fallback(item["study_id"], f"{view} unusable ({exc}), left out")
             continue
         stacks += found
+        if first:
+            break
     return stacks
 
 
 def sagittal_stack(item: dict, view: str) -> Series | None:
     """The stack a sagittal view is read from: the largest of its first series (a second series repeats it)."""
-    stacks = view_stacks(item, view)
+    stacks = view_stacks(item, view, first=True)  # a second series repeats the first: never decoded
     return max(volume_stacks(stacks), key=lambda s: len(s.positions)) if stacks else None
 
 
