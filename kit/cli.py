@@ -130,7 +130,8 @@ def cmd_train_all(args) -> None:
     from kit.train.runner import train_fold
 
     cfg = _experiment(args)
-    summaries = [train_fold(cfg, fold, resume=args.resume, force=args.force) for fold in range(cfg["data"]["folds"])]
+    folds = range(cfg["data"]["folds"])  # a finished fold is kept, an interrupted one resumes (--restart: neither)
+    summaries = [train_fold(cfg, fold, resume=not args.restart, force=args.force) for fold in folds]
     scores = [s[s["metric"]] for s in summaries]
     print("fold scores: " + ", ".join(f"{s:.4f}" for s in scores))
     cmd_oof(args)
@@ -432,7 +433,7 @@ def _data_verbs(verbs) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing folder")
     p.add_argument("--size", default="default", help="image sizes: default (fast), or real (RSNA: real-sized series)")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=cmd_synth, on_interrupt="interrupted; nothing written (the folder appears only once complete)")
 
     p = verbs.add_parser("inspect", help="describe a DICOM series folder")
     p.add_argument("series_dir")
@@ -480,9 +481,15 @@ def _experiment_verbs(verbs) -> None:
                            "and report its validation metrics and speed against fp32")  # fmt: skip
         if verb in ("train-fold", "explain", "export"):
             p.add_argument("--fold", type=int, default=0)
+        if verb == "train-fold":
+            p.add_argument("--resume", action="store_true", help="continue from model_last.pt (a finished fold: kept)")
+        if verb == "train-all":
+            p.add_argument("--restart", action="store_true", help="retrain every fold from scratch (by default a "
+                           "finished fold is kept and an interrupted one resumes)")  # fmt: skip
         if verb.startswith("train"):
-            p.add_argument("--resume", action="store_true", help="continue from model_last.pt")
-            p.add_argument("--force", action="store_true", help="--resume even when the config changed")
+            p.add_argument("--force", action="store_true", help="continue even when the config changed")
+            p.set_defaults(on_interrupt="interrupted; the fold continues where it stopped with --resume (train-all: "
+                           "by default)")  # fmt: skip
         elif verb in AFTER_TRAINING:
             _force_argument(p)
         if verb == "tune":
@@ -592,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("default")
             status = args.func(args)
     except KeyboardInterrupt:
-        print("interrupted; a fold run continues with --resume", file=sys.stderr)
+        print(getattr(args, "on_interrupt", "interrupted"), file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - only a KitError somewhere in the chain is reported without a traceback
         cause = user_error(exc)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit import paths
-from kit.io import atomic_path, sha256, write_text_atomic
+from kit.io import atomic_path, exclusive, sha256, write_text_atomic
 
 COLUMNS = ["ref", "competition", "run", "file", "sha256", "data", "message", "submitted", "status", "public_score"]
 
@@ -73,14 +73,20 @@ def record_submission(competition: str, file: Path, message: str, submission) ->
         "status": submission.status.name,
         "public_score": submission.public_score or "",
     }
-    frame = load()
-    frame = pd.concat([frame[frame["ref"] != row["ref"]], pd.DataFrame([row])], ignore_index=True)
-    save(frame)
+    with exclusive(ledger_path(), "updating the ledger"):  # two submissions at once: both rows kept
+        frame = load()
+        frame = pd.concat([frame[frame["ref"] != row["ref"]], pd.DataFrame([row])], ignore_index=True)
+        save(frame)
     return row
 
 
 def refresh(submissions) -> int:
     """Kaggle's current status and public score for every ledger row it lists; how many rows changed."""
+    with exclusive(ledger_path(), "updating the ledger"):
+        return _refresh(submissions)
+
+
+def _refresh(submissions) -> int:
     frame = load()
     changed = 0
     by_ref = {int(s.ref): s for s in submissions}

@@ -13,7 +13,7 @@ from kit import paths
 from kit.competitions.parts import FoldTraining
 from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
-from kit.io import atomic_folder
+from kit.io import atomic_folder, exclusive
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"  # in every folder `synth` writes: runs trained on it are phantom-trained
 
@@ -38,7 +38,9 @@ class Competition(ABC):
         """The built-in synthetic competition, generated on first use."""
         path = self.synth_dir()
         if not path.exists():
-            self.synth(path)
+            with exclusive(path, "generating it"):
+                if not path.exists():
+                    self.synth(path)
         return path
 
     def data_dir(self, data_dir: str | Path | None) -> Path:

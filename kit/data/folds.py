@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from kit.errors import KitError
-from kit.io import atomic_path, write_text_atomic
+from kit.io import atomic_path, exclusive, write_text_atomic
 
 
 def split_folds(ids: Sequence, strata: Sequence[int], groups: Sequence, n_splits: int, seed: int) -> np.ndarray:
@@ -48,30 +48,33 @@ def load_or_make_folds(
     ids = list(ids)
     strata = None if strata is None else list(np.asarray(strata))
     path = keyed_path(path, ids, strata)
+    with exclusive(path, "making this split"):  # two folds started together share one split
+        if path.exists():
+            return _read_folds(path, ids, n_splits, seed)
+        folds = pd.Series(splitter(ids, strata, groups, n_splits, seed), index=pd.Index(ids, name="id"), name="fold")
+        with atomic_path(path) as tmp:
+            folds.to_csv(tmp)
+        write_text_atomic(path.with_suffix(".json"), json.dumps({"n_splits": n_splits, "seed": seed, "n": len(folds)}))
+    folds.attrs["path"] = str(path)
+    return folds
+
+
+def _read_folds(path: Path, ids: list, n_splits: int, seed: int) -> pd.Series:
     meta_path = path.with_suffix(".json")
-    if path.exists():
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        if meta and (meta.get("n_splits"), meta.get("seed")) != (n_splits, seed):
-            raise KitError(
-                f"{path} was made with n_splits={meta.get('n_splits')}, seed={meta.get('seed')}; "
-                f"asked for n_splits={n_splits}, seed={seed}. Every experiment must share one split: "
-                "use the file's settings, or delete it to make a new split"
-            )
-        as_text = len(ids) > 0 and isinstance(list(ids)[0], str)  # paths, or array indices kept as text
-        folds = pd.read_csv(path, index_col="id", dtype={"id": str} if as_text else None)["fold"]
-        missing = pd.Index(ids).difference(folds.index)
-        if len(missing):
-            raise KitError(
-                f"{path} has no fold for {len(missing)} id(s), e.g. {missing[:3].tolist()}; the data changed"
-            )
-        if meta.get("n") is not None and meta["n"] != len(ids):
-            raise KitError(f"{path} holds {meta['n']} samples, the data has {len(ids)}; delete it to make a new split")
-        folds = folds.loc[ids]
-        folds.attrs["path"] = str(path)
-        return folds
-    folds = pd.Series(splitter(ids, strata, groups, n_splits, seed), index=pd.Index(list(ids), name="id"), name="fold")
-    with atomic_path(path) as tmp:
-        folds.to_csv(tmp)
-    write_text_atomic(meta_path, json.dumps({"n_splits": n_splits, "seed": seed, "n": len(folds)}, indent=1))
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta and (meta.get("n_splits"), meta.get("seed")) != (n_splits, seed):
+        raise KitError(
+            f"{path} was made with n_splits={meta.get('n_splits')}, seed={meta.get('seed')}; "
+            f"asked for n_splits={n_splits}, seed={seed}. Every experiment must share one split: "
+            "use the file's settings, or delete it to make a new split"
+        )
+    as_text = len(ids) > 0 and isinstance(list(ids)[0], str)  # paths, or array indices kept as text
+    folds = pd.read_csv(path, index_col="id", dtype={"id": str} if as_text else None)["fold"]
+    missing = pd.Index(ids).difference(folds.index)
+    if len(missing):
+        raise KitError(f"{path} has no fold for {len(missing)} id(s), e.g. {missing[:3].tolist()}; the data changed")
+    if meta.get("n") is not None and meta["n"] != len(ids):
+        raise KitError(f"{path} holds {meta['n']} samples, the data has {len(ids)}; delete it to make a new split")
+    folds = folds.loc[ids]
     folds.attrs["path"] = str(path)
     return folds

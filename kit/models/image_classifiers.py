@@ -11,6 +11,7 @@ from kernels.se import SqueezeExcite
 from kit.models import encoders
 from kit.models import pretrained as pretrained_weights
 from kit.models.fused_se import fuse_timm_se
+from kit.models.hub import hub_model
 from kit.models.registry import register_model
 
 
@@ -50,7 +51,7 @@ def timm_classifier(in_channels: int, num_outputs: int, encoder: str = "resnet18
     encoders.check_timm(encoder)
     kwargs = {"in_chans": in_channels, "num_classes": 0 if head else num_outputs, "drop_rate": dropout}
     if pretrained == "hub":
-        backbone = pretrained_weights.hub_model(encoder, **kwargs)
+        backbone = hub_model(encoder, **kwargs)
     else:
         backbone = timm.create_model(encoder, pretrained=False, **kwargs)
         if pretrained:

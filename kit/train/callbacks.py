@@ -94,7 +94,7 @@ class HistoryWriter(Callback):
 
 class TensorBoard(Callback):
     def __init__(self, fit: Fit):
-        self.tracker = FoldTracker(fit.out)
+        self.tracker = FoldTracker(fit.out, resumed_after=fit.state["epoch"] if fit.claimed else None)
 
     def on_validation(self, fit, result):
         self.tracker.epoch(result.row)

@@ -59,6 +59,7 @@ class Fit:
     state: dict = field(default_factory=lambda: {"epoch": -1, "best": math.inf, "best_epoch": -1, "stale": 0,
                                                  "history": []})  # fmt: skip
     claimed: bool = False  # a fresh run replaces the fold's earlier run only with its first validation
+    began: float = 0.0  # perf_counter at the fold's start, moved back by the seconds of the run a resume continues
 
     @property
     def trainer(self) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from timm.utils.model_ema import ModelEmaV3
 
-from kit.config import config_differences, lookup
+from kit.config import config_differences, load_config, lookup
 from kit.errors import KitError
 from kit.runtime import checkpoint
 
@@ -53,8 +54,21 @@ def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> lis
     changed = [k for k in config_differences(saved, cfg) if k != "fold"]
     if changed and not force:
         details = ", ".join(f"{k} ({lookup(saved, k)!r} -> {lookup(cfg, k)!r})" for k in changed[:6])
-        raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway")
+        raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway "
+                       "(train-all: --restart retrains every fold)")  # fmt: skip
     return changed
+
+
+def finished_summary(out: Path, cfg: dict, force: bool) -> dict | None:
+    """What a resumed fold that had finished keeps: its summary.json as written (figures, seconds), untouched;
+    None where the fold is unfinished, or where --force continues it under a changed config (more epochs, say).
+    A finished fold of a changed config is otherwise refused like any resume."""
+    summary = out / "summary.json"
+    if not (summary.exists() and (out / "model_best.pt").exists()):
+        return None
+    if refuse_changed_config(load_config(out / "config.yaml"), cfg, out, force):
+        return None
+    return json.loads(summary.read_text())
 
 
 def remove_orphaned_writes(folder: Path) -> None:

@@ -25,7 +25,8 @@ from kit.train.callbacks import Callback, Validation, default_callbacks
 from kit.train.finetune import set_trainable
 from kit.train.fit import Fit, build_fit, start
 from kit.train.identity import identity
-from kit.train.prepare import prepare, seed_everything
+from kit.train.prepare import fold_dir, prepare, seed_everything
+from kit.train.resume import finished_summary
 
 
 def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, epoch_hook=None) -> dict:
@@ -42,6 +43,12 @@ def train_fold(cfg: dict, fold: int, resume: bool = False, force: bool = False, 
 def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, force: bool = False,
                 epoch_hook=None) -> dict:  # fmt: skip
     began = time.perf_counter()
+    kept = finished_summary(fold_dir(cfg, fold), cfg, force) if resume else None
+    if kept is not None:
+        if ctx.is_main:
+            print(f"fold {fold}: finished earlier, kept as it is ({fold_dir(cfg, fold) / 'summary.json'}); "
+                  "train-all --restart retrains it")  # fmt: skip
+        return {**kept, "rank": ctx.rank}
     comp, training, folds = prepare(cfg, ctx)
     record = identity(cfg, comp.data_dir(cfg["data"]["dir"])) if ctx.is_main else None
     if isinstance(training, Staged):
@@ -54,6 +61,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
     if ctx.is_main:
         print(f"{fit.precision.describe()}; {dispatch.describe(ctx.device)}", flush=True)
     start(fit, resume, force)
+    fit.began = began - fit.state.get("elapsed", 0.0)  # a resumed fold's seconds count both processes
     callbacks = default_callbacks(fit, epoch_hook) if ctx.is_main else []
     try:
         run_epochs(fit, callbacks)
@@ -63,7 +71,7 @@ def _train_fold(cfg: dict, fold: int, resume: bool, ctx: distributed.Context, fo
         raise
     for callback in callbacks:
         callback.on_fit_end(fit)
-    return summarize(fit, time.perf_counter() - began)
+    return summarize(fit, time.perf_counter() - fit.began)
 
 
 def run_epochs(fit: Fit, callbacks: list[Callback]) -> None:
@@ -139,6 +147,7 @@ def validate(fit: Fit, epoch: int, train_loss: float, seen: int, started: float)
     if improved:
         state.update(best=scores[fit.metric], best_epoch=epoch)
     state["epoch"] = epoch
+    state["elapsed"] = time.perf_counter() - fit.began
     return Validation(epoch, row, ids, probs, improved)
 
 

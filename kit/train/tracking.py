@@ -3,6 +3,7 @@ epoch, and the fold's pictures (progress curves, Mars masks) as images. `task te
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,27 @@ PICTURES = ("progress.png", "masks.png")
 
 
 class FoldTracker:
-    def __init__(self, fold_dir: Path, enabled: bool = True):
+    """One TensorBoard run per fold: a fresh training replaces the earlier run's event files at its first epoch
+    (as it replaces the fold's other files); a resumed one continues them, dropping what came after its checkpoint."""
+
+    def __init__(self, fold_dir: Path, enabled: bool = True, resumed_after: int | None = None):
         self.fold_dir = Path(fold_dir)
-        self.writer = SummaryWriter(str(self.fold_dir / "tensorboard")) if enabled else None
+        self.enabled, self.resumed_after = enabled, resumed_after
+        self.writer: SummaryWriter | None = None
+
+    def _open(self) -> None:
+        folder = self.fold_dir / "tensorboard"
+        if self.resumed_after is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.writer = SummaryWriter(str(folder))
+        else:
+            self.writer = SummaryWriter(str(folder), purge_step=self.resumed_after + 1)
 
     def epoch(self, row: dict) -> None:
-        if self.writer is None:
+        if not self.enabled:
             return
+        if self.writer is None:
+            self._open()
         step = int(row["epoch"])
         for key, value in row.items():
             if key != "epoch" and isinstance(value, int | float) and np.isfinite(value):

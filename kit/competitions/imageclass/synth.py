@@ -135,6 +135,7 @@ def write_tinyimagenet(out: Path, spec: dict, train: int, test: int, rng: np.ran
         wnid = wnids[label]
         picture(int(label), out / "train" / wnid / "images" / f"{wnid}_{k}.JPEG")
     for wnid in wnids:
+        (out / "train" / wnid).mkdir(parents=True, exist_ok=True)  # a class may draw no image when train is small
         (out / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
     rows = []
     for k, label in enumerate(_labels(rng, test, n_classes)):

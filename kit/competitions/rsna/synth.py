@@ -11,8 +11,6 @@ train.csv as oracle.csv, one row per labelled train row.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from tqdm import tqdm
 
 from kit.errors import KitError
+from kit.io import atomic_folder
 
 from .layout import (
     CONDITION_TITLES,
@@ -162,7 +161,9 @@ def write_slice(path: Path, pixels: np.ndarray, plane: Plane, meta: dict) -> Non
     stored = np.clip(np.round((pixels - intercept) / slope), 0, 65535).astype(np.uint16)
     file_meta = FileMetaDataset()
     file_meta.MediaStorageSOPClassUID = MRImageStorage
-    file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    # derived from the slice's ids (themselves from the seed), so that one seed always writes the same bytes
+    ids = [str(meta[key]) for key in ("study_id", "series_id", "instance_number")]
+    file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=ids)
     file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = file_meta
@@ -300,17 +301,8 @@ def generate(out: Path, studies: int = 80, test_studies: int = 3, seed: int = 0,
         raise KitError(f"{out} already exists; pass --force to replace it")
     if studies < 2:
         raise KitError(f"--train must be at least 2 studies, got {studies}")
-    rng = np.random.default_rng(seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _generate_into(tmp, studies, test_studies, rng, GEOMETRIES[size])
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_folder(out) as staging:  # made with the umask's modes, in place only once complete
+        _generate_into(staging, studies, test_studies, np.random.default_rng(seed), GEOMETRIES[size])
     return out
 
 
