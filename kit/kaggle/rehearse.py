@@ -151,8 +151,9 @@ def time_budget(path: Path, competition: str, notebook_seconds: float, hidden: i
 
 def installed_from_wheels(python: Path) -> list[str]:
     """The kit the notebook ran must be the one its install cell put in the fresh environment."""
+    env = {**os.environ, "PYTHONPATH": ""}  # as the notebook's kernel ran: a user's own PYTHONPATH is not Kaggle's
     where = subprocess.run([str(python), "-c", "import kit; print(kit.__file__)"], capture_output=True, text=True,
-                           cwd=python.parent)  # fmt: skip
+                           cwd=python.parent, env=env)  # fmt: skip
     environment = python.parent.parent
     if where.returncode or environment not in Path(where.stdout.strip()).parents:
         return [f"the kit was not installed from the code dataset into {environment} ({where.stdout or where.stderr})"]
