@@ -40,17 +40,19 @@ def keyed_path(path: Path, ids: Sequence, strata: Sequence | None) -> Path:
 
 
 def load_or_make_folds(
-    path: Path, ids: Sequence, strata: Sequence[int] | None, groups: Sequence | None, n_splits: int = 5,
-    seed: int = 42, splitter: Callable = split_folds,
+    path: Path, ids: Sequence, strata: Sequence[int] | None, groups: Sequence | Callable[[], Sequence] | None,
+    n_splits: int = 5, seed: int = 42, splitter: Callable = split_folds,
 ) -> pd.Series:  # fmt: skip
     """The folds file at `path` (made on first use by `splitter(ids, strata, groups, n_splits, seed)`) as a Series
-    id -> fold; it must cover every id given. The file's name is keyed by the data (keyed_path)."""
+    id -> fold; it must cover every id given. The file's name is keyed by the data (keyed_path). `groups` may be a
+    function, called only when the split is made (finding duplicate groups costs time)."""
     ids = list(ids)
     strata = None if strata is None else list(np.asarray(strata))
     path = keyed_path(path, ids, strata)
     with exclusive(path, "making this split"):  # two folds started together share one split
         if path.exists():
             return _read_folds(path, ids, n_splits, seed)
+        groups = groups() if callable(groups) else groups
         folds = pd.Series(splitter(ids, strata, groups, n_splits, seed), index=pd.Index(ids, name="id"), name="fold")
         with atomic_path(path) as tmp:
             folds.to_csv(tmp)

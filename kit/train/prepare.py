@@ -30,10 +30,11 @@ def prepare(cfg: dict, ctx: distributed.Context, with_folds: bool = True):
     if not with_folds:
         data_dir = comp.data_dir(cfg["data"]["dir"])
         return comp, comp.training(cfg, data_dir), None
+    folds = None
     if ctx.is_main:
-        data_dir = comp.data_dir(cfg["data"]["dir"])
-        comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+        folds = comp.folds(comp.data_dir(cfg["data"]["dir"]), cfg["data"]["folds"], cfg["data"]["fold_seed"])
     ctx.barrier()
     data_dir = comp.data_dir(cfg["data"]["dir"])
-    folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+    if folds is None:  # the other processes read what rank 0 made
+        folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
     return comp, comp.training(cfg, data_dir), folds

@@ -40,7 +40,14 @@ class ImageClassification(Competition):
         index), the runner by position. A cleaned dataset's report lies beside the folds file."""
         samples, report = duplicates.read_clean(data_dir, self.spec)
         split = samples.train
-        groups = split.keys if split.groups is None else [f"group{g}" for g in split.groups]
+
+        def groups() -> list[str]:  # asked for only when the split is made
+            found = split.groups
+            if found is None:  # no dataset.clean: near copies still share a fold, or CV would score memory
+                found, line = duplicates.copy_groups(split)
+                print(line, flush=True)
+            return [f"group{g}" for g in found]
+
         path = self.folds_path(data_dir)
         folds = load_or_make_folds(path, split.keys, split.labels, groups, n_splits, seed)
         if report is not None:

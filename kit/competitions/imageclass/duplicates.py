@@ -15,6 +15,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from kit.data.decoded import decoded
 from kit.errors import DataError, KitError
 
 from .layouts import Samples, Split, read_layout
@@ -44,6 +45,34 @@ def phash_bits(pictures: Iterable[Image.Image]) -> np.ndarray:
     import imagehash  # only datasets that declare `clean` need it (a Kaggle image may lack it)
 
     return np.stack([imagehash.phash(p).hash.reshape(-1) for p in pictures])
+
+
+def copy_groups(split: Split, distance: int = DEFAULTS["distance"]) -> tuple[np.ndarray, str]:
+    """Near-copy groups (pHash within `distance` bits) of a split's samples, and a line saying what was found. A
+    folder's hashes are computed once (kit.data.decoded's cache), so a 20,000-image tree costs seconds only once."""
+    if split.arrays is not None:
+        bits = phash_bits(_pictures(split))
+    else:
+        settings = {"reader": "phash", "bits": HASH_BITS}
+        bits = decoded(split.files, (HASH_BITS,), _file_phash, settings, "images (pHash, for duplicates)") > 0
+    groups = near_groups(np.asarray(bits, dtype=bool), distance)
+    sizes = np.bincount(groups)
+    repeated = sizes[sizes >= 2]
+    if not len(repeated):
+        return groups, f"duplicates: none among {len(groups)} labelled images (pHash within {distance} bits)"
+    return groups, (
+        f"duplicates: {repeated.sum()} of {len(groups)} labelled images are near copies (pHash within {distance} "
+        f"bits), in {len(repeated)} groups; each group is kept in one fold"
+    )
+
+
+def _file_phash(path) -> np.ndarray:
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            return phash_bits([picture])[0].astype(np.uint8)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from exc
 
 
 def near_groups(bits: np.ndarray, distance: int, chunk: int = 2048) -> np.ndarray:

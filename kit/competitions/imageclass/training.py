@@ -15,10 +15,10 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from kernels.focal import focal_loss
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
+from kit.data.decoded import decoded
 from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.models import pretrained
@@ -159,9 +159,13 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
             if arrays.shape[1:] == empty.shape[1:]:
                 return arrays
             fitted = [fit_array(a, self.size, self.in_channels, self.interpolation) for a in arrays]
+        elif split.files:
+            size, channels, interpolation = self.size, self.in_channels, self.interpolation
+            settings = {"reader": "imageclass", "size": size, "channels": channels, "interpolation": interpolation}
+            return decoded(split.files, empty.shape[1:], lambda p: load_image(p, size, channels, interpolation),
+                           settings, f"{name} images")  # fmt: skip
         else:
-            files = tqdm(split.files, desc=f"decoding {name} images", leave=False, disable=len(split.files) < 2000)
-            fitted = [load_image(p, self.size, self.in_channels, self.interpolation) for p in files]
+            fitted = []
         return np.stack(fitted) if fitted else empty
 
     def ids(self, split: str) -> list[int]:

@@ -86,3 +86,33 @@ def test_a_dataset_that_is_all_copies_is_refused(tmp_path):
         np.savez(tmp_path / "d" / "training_set.npz", images=images, labels=saved["labels"])
     with pytest.raises(KitError, match="every labelled sample is a near copy"):
         duplicates.read_clean(tmp_path / "d", spec)
+
+
+def test_copies_in_a_class_folder_tree_share_a_fold_by_default(tmp_path, kit_home, capsys):
+    """No dataset.clean: a user's tree with re-saved and resized copies still keeps each image's copies in one fold,
+    and says how many it found; the hashes are computed once (cached with the decoded images)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    tree = tmp_path / "tree"
+    for name in ("cats", "dogs"):
+        (tree / name).mkdir(parents=True)
+    originals = []
+    for k in range(24):
+        picture = Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).resize((64, 64), Image.BICUBIC)
+        picture.save(tree / ("cats", "dogs")[k % 2] / f"{k}.png")
+        originals.append(picture)
+    for k in (0, 1, 2):  # a re-saved JPEG, a resized copy, and the same file again under another name
+        originals[k].convert("RGB").save(tree / ("cats", "dogs")[k % 2] / f"{k}_copy.jpg", quality=90)
+        originals[k].resize((80, 80)).save(tree / ("cats", "dogs")[k % 2] / f"{k}_big.png")
+    comp = get_competition("imagefolder")
+    folds = comp.folds(tree, n_splits=4, seed=0)
+    assert "duplicates: 9 of 30 labelled images are near copies" in capsys.readouterr().out
+    keys = duplicates.read_clean(tree, comp.spec)[0].train.keys
+    fold_of = dict(zip(keys, folds, strict=True))
+    for k in (0, 1, 2):
+        same = {fold_of[f"{('cats', 'dogs')[k % 2]}/{k}{suffix}"] for suffix in (".png", "_copy.jpg", "_big.png")}
+        assert len(same) == 1, f"image {k}'s copies in folds {same}"
+    assert len(list((kit_home / "cache" / "decoded").glob("*.npy"))) == 1
+    comp.folds(tree, n_splits=4, seed=0)
+    assert "duplicates" not in capsys.readouterr().out, "said when the split is made, not on every read"

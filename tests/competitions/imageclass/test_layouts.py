@@ -201,3 +201,43 @@ def test_the_real_pbc_class_folders_read_as_the_blood_cell_experiment_s_classes(
     assert np.bincount(samples.train.labels).tolist() == [50] * 8
     assert all(k.startswith("ig/") for k, y in zip(samples.train.keys, samples.train.labels, strict=True) if y == 3)
     assert layouts.load_image(samples.train.files[0], 96, 3).shape == (96, 96, 3)
+
+
+def test_images_are_decoded_once_per_data_and_size_then_read_from_the_cache(tmp_path, kit_home, monkeypatch):
+    """A second run of the same files memory-maps the first run's decoded array; a rewritten image, another size
+    or a failed decode never serve stale or partial pixels."""
+    from kit.competitions import competition_of
+    from kit.competitions.imageclass import training
+    from kit.config import apply_overrides, load_experiment
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+                tmp_path / "tree" / name / f"{k}.png"
+            )
+    cfg = apply_overrides(load_experiment("imagefolder_resnet18"), [f"data.dir={tmp_path / 'tree'}", "data.size=16"])
+    comp = competition_of(cfg)
+    first = np.array(comp.training(cfg, tmp_path / "tree").images)
+    cached = list((kit_home / "cache" / "decoded").glob("*.npy"))
+    assert len(cached) == 1 and first.shape == (6, 16, 16, 3)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "load_image", no_decoding)
+        assert np.array_equal(comp.training(cfg, tmp_path / "tree").images, first)
+
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "tree" / "b" / "2.png")
+    changed = comp.training(cfg, tmp_path / "tree").images
+    assert changed[5].max() == 0 and np.array_equal(changed[:5], first[:5])
+    bigger = comp.training(apply_overrides(cfg, ["data.size=8"]), tmp_path / "tree").images
+    assert bigger.shape == (6, 8, 8, 3) and len(list((kit_home / "cache" / "decoded").glob("*.npy"))) == 3
+
+    (tmp_path / "tree" / "a" / "1.png").write_bytes(b"not a png")
+    with pytest.raises(KitError, match=r"1.png: unreadable image"):
+        _ = comp.training(cfg, tmp_path / "tree").images
+    left = [p.name for p in (kit_home / "cache" / "decoded").iterdir() if not p.name.endswith(".lock")]
+    assert len(left) == 3 and all(name.endswith(".npy") for name in left), "no partial array"
