@@ -78,7 +78,7 @@ class Trainer(Section):
     optional: ClassVar[frozenset[str]] = frozenset(
         {"early_stopping_smoothing", "freeze_epochs", "unfreeze_stages", "backbone_lr", "layer_decay", "freeze_bn",
          "lr_decay",
-         "plateau_patience", "schedule", "tta", "randaugment", "mixup"}
+         "plateau_patience", "schedule", "tta", "randaugment", "mixup", "sync_bn"}
     )  # fmt: skip
 
     accumulate: int = setting(1, "a whole number >= 1", _count)  # batches per optimiser step
@@ -117,6 +117,7 @@ class Trainer(Section):
         _or_null(lambda v: isinstance(v, str) and v.startswith("rand")),
     )  # fmt: skip
     mixup: float = setting(0.0, "a probability in [0, 1]", lambda v: _number(v) and 0 <= v <= 1)
+    sync_bn: bool | str = setting("auto", "auto, true or false (DDP on GPUs)", lambda v: _flag(v) or v == "auto")
 
     @classmethod
     def resolved(cls, values: dict) -> dict:

@@ -21,7 +21,7 @@ from kit.runtime import checkpoint
 from kit.runtime.inference import build_model, memory_format
 from kit.runtime.precision import Precision
 from kit.schema import trainer as settings
-from kit.train import distributed
+from kit.train import data_parallel, distributed
 from kit.train.finetune import param_groups
 from kit.train.identity import write_identity
 from kit.train.loaders import make_loader
@@ -29,8 +29,6 @@ from kit.train.prepare import fold_dir
 from kit.train.resume import refuse_changed_config, remove_orphaned_writes, restore
 from kit.train.schedules import Schedule, make_schedule
 from kit.train.step import Stepper
-
-BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 
 
 @dataclass
@@ -131,6 +129,8 @@ def build_fit(cfg: dict, fold: int, ctx: distributed.Context, training, folds: p
     train_ids, val_ids = fold_ids(training, folds, fold)
     precision = Precision.for_device(settings(trainer).precision, ctx.device)
     model = build_model(cfg, training).to(ctx.device).to(memory_format=memory_format(cfg))
+    per_process = data_parallel.per_process_batch(trainer["batch_size"], ctx.world_size)
+    model = data_parallel.prepare_model(model, settings(trainer).sync_bn, per_process, ctx.world_size, ctx.device.type)
     ema = weight_average(model, settings(trainer).ema)
     wrapped = DistributedDataParallel(model) if ctx.world_size > 1 else model
     loss_fn = training.loss().to(ctx.device)
@@ -156,7 +156,7 @@ def _loaders(cfg: dict, fold: int, ctx: distributed.Context, training, train_ids
     train_set = training.dataset(train_ids, "train", augment_seed=trainer["seed"] if trainer["augment"] else None)
     sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=trainer["seed"],
                                  drop_last=True)  # fmt: skip
-    per_rank = max(1, trainer["batch_size"] // ctx.world_size)
+    per_rank = data_parallel.per_process_batch(trainer["batch_size"], ctx.world_size)
     train_loader = make_loader(train_set, per_rank, trainer, ctx.device, sampler=sampler, drop_last=True)
     val_loader = make_loader(training.dataset(val_ids, "train"), trainer["batch_size"], trainer, ctx.device)
     return sampler, train_loader, val_loader
@@ -164,7 +164,7 @@ def _loaders(cfg: dict, fold: int, ctx: distributed.Context, training, train_ids
 
 def _check_batches(model, trainer: dict, fold: int, ctx: distributed.Context, train_loader: DataLoader) -> None:
     per_rank = train_loader.batch_size
-    if per_rank < 2 and any(isinstance(m, BATCH_NORMS) for m in model.modules()):
+    if per_rank < 2 and any(isinstance(m, data_parallel.BATCH_NORMS) for m in model.modules()):
         raise KitError(
             f"trainer.batch_size={trainer['batch_size']}: BatchNorm needs at least 2 samples per batch and process; "
             "use a larger batch (or model.norm=group where the model has it)"

@@ -148,3 +148,34 @@ def test_synth_interrupted_says_so_and_what_it_writes_follows_the_umask(tmp_path
     assert done.returncode == 0, done.stderr
     folders = [tmp_path / "data/rsna-synth", *(tmp_path / "data/rsna-synth").rglob("*/")]
     assert {oct(p.stat().st_mode & 0o777) for p in folders if p.is_dir()} == {oct(0o777 & ~umask)}
+
+
+def test_two_submissions_recorded_at_once_both_stay_in_the_ledger(tmp_path, kit_home, monkeypatch):
+    """The ledger is read, changed and written back: two `kit submit` at once lost a row without the lock."""
+    from types import SimpleNamespace
+
+    from kit import ledger
+
+    slow_load = ledger.load
+
+    def load():
+        frame = slow_load()
+        time.sleep(0.3)  # widen the read-to-write window
+        return frame
+
+    monkeypatch.setattr(ledger, "load", load)
+    files = []
+    for ref in (1, 2):
+        files.append(tmp_path / f"sub{ref}.csv")
+        files[-1].write_text(f"id,label\n{ref},0\n")
+    status = SimpleNamespace(name="COMPLETE")
+    threads = [
+        threading.Thread(target=ledger.record_submission,
+                         args=("comp", file, "m", SimpleNamespace(ref=ref, status=status, public_score="0.5")))
+        for ref, file in zip((1, 2), files, strict=True)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(slow_load()["ref"]) == [1, 2]
