@@ -32,8 +32,14 @@ def test_hub_weights_offline_are_one_line(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")
 
+    from kit.models import hub
+
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(KitError, match="model.pretrained=hub: timm could not fetch 'resnet18' weights .*offline"):
+    monkeypatch.setattr(hub, "unreachable", lambda: None)  # the hub answered; the download itself failed
+    with pytest.raises(KitError, match="model.pretrained=hub: no 'resnet18' weights: OSError; offline, give a file"):
+        create_model("timm_classifier", 3, 4, encoder="resnet18", pretrained="hub")
+    monkeypatch.setattr(hub, "unreachable", lambda: "gaierror: Name or service not known")
+    with pytest.raises(KitError, match=r"the hub is unreachable \(gaierror: .*\) and the local cache lacks them"):
         create_model("timm_classifier", 3, 4, encoder="resnet18", pretrained="hub")
 
 
