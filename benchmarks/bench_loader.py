@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
+    if args.data and not args.data.is_dir():
+        raise SystemExit(f"error: --data {args.data}: folder not found")
     home = (OUT / "home").absolute()
     data = args.data.absolute() if args.data else (OUT / f"tree-{args.images}").absolute()
     if not args.data and not data.exists():

@@ -67,12 +67,7 @@ def copy_groups(split: Split, distance: int = DEFAULTS["distance"]) -> tuple[np.
 
 
 def _file_phash(path) -> np.ndarray:
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            return phash_bits([picture])[0].astype(np.uint8)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
+    return phash_bits(_opened([path]))[0].astype(np.uint8)
 
 
 def near_groups(bits: np.ndarray, distance: int, chunk: int = 2048) -> np.ndarray:
@@ -145,7 +140,11 @@ def _pictures(split: Split):
         for array in split.arrays:
             yield Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
         return
-    for path in split.files:
+    yield from _opened(split.files)
+
+
+def _opened(paths):
+    for path in paths:
         try:
             with Image.open(path) as picture:
                 picture.load()
