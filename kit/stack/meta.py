@@ -38,9 +38,12 @@ class StackModel:
 
     def predict(self, training, probs_by_model: list[np.ndarray]) -> np.ndarray:
         """The folds' meta-models averaged, in the predictions' shape."""
-        x, logs = features(training, probs_by_model, self.names)
-        rows = sum(predict(b, x, pool(logs)) for pool, b in zip(self.pools, self.boosters, strict=True))
-        return training.from_meta(rows / len(self.boosters), len(x) // training.rows_per_sample)
+
+        def averaged(_part: slice, x: pd.DataFrame, logs: np.ndarray) -> list[np.ndarray]:
+            rows = sum(predict(b, x, pool(logs)) for pool, b in zip(self.pools, self.boosters, strict=True))
+            return [rows / len(self.boosters)]
+
+        return by_chunks(training, probs_by_model, self.names, averaged)[0]
 
     def save(self, folder: Path) -> None:
         for stale in folder.glob("meta_fold*.txt"):  # an earlier stack of this name may have had more folds
@@ -74,15 +77,39 @@ def chunks(n: int, rows_per_sample: int, chunk_rows: int = 2_000_000):
     return [slice(i, i + step) for i in range(0, n, step)]
 
 
-def features(training, probs_by_model: list[np.ndarray], names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Meta-features of every sample (computed in chunks of samples to bound memory) and each model's
-    log-probabilities per row, (models, rows, classes)."""
-    parts, logs = [], []
-    for part in chunks(len(probs_by_model[0]), training.rows_per_sample):
-        probs = [p[part] for p in probs_by_model]
-        parts.append(training.meta_features(probs, names))
-        logs.append(log_probs([training.to_meta(p) for p in probs]))
+def features(training, probs_by_model: list[np.ndarray], names: list[str], part: slice = slice(None)):
+    """Meta-features of the samples `part` and each model's log-probabilities per row, (models, rows, classes)."""
+    probs = [np.asarray(p[part], dtype=np.float32) for p in probs_by_model]
+    return training.meta_features(probs, names), log_probs([training.to_meta(p) for p in probs])
+
+
+def features_of_rows(training, probs_by_model: list[np.ndarray], names: list[str], rows: np.ndarray):
+    """features() of the meta-rows `rows` (sorted) only, computed chunk by chunk of samples: a segmentation stack
+    has one row per pixel, too many to hold every row's features at once."""
+    per, parts, logs = training.rows_per_sample, [], []
+    for part in chunks(len(probs_by_model[0]), per):
+        first, end = np.searchsorted(rows, [part.start * per, part.stop * per])
+        if first == end:
+            continue
+        x, log = features(training, probs_by_model, names, part)
+        inside = rows[first:end] - part.start * per
+        parts.append(x.iloc[inside])
+        logs.append(log[:, inside])
     return pd.concat(parts, ignore_index=True), np.concatenate(logs, axis=1)
+
+
+def by_chunks(training, probs_by_model: list[np.ndarray], names: list[str], rows_out) -> list[np.ndarray]:
+    """Arrays in the predictions' shape, filled chunk by chunk of samples: rows_out(part, x, logs) gives the chunk's
+    row probabilities, one array per output."""
+    n, outputs = len(probs_by_model[0]), None
+    for part in chunks(n, training.rows_per_sample):
+        x, logs = features(training, probs_by_model, names, part)
+        got = [training.from_meta(rows, len(x) // training.rows_per_sample) for rows in rows_out(part, x, logs)]
+        if outputs is None:
+            outputs = [np.empty((n, *g.shape[1:]), np.float32) for g in got]
+        for out, g in zip(outputs, got, strict=True):
+            out[part] = g
+    return outputs
 
 
 def training_rows(y: np.ndarray, rows: np.ndarray, seed: int, max_rows: int) -> np.ndarray:
@@ -105,9 +132,10 @@ def threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or 0) or 2
 
 
-def rounds_by_inner_cv(training, x, init, y, rows, seed: int) -> int:
+def rounds_by_inner_cv(training, x, init, y, groups, seed: int) -> int:
     """The number of boosting rounds (up to meta_params' n_estimators) with the lowest weighted log loss on held-out
-    samples of the training rows themselves (inner folds grouped by sample), so the stacked OOF stays honest."""
+    samples of the training rows themselves (inner folds grouped by sample: `groups`), so the stacked OOF stays
+    honest."""
     params = {**BASE_PARAMS, **training.meta_params}
     rounds = params.pop("n_estimators")
     params.update(objective="multiclass", num_class=training.meta_classes, metric="multi_logloss", seed=seed,
@@ -117,19 +145,19 @@ def rounds_by_inner_cv(training, x, init, y, rows, seed: int) -> int:
         return lgb.Dataset(x.iloc[part], y[part], weight=training.meta_weights(y[part]), init_score=init[part])
 
     curves = []
-    for inner_fit, inner_valid in GroupKFold(n_splits=INNER_FOLDS).split(rows, groups=rows // training.rows_per_sample):
+    for inner_fit, inner_valid in GroupKFold(n_splits=INNER_FOLDS).split(x, groups=groups):
         evaluated = {}
-        valid = dataset(rows[inner_valid])
-        lgb.train(params, dataset(rows[inner_fit]), rounds, valid_sets=[valid], valid_names=["valid"],
+        valid = dataset(inner_valid)
+        lgb.train(params, dataset(inner_fit), rounds, valid_sets=[valid], valid_names=["valid"],
                   callbacks=[lgb.record_evaluation(evaluated)])  # fmt: skip
         curves.append(evaluated["valid"]["multi_logloss"])
     return int(np.argmin(np.mean(curves, axis=0))) + 1
 
 
-def fit(training, x, init, y, rows, seed: int) -> lgb.LGBMClassifier:
-    rounds = rounds_by_inner_cv(training, x, init, y, rows, seed) if training.meta_inner_cv else None
+def fit(training, x, init, y, groups, seed: int) -> lgb.LGBMClassifier:
+    rounds = rounds_by_inner_cv(training, x, init, y, groups, seed) if training.meta_inner_cv else None
     model = classifier(training, seed, **({"n_estimators": rounds} if rounds else {}))
-    model.fit(x.iloc[rows], y[rows], sample_weight=training.meta_weights(y[rows]), init_score=init[rows])
+    model.fit(x, y, sample_weight=training.meta_weights(y), init_score=init)
     return model
 
 
@@ -142,30 +170,36 @@ def predict(model: lgb.LGBMClassifier | lgb.Booster, x: pd.DataFrame, init: np.n
 def stack(training, folds: pd.Series, bases, seed: int = 0, max_rows: int = 300_000, leak: bool = False):
     """Fold by fold: fit on the other folds' OOF rows, predict the held-out fold. leak=True fits on every fold
     instead (for the test that shows the honest procedure exposes a leak)."""
-    names = [b.name for b in bases]
-    x, logs = features(training, [b.oof for b in bases], names)
-    ids = folds.index.tolist()
-    y = training.meta_targets(ids)
-    row_fold = np.repeat(folds.to_numpy(), training.rows_per_sample)
-    oof_rows = np.full((len(x), training.meta_classes), np.nan, dtype=np.float32)
-    pooled_rows = np.full_like(oof_rows, np.nan)
-    pools, boosters = [], []
-    importance = pd.Series(0.0, index=x.columns)
+    names, oofs = [b.name for b in bases], [b.oof for b in bases]
+    per = training.rows_per_sample
+    y = training.meta_targets(folds.index.tolist())
+    row_fold = np.repeat(folds.to_numpy().astype(np.int16), per)
     fold_values = sorted(folds.unique())
+    fitted = {k: training_rows(y, np.arange(len(y)) if leak else np.flatnonzero(row_fold != k), seed + int(k),
+                               max_rows) for k in fold_values}  # fmt: skip
+    union = np.unique(np.concatenate(list(fitted.values())))
+    x_fit, logs_fit = features_of_rows(training, oofs, names, union)
+    pools, boosters = {}, {}
+    importance = pd.Series(0.0, index=x_fit.columns)
     for k in fold_values:
-        rows = training_rows(y, np.arange(len(x)) if leak else np.flatnonzero(row_fold != k), seed + int(k), max_rows)
-        pools.append(fit_pool(logs[:, rows], y[rows], training.meta_weights(y[rows])))
-        init = pools[-1](logs)
-        boosters.append(fit(training, x, init, y, rows, seed + int(k)).booster_)
-        held_out = row_fold == k
-        oof_rows[held_out] = predict(boosters[-1], x[held_out], init[held_out])
-        pooled_rows[held_out] = np.exp(init[held_out])
-        importance += pd.Series(boosters[-1].feature_importance("gain"), index=x.columns) / len(fold_values)
-    model = StackModel(names, pools, boosters)
-    return StackResult(
-        training.from_meta(oof_rows, len(ids)),
-        model.predict(training, [b.test for b in bases]),
-        importance.sort_values(ascending=False),
-        training.from_meta(pooled_rows, len(ids)),
-        model,
-    )
+        at = np.searchsorted(union, fitted[k])
+        targets = y[fitted[k]]
+        pools[k] = fit_pool(logs_fit[:, at], targets, training.meta_weights(targets))
+        booster = fit(training, x_fit.iloc[at], pools[k](logs_fit[:, at]), targets, fitted[k] // per, seed + int(k))
+        boosters[k] = booster.booster_
+        importance += pd.Series(boosters[k].feature_importance("gain"), index=x_fit.columns) / len(fold_values)
+
+    def held_out(part: slice, x: pd.DataFrame, logs: np.ndarray) -> list[np.ndarray]:
+        fold_of = row_fold[part.start * per : part.start * per + len(x)]
+        stacked, pooled = np.empty((2, len(x), training.meta_classes), np.float32)
+        for k in fold_values:
+            rows = fold_of == k
+            if rows.any():
+                init = pools[k](logs[:, rows])
+                stacked[rows], pooled[rows] = predict(boosters[k], x[rows], init), np.exp(init)
+        return [stacked, pooled]
+
+    oof, pooled_oof = by_chunks(training, oofs, names, held_out)
+    model = StackModel(names, [pools[k] for k in fold_values], [boosters[k] for k in fold_values])
+    return StackResult(oof, model.predict(training, [b.test for b in bases]), importance.sort_values(ascending=False),
+                       pooled_oof, model)  # fmt: skip

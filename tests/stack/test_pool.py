@@ -59,8 +59,8 @@ def test_inner_cv_grows_trees_for_signal_and_stops_early_on_noise():
     )  # fmt: skip
     y = rng.integers(0, 3, 3000)
     init = np.tile(np.log(np.bincount(y, minlength=3) / len(y)), (len(y), 1))  # the class prior, as a pool would give
-    rows = np.arange(3000)
+    groups = np.arange(3000) // training.rows_per_sample
     signal = pd.DataFrame({"a": y + rng.normal(0, 1.0, 3000), "b": rng.normal(size=3000)})
     noise = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.normal(size=3000)})
-    assert rounds_by_inner_cv(training, signal, init, y, rows, seed=0) >= 80
-    assert rounds_by_inner_cv(training, noise, init, y, rows, seed=0) <= 30  # of at most 200
+    assert rounds_by_inner_cv(training, signal, init, y, groups, seed=0) >= 80
+    assert rounds_by_inner_cv(training, noise, init, y, groups, seed=0) <= 30  # of at most 200

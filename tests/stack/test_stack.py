@@ -182,3 +182,40 @@ def test_rsna_stack_of_a_strong_and_a_weak_base_beats_both_and_the_mean_blend(tm
     saved_ids, saved = training.load_predictions(out / "test_pred.csv")
     again = StackModel.load(out).predict(training, [b.test for b in bases])
     assert saved_ids == test_ids and np.abs(again - saved).max() < 1e-5
+
+
+def test_a_pixel_stack_made_a_few_images_at_a_time_equals_the_stack_made_at_once(monkeypatch):
+    """A segmentation stack has a meta-row per pixel (AI4Mars: 49 million): features are made per chunk of images,
+    only for the rows the meta-models fit, and predictions are filled chunk by chunk; the result must not depend on
+    the chunk size."""
+    from types import SimpleNamespace
+
+    from kit.competitions.pixel_stacking import PixelStacking
+    from kit.stack import meta
+
+    class Pixels(PixelStacking):
+        pixel_classes, pixel_grid = ["a", "b", "c"], (16, 16)
+        meta_params = {"learning_rate": 0.1, "n_estimators": 20, "num_leaves": 7, "min_child_samples": 20}
+
+        def meta_targets(self, ids):
+            return truth[ids].reshape(-1)
+
+        def meta_weights(self, targets):
+            return None
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(-1, 3, (30, 16, 16))  # -1: unlabelled
+
+    def probs(n):
+        p = rng.random((n, 3, 16, 16)) + 2 * np.eye(3)[np.clip(truth[:n], 0, 2)].transpose(0, 3, 1, 2)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    bases = [SimpleNamespace(name=f"m{i}", oof=probs(30), test=probs(7)) for i in range(2)]
+    folds = pd.Series(np.arange(30) % 3)
+    whole = stack(Pixels(), folds, bases, max_rows=2_000)
+    default = meta.chunks
+    monkeypatch.setattr(meta, "chunks", lambda n, per, chunk_rows=0: default(n, per, chunk_rows=1_000))  # 3 images
+    chunked = stack(Pixels(), folds, bases, max_rows=2_000)
+    for part in ("oof", "test", "pooled_oof"):
+        assert np.array_equal(getattr(whole, part), getattr(chunked, part)), part
+    assert np.allclose(whole.oof.sum(axis=1), 1.0, atol=1e-5) and whole.test.shape == (7, 3, 16, 16)
