@@ -10,6 +10,7 @@ import torch
 
 from kit import paths
 from kit.competitions import competition_of
+from kit.data.read_once import one_read
 from kit.train import distributed
 
 
@@ -26,15 +27,16 @@ def fold_dir(cfg: dict, fold: int) -> Path:
 def prepare(cfg: dict, ctx: distributed.Context, with_folds: bool = True):
     """Data folder, folds and the competition's training object; rank 0 generates and caches first. Without folds
     (predicting other data, which may be too small to split): folds is None."""
-    comp = competition_of(cfg)
-    if not with_folds:
+    with one_read():  # the folds and the training object list the same folder
+        comp = competition_of(cfg)
+        if not with_folds:
+            data_dir = comp.data_dir(cfg["data"]["dir"])
+            return comp, comp.training(cfg, data_dir), None
+        folds = None
+        if ctx.is_main:
+            folds = comp.folds(comp.data_dir(cfg["data"]["dir"]), cfg["data"]["folds"], cfg["data"]["fold_seed"])
+        ctx.barrier()
         data_dir = comp.data_dir(cfg["data"]["dir"])
-        return comp, comp.training(cfg, data_dir), None
-    folds = None
-    if ctx.is_main:
-        folds = comp.folds(comp.data_dir(cfg["data"]["dir"]), cfg["data"]["folds"], cfg["data"]["fold_seed"])
-    ctx.barrier()
-    data_dir = comp.data_dir(cfg["data"]["dir"])
-    if folds is None:  # the other processes read what rank 0 made
-        folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
-    return comp, comp.training(cfg, data_dir), folds
+        if folds is None:  # the other processes read what rank 0 made
+            folds = comp.folds(data_dir, cfg["data"]["folds"], cfg["data"]["fold_seed"])
+        return comp, comp.training(cfg, data_dir), folds

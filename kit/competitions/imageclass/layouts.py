@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kit.data.read_once import read_once
 from kit.errors import DataError, KitError, UnknownNameError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
@@ -79,6 +80,7 @@ def present(name: str, data_dir: Path, spec: dict) -> bool:
     return data_dir.is_dir() and bool(_folders(data_dir))
 
 
+@read_once
 def read_layout(data_dir: Path, spec: dict) -> Samples:
     """The samples of data_dir in the first of dataset.layout's layouts it is in (the first one when none fits, so
     that its reader names what is missing)."""

@@ -36,8 +36,12 @@ class Images(Dataset):
     """{'image': (C, S, S) float32 normalised, 'target': class index (-1 unknown), 'id': sample id}."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, ids: list[int], channels: int, augment=None,
-                 randaugment=None, reconstruct: bool = False, mean_std: tuple | None = None):  # fmt: skip
+                 randaugment=None, reconstruct: bool = False, mean_std: tuple | None = None,
+                 rows: list[int] | None = None):  # fmt: skip
+        """images and labels aligned with ids, or, with `rows`, whole arrays read at those rows one sample at a time
+        (a memory-mapped cache is then never copied whole before the first batch)."""
         self.images, self.labels, self.ids, self.augment, self.randaugment = images, labels, ids, augment, randaugment
+        self.rows = list(range(len(ids))) if rows is None else list(rows)
         self.reconstruct = reconstruct  # the target is the normalised image itself (autoencoders)
         mean, std = mean_std or MEAN_STD[channels]
         self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
@@ -46,7 +50,8 @@ class Images(Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
-        array = self.images[index]
+        row = self.rows[index]
+        array = np.array(self.images[row])  # a copy: the cache is memory-mapped read-only
         if self.randaugment is not None:
             picture = self.randaugment(Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array))
             array = np.array(picture, dtype=np.uint8).reshape(array.shape)
@@ -54,7 +59,7 @@ class Images(Dataset):
         if self.augment is not None:
             image = torch.as_tensor(np.asarray(self.augment({"image": image})["image"]), dtype=torch.float32)
         image = (image - self.mean) / self.std
-        target = image if self.reconstruct else int(self.labels[index])
+        target = image if self.reconstruct else int(self.labels[row])
         return {"image": image, "target": target, "id": self.ids[index]}
 
 
@@ -149,8 +154,10 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
 
     @cached_property
     def images(self) -> np.ndarray:
-        """Every sample at data.size × data.size, (n, S, S, C) uint8, decoded once."""
-        return np.concatenate([self._decode(self.samples.train, "train"), self._decode(self.samples.test, "test")])
+        """Every sample at data.size × data.size, (n, S, S, C) uint8, decoded once (memory-mapped from the cache
+        where one split alone is files: it is read sample by sample, not copied)."""
+        train, test = self._decode(self.samples.train, "train"), self._decode(self.samples.test, "test")
+        return train if not len(test) else test if not len(train) else np.concatenate([train, test])
 
     def _decode(self, split: Split, name: str) -> np.ndarray:
         empty = np.empty((0, self.size, self.size, self.in_channels), np.uint8)
@@ -175,15 +182,8 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         orientation = bool(self.spec.get("any_orientation", False))
         augment = augmentation(augment_seed, orientation) if augment_seed is not None else None
         extra = randaugment(settings(self.cfg["trainer"]).randaugment, self.in_channels) if augment else None
-        return Images(
-            self.images[ids],
-            self.labels[ids],
-            ids,
-            self.in_channels,
-            augment,
-            extra,
-            mean_std=mean_std(self.cfg, self.in_channels),
-        )
+        return Images(self.images, self.labels, ids, self.in_channels, augment, extra,
+                      mean_std=mean_std(self.cfg, self.in_channels), rows=ids)  # fmt: skip
 
     def loss(self) -> nn.Module:
         spec = dict(self.cfg["loss"])

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kit.competitions.imageclass.layouts import IMAGE_SUFFIXES
+from kit.data.read_once import read_once
 from kit.errors import DataError, UnknownNameError
 
 
@@ -50,6 +51,7 @@ def check_layout(spec: dict) -> str:
     return name
 
 
+@read_once
 def read_layout(data_dir: Path, spec: dict) -> Layout:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

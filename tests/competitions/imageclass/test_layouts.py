@@ -228,7 +228,11 @@ def test_images_are_decoded_once_per_data_and_size_then_read_from_the_cache(tmp_
 
     with monkeypatch.context() as patched:
         patched.setattr(training, "load_image", no_decoding)
-        assert np.array_equal(comp.training(cfg, tmp_path / "tree").images, first)
+        again = comp.training(cfg, tmp_path / "tree")
+        assert isinstance(again.images, np.memmap) and np.array_equal(again.images, first)
+        shown = again.dataset([1, 4], "valid")
+        assert shown.images is again.images, "a dataset reads the memory-mapped cache, never a copy of all of it"
+        assert shown[1]["id"] == 4 and shown[1]["target"] == 1 and shown[1]["image"].shape == (3, 16, 16)
 
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "tree" / "b" / "2.png")
     changed = comp.training(cfg, tmp_path / "tree").images
