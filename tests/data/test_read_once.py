@@ -1,8 +1,5 @@
 """A big folder is listed once per command, and afresh by the next one."""
 
-import numpy as np
-from PIL import Image
-
 from kit.data.read_once import one_read, read_once
 
 
@@ -30,14 +27,9 @@ def test_prepare_lists_a_class_per_folder_tree_once(tmp_path, monkeypatch):
     from kit.config import apply_overrides, load_experiment
     from kit.train import distributed
     from kit.train.prepare import prepare
+    from tests.competitions.imageclass.test_layouts import noise_tree
 
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        (tmp_path / "tree" / name).mkdir(parents=True)
-        for k in range(6):
-            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(
-                tmp_path / "tree" / name / f"{k}.png"
-            )
+    noise_tree(tmp_path / "tree", per_class=6, shape=(12, 12, 3))
     listed = []
     reader = layouts.LAYOUTS["folders"]
     monkeypatch.setitem(layouts.LAYOUTS, "folders", lambda *args: listed.append(args) or reader(*args))

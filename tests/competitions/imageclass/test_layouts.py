@@ -203,6 +203,15 @@ def test_the_real_pbc_class_folders_read_as_the_blood_cell_experiment_s_classes(
     assert layouts.load_image(samples.train.files[0], 96, 3).shape == (96, 96, 3)
 
 
+def noise_tree(root, per_class: int, shape: tuple[int, ...], classes=("a", "b")) -> None:
+    """A class-per-folder tree of random PNGs, <root>/<class>/<k>.png."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for k in range(per_class):
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(root / name / f"{k}.png")
+
+
 def test_images_are_decoded_once_per_data_and_size_then_read_from_the_cache(tmp_path, kit_home, monkeypatch):
     """A second run of the same files memory-maps the first run's decoded array; a rewritten image, another size
     or a failed decode never serve stale or partial pixels."""
@@ -210,13 +219,7 @@ def test_images_are_decoded_once_per_data_and_size_then_read_from_the_cache(tmp_
     from kit.competitions.imageclass import training
     from kit.config import apply_overrides, load_experiment
 
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        (tmp_path / "tree" / name).mkdir(parents=True)
-        for k in range(3):
-            Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
-                tmp_path / "tree" / name / f"{k}.png"
-            )
+    noise_tree(tmp_path / "tree", per_class=3, shape=(20, 24, 3))
     cfg = apply_overrides(load_experiment("imagefolder_resnet18"), [f"data.dir={tmp_path / 'tree'}", "data.size=16"])
     comp = competition_of(cfg)
     first = np.array(comp.training(cfg, tmp_path / "tree").images)
