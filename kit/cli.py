@@ -280,7 +280,8 @@ def cmd_compare(args) -> None:
 def cmd_stack(args) -> None:
     from kit.stack.run import run_stack
 
-    out, scores = run_stack(args.competition, args.experiments, args.name, args.seed, args.max_rows, args.force)
+    out, scores = run_stack(args.competition, args.experiments, args.name, args.seed, args.max_rows, args.force,
+                            args.cv_only)  # fmt: skip
     for name, value in scores.items():
         print(f"{name:<24} {value:.6f}")
     print(f"{out}/report.md")
@@ -523,6 +524,8 @@ def _run_verbs(verbs) -> None:
     p.add_argument("--name", help="runs/stack-<name> (default: the experiment names joined by '-')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=200_000, help="meta-model training rows per fold (sampled)")
+    p.add_argument("--cv-only", action="store_true", help="score blend, pool and stack by CV alone: no `predict` "
+                   "needed, no test predictions or submission written")  # fmt: skip
     _force_argument(p)
     p.set_defaults(func=cmd_stack)
 

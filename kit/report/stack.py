@@ -71,6 +71,8 @@ def write_report(
         "",
         "![importance](importance.png)",
         "",
-        f"Submission: `{submission}`",
+        f"Submission: `{submission}`"
+        if submission
+        else "Scored by CV alone (`--cv-only`): no test predictions, no submission.",
     ]
     return write_text_atomic(out / "report.md", "\n".join(lines) + "\n")

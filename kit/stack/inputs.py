@@ -18,7 +18,7 @@ from kit.train.run import Run
 class BaseModel:
     name: str
     oof: np.ndarray  # aligned to the stack's training ids; NaN where the model never validated a sample
-    test: np.ndarray  # aligned to the test ids
+    test: np.ndarray | None  # aligned to the test ids; None for a stack scored by CV alone
 
 
 def align(ids: list[int], probs: np.ndarray, order: list[int]) -> np.ndarray:
@@ -30,9 +30,10 @@ def align(ids: list[int], probs: np.ndarray, order: list[int]) -> np.ndarray:
     return out
 
 
-def load_bases(competition: str, names: list[str], force: bool = False):
+def load_bases(competition: str, names: list[str], force: bool = False, with_test: bool = True):
     """(training object, folds, train ids, test ids, base models, runs); each base is a trained run on the data it
-    was trained on; refuses runs on other data, mismatched folds or partial OOF."""
+    was trained on; refuses runs on other data, mismatched folds or partial OOF. Without test, the bases' test
+    predictions are neither needed nor read (test ids: [])."""
     if len(names) < 2:
         raise KitError(f"a stack needs two or more experiments, got {names}")
     runs = [Run.open(name, force=force) for name in names]
@@ -56,7 +57,7 @@ def load_bases(competition: str, names: list[str], force: bool = False):
             f"experiments {', '.join(differing)} use other folds than {runs[0].name} (data.dir, data.folds and "
             "data.fold_seed must match): their OOF cannot be stacked honestly"
         )
-    train_ids, test_ids = folds.index.tolist(), training.ids("test")
+    train_ids, test_ids = folds.index.tolist(), training.ids("test") if with_test else []
     bases = []
     for run in runs:
         trained = {int(p.name[4:]) for p in run.folds if (p / training.oof_file).exists()}
@@ -67,15 +68,17 @@ def load_bases(competition: str, names: list[str], force: bool = False):
                 f"run `task train-all exp={run.name}`"
             )
         test_path = test_predictions_path(run, training)
-        if not test_path.exists():
-            raise KitError(f"experiment {run.name}: no {test_path} (run `task predict exp={run.name}`)")
+        if with_test and not test_path.exists():
+            raise KitError(
+                f"experiment {run.name}: no {test_path} (run `task predict exp={run.name}`, or stack with --cv-only)"
+            )
         oof = align(*training.load_predictions(run.root / training.oof_file), train_ids)
         if np.isnan(oof.reshape(len(oof), -1)).all(axis=1).any():
             raise KitError(
                 f"experiment {run.name}: {run.root / training.oof_file} lacks some samples of the folds "
                 f"(run `task oof exp={run.name}` after training every fold)"
             )
-        test = align(*training.load_predictions(test_path), test_ids)
+        test = align(*training.load_predictions(test_path), test_ids) if with_test else None
         bases.append(BaseModel(run.name, oof, test))
     return training, folds, train_ids, test_ids, bases, runs
 

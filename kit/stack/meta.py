@@ -66,7 +66,7 @@ class StackModel:
 @dataclass
 class StackResult:
     oof: np.ndarray  # (train samples, ...) in the predictions' shape
-    test: np.ndarray
+    test: np.ndarray | None  # None where the bases brought no test predictions (a stack scored by CV alone)
     importance: pd.Series  # mean gain per feature over the folds' meta-models
     pooled_oof: np.ndarray  # the folds' pools alone on their held-out folds, in the predictions' shape
     model: StackModel
@@ -201,5 +201,5 @@ def stack(training, folds: pd.Series, bases, seed: int = 0, max_rows: int = 300_
 
     oof, pooled_oof = by_chunks(training, oofs, names, held_out)
     model = StackModel(names, [pools[k] for k in fold_values], [boosters[k] for k in fold_values])
-    return StackResult(oof, model.predict(training, [b.test for b in bases]), importance.sort_values(ascending=False),
-                       pooled_oof, model)  # fmt: skip
+    test = model.predict(training, [b.test for b in bases]) if all(b.test is not None for b in bases) else None
+    return StackResult(oof, test, importance.sort_values(ascending=False), pooled_oof, model)

@@ -23,8 +23,11 @@ def run_stack(
     seed: int = 0,
     max_rows: int = 200_000,
     force: bool = False,
+    cv_only: bool = False,
 ) -> tuple[Path, dict]:
-    training, folds, train_ids, test_ids, bases, runs = load_bases(competition, names, force)
+    """The stack's folder and its OOF scores; cv_only: scored by CV alone, without the bases' test predictions, so
+    no test predictions and no submission (a recipe comparison before anything is predicted)."""
+    training, folds, train_ids, test_ids, bases, runs = load_bases(competition, names, force, with_test=not cv_only)
     comp = get_competition(competition)
     result = stack(training, folds, bases, seed=seed, max_rows=max_rows)
     base_names = [b.name for b in bases]
@@ -39,11 +42,15 @@ def run_stack(
     out.mkdir(parents=True, exist_ok=True)
     result.model.save(out)
     training.save_predictions(out / training.oof_file, train_ids, result.oof)
-    training.save_predictions(out / training.test_file(), test_ids, result.test)
-    submission = training.write_submission(
-        paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
-    )
-    record_written(out, submission, runs[0].data_record())
+    submission = None
+    if result.test is not None:
+        training.save_predictions(out / training.test_file(), test_ids, result.test)
+        submission = training.write_submission(
+            paths.submissions_root() / comp.slug / f"{out.name}.csv", test_ids, result.test
+        )
+        record_written(out, submission, runs[0].data_record())
+    else:
+        (out / training.test_file()).unlink(missing_ok=True)  # an earlier stack's, of other meta-models
     write_report(out, scores, metric, training.metric_mode, result.importance, base_names, submission, pools)
     write_text_atomic(
         out / "scores.json",
@@ -52,6 +59,7 @@ def run_stack(
                 "competition": competition,
                 "metric": metric,
                 "scores": scores,
+                "cv_only": cv_only,
                 "pools": pools,
                 "data": runs[0].data_record(),
             },

@@ -219,3 +219,22 @@ def test_a_pixel_stack_made_a_few_images_at_a_time_equals_the_stack_made_at_once
     for part in ("oof", "test", "pooled_oof"):
         assert np.array_equal(getattr(whole, part), getattr(chunked, part)), part
     assert np.allclose(whole.oof.sum(axis=1), 1.0, atol=1e-5) and whole.test.shape == (7, 3, 16, 16)
+
+
+@pytest.mark.slow
+def test_a_stack_scored_by_cv_alone_needs_no_test_predictions(mars_bases):
+    """Comparing recipes before predicting anything (AI4Mars' test split is its 3,000 training images again: an hour
+    of predicting on this CPU): --cv-only reads no test predictions and writes no submission; its CV is the full
+    stack's."""
+    from kit.cli import main
+
+    full_out, full = run_stack("mars", list(mars_bases), max_rows=5_000)
+    for name in ("mars_a", "mars_b"):
+        (paths.runs_root() / name / "test_pred.npz").unlink()
+    with pytest.raises(KitError, match=r"mars_a: no .*test_pred.npz .*task predict exp=mars_a.*--cv-only"):
+        run_stack("mars", list(mars_bases), max_rows=5_000)
+    assert main(["stack", "mars", *mars_bases, "--max-rows", "5000", "--cv-only"]) == 0
+    saved = json.loads((full_out / "scores.json").read_text())
+    assert saved["cv_only"] and saved["scores"] == pytest.approx(full)
+    assert not (full_out / "test_pred.npz").exists(), "the earlier full stack's test predictions are not left behind"
+    assert "Scored by CV alone" in (full_out / "report.md").read_text()
