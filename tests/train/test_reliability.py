@@ -134,7 +134,12 @@ def test_missing_encoder_weights_are_refused_before_stage_one_trains(tmp_path):
 
 def test_synth_interrupted_says_so_and_what_it_writes_follows_the_umask(tmp_path):
     umask = 0o027
-    run = kit_process(["synth", "rsna", "--train", "6", "--test", "1"], tmp_path, preexec_fn=lambda: os.umask(umask))
+
+    def as_a_terminal_starts_it():  # Ctrl-C reaches it even where this test runs in the background (SIGINT ignored)
+        os.umask(umask)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    run = kit_process(["synth", "rsna", "--train", "6", "--test", "1"], tmp_path, preexec_fn=as_a_terminal_starts_it)
     while not any(tmp_path.glob("data/.rsna-synth*")) and run.poll() is None:
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)
