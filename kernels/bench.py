@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch._functorch.config as functorch_config
 
-from kernels._dispatch import TABLE_FILE, shape_class
+from kernels.dispatch import TABLE_FILE, shape_class
 from kernels.focal import focal_loss, focal_loss_reference
 from kernels.se import squeeze_excite, squeeze_excite_reference
 

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import nn
 
-from kernels._dispatch import interpreting, launch, use_triton
+from kernels.dispatch import interpreting, launch, use_triton
 
 REDUCTIONS = ("none", "mean", "sum")
 

@@ -17,7 +17,7 @@ import triton.language as tl
 from torch import nn
 
 from kernels import se_small
-from kernels._dispatch import interpreting, launch, use_triton
+from kernels.dispatch import interpreting, launch, use_triton
 
 
 def _tile_configs() -> list[triton.Config]:

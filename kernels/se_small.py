@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._dispatch import SE_SMALL_ELEMENTS, launch
+from kernels.dispatch import SE_SMALL_ELEMENTS, launch
 
 TILE = 4096  # elements of one register tile: channels × pixels, or hidden × channels for the MLP
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from kernels._dispatch import reference_math
+from kernels.dispatch import reference_math
 from kit import paths
 from kit.competitions import competition_of
 from kit.competitions.imageclass.training import MEAN_STD, Images, ImageTraining, mean_std

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels._dispatch import reference_math
+from kernels.dispatch import reference_math
 from kit.errors import KitError
 from kit.io import atomic_path, sha256, write_text_atomic
 from kit.runtime.onnx_model import MODEL_FILE, PARITY_FILE, session

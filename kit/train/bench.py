@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 import torch
 
-from kernels import _dispatch as dispatch
+from kernels import dispatch
 from kit import paths
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic

@@ -16,7 +16,7 @@ from datetime import date
 
 import torch
 
-from kernels import _dispatch as dispatch
+from kernels import dispatch
 from kit.runtime.devices import to_device
 from kit.runtime.inference import build_model, memory_format
 from kit.runtime.precision import Precision

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kernels import _dispatch as dispatch
+from kernels import dispatch
 from kit.competitions.parts import Oracle, Staged, gap_closed
 from kit.config import check_config
 from kit.errors import KitError

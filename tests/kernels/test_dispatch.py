@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kernels import _dispatch, bench
+from kernels import bench, dispatch
 
-H100_CSV = _dispatch.TABLE_FILE.with_name("bench-h100-2026-11-22.csv")
+H100_CSV = dispatch.TABLE_FILE.with_name("bench-h100-2026-11-22.csv")
 
 
 @pytest.fixture
@@ -21,12 +21,12 @@ def gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Mock GPU")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(_dispatch, "TABLE_FILE", tmp_path / "dispatch.json")
-    _dispatch._cuda_decision.cache_clear()
-    _dispatch._read_table.cache_clear()
+    monkeypatch.setattr(dispatch, "TABLE_FILE", tmp_path / "dispatch.json")
+    dispatch._cuda_decision.cache_clear()
+    dispatch._read_table.cache_clear()
     yield tmp_path / "dispatch.json"
-    _dispatch._cuda_decision.cache_clear()
-    _dispatch._read_table.cache_clear()
+    dispatch._cuda_decision.cache_clear()
+    dispatch._read_table.cache_clear()
 
 
 def on_gpu(shape):
@@ -37,9 +37,9 @@ SMALL, LARGE = (64, 512, 7, 7), (32, 64, 128, 128)
 
 
 def test_without_a_table_se_takes_the_reference_and_focal_the_kernel(gpu):
-    assert not _dispatch.use_triton(on_gpu(SMALL), "se") and not _dispatch.use_triton(on_gpu(LARGE), "se")
-    assert _dispatch.use_triton(on_gpu((16, 5, 512, 512)), "focal")
-    line = _dispatch.describe(torch.device("cuda", 0))
+    assert not dispatch.use_triton(on_gpu(SMALL), "se") and not dispatch.use_triton(on_gpu(LARGE), "se")
+    assert dispatch.use_triton(on_gpu((16, 5, 512, 512)), "focal")
+    line = dispatch.describe(torch.device("cuda", 0))
     assert "se: small reference, large reference (no measured table for this GPU" in line
     assert "focal: triton" in line
 
@@ -47,19 +47,19 @@ def test_without_a_table_se_takes_the_reference_and_focal_the_kernel(gpu):
 def test_a_measured_table_decides_per_shape_class(gpu, monkeypatch):
     bench.write_table(gpu, "Mock GPU", {"se": {"small": "triton", "large": "reference"}, "focal": {"all": "reference"}},
                       "test")  # fmt: skip
-    assert _dispatch.use_triton(on_gpu(SMALL), "se") and not _dispatch.use_triton(on_gpu(LARGE), "se")
-    assert not _dispatch.use_triton(on_gpu((16, 5, 64, 64)), "focal")
-    assert "se: small triton, large reference (measured on this GPU" in _dispatch.describe(torch.device("cuda", 0))
+    assert dispatch.use_triton(on_gpu(SMALL), "se") and not dispatch.use_triton(on_gpu(LARGE), "se")
+    assert not dispatch.use_triton(on_gpu((16, 5, 64, 64)), "focal")
+    assert "se: small triton, large reference (measured on this GPU" in dispatch.describe(torch.device("cuda", 0))
     monkeypatch.setenv("KIT_FORCE_TRITON", "1")
-    assert _dispatch.use_triton(on_gpu(LARGE), "se") and _dispatch.use_triton(on_gpu((4, 5)), "focal")
+    assert dispatch.use_triton(on_gpu(LARGE), "se") and dispatch.use_triton(on_gpu((4, 5)), "focal")
 
 
 def test_another_gpus_table_is_not_this_ones(gpu, monkeypatch):
     bench.write_table(gpu, "Other GPU", {"se": {"small": "triton", "large": "triton"}}, "test")
-    assert not _dispatch.use_triton(on_gpu(SMALL), "se")
+    assert not dispatch.use_triton(on_gpu(SMALL), "se")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 0))
-    _dispatch._cuda_decision.cache_clear()
-    assert not _dispatch.use_triton(on_gpu((16, 5, 64, 64)), "focal"), "a P100 never takes Triton"
+    dispatch._cuda_decision.cache_clear()
+    assert not dispatch.use_triton(on_gpu((16, 5, 64, 64)), "focal"), "a P100 never takes Triton"
 
 
 def rows(op, shape, ms):
@@ -80,7 +80,7 @@ def test_a_kernel_that_loses_anywhere_in_a_class_is_not_taken_there():
 
 @pytest.mark.skipif(not H100_CSV.exists(), reason="the H100 measurements are not in this checkout")
 def test_the_shipped_table_is_what_the_h100_measurements_decide():
-    shipped = json.loads(_dispatch.TABLE_FILE.read_text())["gpus"]["NVIDIA H100 80GB HBM3"]
+    shipped = json.loads(dispatch.TABLE_FILE.read_text())["gpus"]["NVIDIA H100 80GB HBM3"]
     decided = bench.decide(pd.read_csv(H100_CSV))
     assert {op: shipped[op] for op in decided} == decided
     assert decided["se"] == {"large": "reference"} and decided["focal"] == {"all": "triton"}

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from kernels import se, se_small
-from kernels._dispatch import launch as real_launch
+from kernels.dispatch import launch as real_launch
 from kernels.se import SqueezeExcite, squeeze_excite, squeeze_excite_reference
 
 from .helpers import DTYPES, leaves, relative_error
@@ -146,7 +146,7 @@ def test_benchmark_refuses_without_a_gpu_and_formats_its_tables(tmp_path):
 
 
 def test_an_export_under_reference_math_holds_no_custom_op():
-    from kernels._dispatch import reference_math
+    from kernels.dispatch import reference_math
 
     block = SqueezeExcite(8, 4).eval()
     x = torch.randn(2, 8, 5, 5)

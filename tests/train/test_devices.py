@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels import _dispatch
+from kernels import dispatch
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
 from kit.runtime.precision import Precision, resolve
@@ -22,13 +22,13 @@ def fake_gpu(monkeypatch):
     """torch.cuda reports one GPU of the capability the test sets: fake_gpu((6, 0))."""
 
     def install(capability, name="Fake GPU"):
-        _dispatch._cuda_decision.cache_clear()
+        dispatch._cuda_decision.cache_clear()
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
 
     yield install
-    _dispatch._cuda_decision.cache_clear()
+    dispatch._cuda_decision.cache_clear()
 
 
 def cuda_tensor(shape=(8, 64, 7, 7)):
@@ -42,8 +42,8 @@ def cuda_tensor(shape=(8, 64, 7, 7)):
 def test_triton_only_where_it_runs(fake_gpu, monkeypatch, capability, name, triton):
     monkeypatch.delenv("KIT_DISABLE_TRITON", raising=False)
     fake_gpu(capability, name)
-    assert _dispatch.use_triton(cuda_tensor(), "focal") is triton
-    line = _dispatch.describe(torch.device("cuda", 0))
+    assert dispatch.use_triton(cuda_tensor(), "focal") is triton
+    line = dispatch.describe(torch.device("cuda", 0))
     assert name in line and ("fused ops by measured speed" in line) is triton
     if not triton:
         assert "compute capability 6.0" in line and "7.0" in line
@@ -52,16 +52,16 @@ def test_triton_only_where_it_runs(fake_gpu, monkeypatch, capability, name, trit
 def test_switch_disables_triton_everywhere(fake_gpu, monkeypatch):
     fake_gpu((9, 0))
     monkeypatch.setenv("KIT_DISABLE_TRITON", "1")
-    assert not _dispatch.use_triton(cuda_tensor(), "focal")
-    assert not _dispatch.use_triton(torch.ones(2), "focal")  # the interpreter's CPU path too
-    assert "KIT_DISABLE_TRITON=1" in _dispatch.describe(torch.device("cuda", 0))
+    assert not dispatch.use_triton(cuda_tensor(), "focal")
+    assert not dispatch.use_triton(torch.ones(2), "focal")  # the interpreter's CPU path too
+    assert "KIT_DISABLE_TRITON=1" in dispatch.describe(torch.device("cuda", 0))
 
 
 def test_fused_ops_take_the_reference_on_a_p100(fake_gpu, monkeypatch):
     from kernels import focal, se
 
     fake_gpu((6, 0))
-    monkeypatch.setattr(_dispatch, "interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "interpreting", lambda: False)
     monkeypatch.setattr(se, "fused_squeeze_excite", lambda *a: pytest.fail("Triton path taken"))
     monkeypatch.setattr(focal, "fused_focal_loss", lambda *a: pytest.fail("Triton path taken"))
     x = torch.randn(2, 4, 3, 3)
