@@ -12,7 +12,7 @@ b() {  # b LABEL [env...] -- kit args
     echo "== $*" >> "$OUT/train.log"
     env "$@" 2>&1 | grep -v -i "warn" | tail -5 >> "$OUT/train.log"
 }
-run() { b timeout 150 python3 -m kit.cli bench-train --batches "${BATCHES:-10}" "$@"; }
+run() { b timeout 150 python3 -m benchmarks.bench_train --batches "${BATCHES:-10}" "$@"; }
 for exp in "mars_dual_unet" "rsna_unet $fused_rsna"; do
     [ "$exp" != mars_dual_unet ] && wait $synth
     for setting in trainer.precision=fp32 trainer.precision=auto "trainer.precision=auto trainer.compile=true"; do

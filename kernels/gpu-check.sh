@@ -25,14 +25,14 @@ step() {  # step NAME SECONDS command...: a step that cannot finish in its time 
 (cd /tmp/home && python3 -m kit.cli synth mars > "$OUT/synth-mars.log" 2>&1 && python3 -m kit.cli synth rsna > "$OUT/synth-rsna.log" 2>&1) &
 synth=$!
 step check-cuda 90 python3 -m kernels.check_cuda
-step bench-kernels 150 python3 -m kernels.bench --out "$OUT/bench-kernels"
+step bench-kernels 150 python3 -m benchmarks.bench_kernels --out "$OUT/bench-kernels"
 cp kernels/dispatch.json "$OUT/dispatch.json"
 wait $synth
 cd /tmp/home || exit
-step matrix-mars 80 python3 -m kit.cli bench-train --exp mars_dual_unet --matrix --batches 20
-step matrix-seresnet 80 python3 -m kit.cli bench-train --exp imagefolder_resnet18 --matrix --batches 20 \
+step matrix-mars 80 python3 -m benchmarks.bench_train --exp mars_dual_unet --matrix --batches 20
+step matrix-seresnet 80 python3 -m benchmarks.bench_train --exp imagefolder_resnet18 --matrix --batches 20 \
     model.encoder=seresnet50 data.size=128 trainer.batch_size=64
-step matrix-rsna-stage2 80 python3 -m kit.cli bench-train --exp rsna_two_stage --matrix --batches 20 \
+step matrix-rsna-stage2 80 python3 -m benchmarks.bench_train --exp rsna_two_stage --matrix --batches 20 \
     model.encoder=seresnet18
 cp runs/bench-train/matrix.* "$OUT/" 2>/dev/null
 cat "$OUT/versions.txt" "$OUT/steps.log"

@@ -137,34 +137,6 @@ def cmd_train_all(args) -> None:
     cmd_oof(args)
 
 
-def cmd_bench_train(args) -> None:
-    from kit.train.bench import bench_train, record
-
-    if args.batches < 1:
-        raise KitError(f"--batches {args.batches}: time at least 1 batch")
-    if args.matrix:
-        from kit.train.bench_matrix import bench_matrix, decide
-
-        rows = bench_matrix(_experiment(args), batches=args.batches)
-        record(rows, "matrix")
-        for r in rows:
-            measured = f"{r['ms_per_step']:9.1f} ms/step {r['samples_per_s']:8.1f} samples/s {r['peak_mb']:8.0f} MB"
-            shown = f"skipped: {r['skipped']}" if r["skipped"] else measured
-            print(f"{r['mode']:<19} kernels {r['kernels']:<3} {shown}")
-        print("\n".join(decide(rows)))
-        print("rows appended to runs/bench-train/matrix.csv")
-        return
-    row = bench_train(_experiment(args), batches=args.batches, overrides=tuple(args.overrides))
-    frame = record(row)
-    print(
-        f"{row['exp']} on {row['device']} ({row['precision']}, compile {row['compile']}, {row['fused_ops']}), batch"
-        f" {row['batch_size']}, {row['workers']} workers"
-    )
-    for part in ("loader", "model", "train"):
-        print(f"{part + ' samples/s':<18} {row[f'{part}_samples_per_s']:10.1f}")
-    print(f"bound by the {row['bound_by']}; {len(frame)} rows in runs/bench-train/bench.csv")
-
-
 def cmd_download(args) -> None:
     from kit.competitions import get_competition
     from kit.kaggle.download import download_competition
@@ -466,7 +438,6 @@ def _experiment_verbs(verbs) -> None:
         ("train-all", cmd_train_all, "train every fold, then merge the OOF"),
         ("oof", cmd_oof, "merge finished folds' OOF into runs/<exp>/ and print the CV metric"),
         ("predict", cmd_predict, "average trained folds' test predictions into submissions/<slug>/<exp>.csv"),
-        ("bench-train", cmd_bench_train, "samples/s of the data loader, the model and both: runs/bench-train/"),
         ("export", cmd_export, "a fold's best model as ONNX, checked against PyTorch: runs/<exp>/fold<k>/model.onnx"),
         ("tune", cmd_tune, "Optuna search over the experiment's search: ranges: runs/<exp>/tune/"),
         ("explain", cmd_explain, "where a fold's model looks (Grad-CAM, attention maps): runs/<exp>/fold<k>/explain/"),
@@ -498,11 +469,6 @@ def _experiment_verbs(verbs) -> None:
             p.add_argument(
                 "--folds", type=_fold_list, default=[0], help="folds each trial trains, e.g. 0 or 0,1,2 (mean)"
             )
-        if verb == "bench-train":
-            p.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
-            matrix = "eager / compile / compile + CUDA graphs, each with the fused kernels on and off: ms per step, "
-            matrix += "peak memory, and where the kernels pay"
-            p.add_argument("--matrix", action="store_true", help=matrix)
         p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
         p.set_defaults(func=func)
 

@@ -78,7 +78,6 @@ def workdir(tmp_path) -> Path:
         (["train-fold", "--exp", "no_such_experiment"], ["unknown experiment 'no_such_experiment'"]),
         (["train-fold", "--exp", "rsna_unet", "trainer.nonsense=1"], ["unknown key 'trainer.nonsense'"]),
         (["folds", "mars", "--k", "1"], ["--k 1"]),
-        (["bench-train", "--exp", "mars_dual_unet", "--batches", "0"], ["--batches 0"]),
         (["download", "nosuchcomp"], ["unknown competition"]),
         (["validate", "rsna", "short.csv", "--sample", "short.csv"], ["sample: no 'row_id' column"]),
         (

@@ -9,6 +9,8 @@ CPU kernels run slower than fp32 (measured: docs/experiments.md); it is there fo
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,21 @@ import torch
 from torch.utils.data import DataLoader
 
 from kit.errors import KitError
-from kit.export.bench import median_ms
 from kit.io import write_text_atomic
 from kit.runtime.onnx_model import MODEL_FILE, OnnxModel
 
 INT8_FILE = "model.int8.onnx"
 MODES = ("int8", "int8-dynamic")
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def quantize_model(source: Path, target: Path, mode: str = "int8", calibration: list[np.ndarray] = ()) -> Path:

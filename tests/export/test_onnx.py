@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmarks.bench_onnx import experiments_by_model, model_and_batch
 from kit.config import apply_overrides, load_experiment
 from kit.errors import KitError
-from kit.export.bench import experiments_by_model, model_and_batch
 from kit.export.onnx import export_model, parity
 from kit.models.registry import MODELS, create_model
 from tests.test_cli_errors import run_kit

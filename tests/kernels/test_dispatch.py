@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from kernels import bench, dispatch
+from benchmarks import bench_kernels as bench
+from kernels import dispatch
 
 H100_CSV = dispatch.TABLE_FILE.with_name("bench-h100-2026-11-22.csv")
 

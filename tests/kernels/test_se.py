@@ -129,7 +129,7 @@ def test_trains_inside_a_network():
 def test_benchmark_refuses_without_a_gpu_and_formats_its_tables(tmp_path):
     import pandas as pd
 
-    from kernels import bench
+    from benchmarks import bench_kernels as bench
 
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):

@@ -1,5 +1,6 @@
 """Device decisions (Triton by compute capability, precision by device), the fp16 scaler path, compile, gradient
-accumulation and bench-train, all on the CPU with the device properties mocked where a GPU is needed."""
+accumulation and the training bench (benchmarks/bench_train.py), all on the CPU with the device properties mocked
+where a GPU is needed."""
 
 import contextlib
 import warnings
@@ -217,10 +218,12 @@ def test_a_non_finite_loss_stops_naming_epoch_and_batch(tiny_mars, monkeypatch):
 def test_bench_train_measures_loader_model_and_both(tiny_mars, kit_home, capsys):
     import pandas as pd
 
-    from kit.cli import main
+    from benchmarks.bench_train import main
 
+    assert main(["--exp", "mars_dual_unet", "--batches", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --batches 0: time at least 1 batch"
     overrides = [f"data.dir={tiny_mars['data']['dir']}", "data.folds=3", "trainer.batch_size=8"]
-    assert main(["bench-train", "--exp", "mars_smp_unet", "--batches", "2", *overrides]) == 0
+    assert main(["--exp", "mars_smp_unet", "--batches", "2", *overrides]) == 0
     out = capsys.readouterr().out
     assert "loader samples/s" in out and "bound by the" in out
     frame = pd.read_csv(kit_home / "runs" / "bench-train" / "bench.csv")
@@ -232,7 +235,7 @@ def test_bench_train_measures_loader_model_and_both(tiny_mars, kit_home, capsys)
 
 @pytest.mark.slow
 def test_the_bench_matrix_times_each_mode_with_kernels_on_and_off_and_says_why_it_skips(tiny_mars, monkeypatch):
-    from kit.train import bench_matrix
+    from benchmarks import bench_matrix
 
     rows = bench_matrix.bench_matrix(tiny_mars, batches=1, warmup=1, modes=("eager", "compile+cudagraphs"))
     table = {(r["mode"], r["kernels"]): r for r in rows}
@@ -250,7 +253,7 @@ def test_the_bench_matrix_times_each_mode_with_kernels_on_and_off_and_says_why_i
 
 @pytest.mark.slow
 def test_the_bench_matrix_times_two_stage_crops_before_any_stage_1(rsna_dir, kit_home):
-    from kit.train import bench_matrix
+    from benchmarks import bench_matrix
 
     overrides = [f"data.dir={rsna_dir}", "trainer.batch_size=2", "data.crop=16", "model.encoder=seresnet18"]
     cfg = apply_overrides(load_experiment("rsna_two_stage"), overrides)
@@ -261,7 +264,7 @@ def test_the_bench_matrix_times_two_stage_crops_before_any_stage_1(rsna_dir, kit
 
 
 def test_the_matrix_keeps_kernels_on_only_for_speed_or_memory():
-    from kit.train.bench_matrix import decide
+    from benchmarks.bench_matrix import decide
 
     def rows(on_ms, on_mb):
         off = {"mode": "compile", "kernels": "off", "skipped": "", "ms_per_step": 100.0, "peak_mb": 1000.0}

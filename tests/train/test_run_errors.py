@@ -172,7 +172,7 @@ def _umask() -> int:
 
 
 def test_bench_onnx_refuses_zero_repeats(capsys):
-    from kit.export.bench import main as bench_main
+    from benchmarks.bench_onnx import main as bench_main
 
     assert bench_main(["--repeats", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --repeats 0: give at least 1"

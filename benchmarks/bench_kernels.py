@@ -1,6 +1,6 @@
 """Benchmark the fused Triton kernels against eager PyTorch and torch.compile of the reference (CUDA only).
 
-python -m kernels.bench [--out DIR] [--ops se focal] [--dtypes bf16 fp32]
+python -m benchmarks.bench_kernels [--out DIR] [--ops se focal] [--dtypes bf16 fp32]
 
 Each row: op, shape, dtype, mode (forward, backward, forward+backward), implementation, the median ms of
 triton.testing.do_bench, the achieved GB/s over the bytes the op must at least move, that as a share of the GPU's
@@ -166,7 +166,7 @@ def device_time(fn, differentiable, calls: int = 20) -> tuple[float, str]:
 
 def run(ops, dtypes, out_dir: Path) -> pd.DataFrame:
     if not torch.cuda.is_available():
-        raise SystemExit("kernels.bench needs a CUDA GPU: the Triton kernels are timed on the device")
+        raise SystemExit("benchmarks.bench_kernels needs a CUDA GPU: the Triton kernels are timed on the device")
     device = torch.device("cuda")
     os.environ["KIT_FORCE_TRITON"] = "1"  # "triton" times the kernels whatever the dispatch table says
     # the "backward" mode replays one graph (retain_graph), which compiled backwards with donated buffers refuse

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from kernels.bench import markdown_table
+from benchmarks.bench_kernels import markdown_table
 from kit import paths
 from kit.competitions import competition_of
 from kit.competitions.parts import Staged
 from kit.config import experiment_names, load_experiment
 from kit.export.onnx import export_model, parity, session
+from kit.export.quantize import median_ms
 from kit.io import write_text_atomic
 from kit.runtime.inference import build_model
 
@@ -52,16 +51,6 @@ def model_and_batch(cfg: dict, data_root: Path) -> tuple[torch.nn.Module, torch.
         batch = torch.stack([dataset[k]["image"] for k in range(len(ids))]).float()
     torch.manual_seed(0)
     return build_model(cfg, training).eval(), batch
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def bench(batches=(1, 16), repeats: int = 20, threads: int | None = None) -> pd.DataFrame:

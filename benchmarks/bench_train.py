@@ -1,12 +1,16 @@
 """Training throughput of an experiment, split so a user sees what bounds a run: the data loader alone, the model
 alone (one real batch replayed: forward, backward, optimiser step) and both together (real training steps).
 
-Writes runs/bench-train/bench.csv (one row per run, appended) and bench.md beside it.
+    python -m benchmarks.bench_train --exp EXP [--batches 20] [--matrix] [key=value ...]   (task bench-train)
+
+Writes runs/bench-train/bench.csv (one row per run, appended) and bench.md beside it; --matrix: matrix.csv, .md.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import sys
 import time
 from datetime import date
 
@@ -15,6 +19,8 @@ import torch
 
 from kernels import dispatch
 from kit import paths
+from kit.cli import DEFAULT_EXPERIMENT, user_error
+from kit.config import apply_overrides, check_config, check_name, load_experiment
 from kit.errors import KitError
 from kit.io import atomic_path, write_text_atomic
 from kit.runtime.devices import to_device
@@ -116,3 +122,58 @@ def record(rows: dict | list[dict], name: str = "bench") -> pd.DataFrame:
     lines += ["| " + " | ".join(r) + " |" for r in cells.itertuples(index=False)]
     write_text_atomic(out / f"{name}.md", "\n".join(lines) + "\n")
     return frame
+
+
+def experiment(args) -> dict:
+    cfg = apply_overrides(load_experiment(args.exp), args.overrides)
+    check_name(cfg["name"])
+    return check_config(cfg)
+
+
+def run(args) -> None:
+    if args.batches < 1:
+        raise KitError(f"--batches {args.batches}: time at least 1 batch")
+    if args.matrix:
+        from benchmarks.bench_matrix import bench_matrix, decide
+
+        rows = bench_matrix(experiment(args), batches=args.batches)
+        record(rows, "matrix")
+        for r in rows:
+            measured = f"{r['ms_per_step']:9.1f} ms/step {r['samples_per_s']:8.1f} samples/s {r['peak_mb']:8.0f} MB"
+            shown = f"skipped: {r['skipped']}" if r["skipped"] else measured
+            print(f"{r['mode']:<19} kernels {r['kernels']:<3} {shown}")
+        print("\n".join(decide(rows)))
+        print("rows appended to runs/bench-train/matrix.csv")
+        return
+    row = bench_train(experiment(args), batches=args.batches, overrides=tuple(args.overrides))
+    frame = record(row)
+    print(
+        f"{row['exp']} on {row['device']} ({row['precision']}, compile {row['compile']}, {row['fused_ops']}), batch"
+        f" {row['batch_size']}, {row['workers']} workers"
+    )
+    for part in ("loader", "model", "train"):
+        print(f"{part + ' samples/s':<18} {row[f'{part}_samples_per_s']:10.1f}")
+    print(f"bound by the {row['bound_by']}; {len(frame)} rows in runs/bench-train/bench.csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exp", default=DEFAULT_EXPERIMENT, help="experiment name (kit/experiments/) or YAML path")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
+    parser.add_argument("--matrix", action="store_true", help="eager / compile / compile + CUDA graphs, each with the "
+                        "fused kernels on and off: ms per step, peak memory, and where the kernels pay")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except Exception as exc:  # noqa: BLE001 - a KitError is one line, as from the kit's own commands
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"error: {cause.args[0] if cause.args else cause}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Time the fast submission writer against pandas DataFrame.to_csv on the full test size, and check identity.
 
-python -m kit.competitions.mars.bench_io [--images 10022]
+python -m benchmarks.bench_io [--images 10022]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .submission import csv_bytes, pandas_csv
+from kit.competitions.mars.submission import csv_bytes, pandas_csv
 
 
 def main(argv=None) -> float:
