@@ -1,5 +1,5 @@
 """docs/reference.md, generated from the `kit` parser (`task docs`), so each verb's options are written once: in the
-argparse definitions in kit/cli.py. A test fails when the file is stale."""
+argparse definitions in kit/cli/. A test fails when the file is stale."""
 
 from __future__ import annotations
 
