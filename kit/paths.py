@@ -29,3 +29,12 @@ def runs_root() -> Path:
 
 def submissions_root() -> Path:
     return home() / "submissions"
+
+
+def fold_name(k: int) -> str:
+    """The one spelling of a fold's folder under its run (and of the Kaggle names made from it)."""
+    return f"fold{k}"
+
+
+def fold_dir(run: str, k: int) -> Path:
+    return runs_root() / run / fold_name(k)

@@ -81,7 +81,7 @@ def quantize_fold(run, fold: int, mode: str = "int8", repeats: int = 10) -> tupl
     from kit.train.outputs import trained_fold
 
     folder, trained, training, folds = trained_fold(run, fold)
-    require_current_export(folder, run.name)
+    require_current_export(folder, run.name, fold)
     ids = folds.index[folds == fold].tolist()
     dataset = training.dataset(ids[:64], "train")
     images = torch.stack([dataset[k]["image"] for k in range(len(dataset))]).float()

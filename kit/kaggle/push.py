@@ -93,7 +93,7 @@ def exported_folds(run: Run, echo=print) -> None:
 
     for folder in run.folds:
         if not export_is_current(folder):
-            path, record = export_fold(run, int(folder.name.removeprefix("fold")))
+            path, record = export_fold(run, folder.index)
             echo(f"exported {path} (max |ONNX - PyTorch| {max(record['max_abs_difference'].values()):.1e})")
 
 
@@ -161,8 +161,8 @@ def build_training(exp: str, fold: int, owner: str, overrides: list[str] = (), w
         raise KitError(f"--accelerator {accelerator}: expected one of {', '.join(ACCELERATORS)}")
     cfg = load_experiment(exp)
     comp = competition_of(cfg)
-    root = paths.runs_root() / cfg["name"] / f"kaggle-train-fold{fold}"
-    package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-fold{fold}-train"))
+    root = paths.runs_root() / cfg["name"] / f"kaggle-train-{paths.fold_name(fold)}"
+    package = Package(root, owner, cfg["competition"], kaggle_slug(f"{cfg['name']}-{paths.fold_name(fold)}-train"))
     code_bundle(fresh(package.code), owner, CODE_SLUG, wheels=wheels, pythons=pythons)
     overrides = [*overrides, *carry_pretrained(apply_overrides(cfg, list(overrides)), package.code)]
     notebook = training_notebook(cfg["name"], fold, comp.slug, CODE_SLUG, list(overrides))
@@ -199,8 +199,8 @@ def publish_and_run(package: Package, notes: str, wait: bool = True, echo=print)
 def pull_fold(exp: str, fold: int, owner: str) -> list[Path]:
     """The training notebook's runs/<exp>/fold<k>/ outputs, into this machine's runs/."""
     cfg = load_experiment(exp)
-    kernel = kaggle_slug(f"{cfg['name']}-fold{fold}-train")
-    prefix = f"runs/{cfg['name']}/fold{fold}/"
+    kernel = kaggle_slug(f"{cfg['name']}-{paths.fold_name(fold)}-train")
+    prefix = f"runs/{cfg['name']}/{paths.fold_name(fold)}/"
     files = kernels.pull(owner, kernel, paths.home(), prefix=prefix)
     if not files:
         raise KitError(f"kernel {owner}/{kernel}: no output under {prefix}; has its run finished?")

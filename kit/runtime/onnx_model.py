@@ -51,11 +51,11 @@ def export_is_current(folder: Path) -> bool:
     return recorded == sha256(folder / "model_best.pt")
 
 
-def require_current_export(folder: Path, name: str) -> None:
+def require_current_export(folder: Path, name: str, fold: int) -> None:
     if not (folder / MODEL_FILE).exists():
-        raise KitError(f"{folder / MODEL_FILE}: no ONNX model (task export exp={name} fold={folder.name[4:]} first)")
+        raise KitError(f"{folder / MODEL_FILE}: no ONNX model (task export exp={name} fold={fold} first)")
     if not export_is_current(folder):
         raise KitError(
             f"{folder / MODEL_FILE}: exported from other weights than the fold's model_best.pt (retrained since); "
-            f"export it again: task export exp={name} fold={folder.name[4:]}"
+            f"export it again: task export exp={name} fold={fold}"
         )

@@ -60,7 +60,7 @@ def load_bases(competition: str, names: list[str], force: bool = False, with_tes
     train_ids, test_ids = folds.index.tolist(), training.ids("test") if with_test else []
     bases = []
     for run in runs:
-        trained = {int(p.name[4:]) for p in run.folds if (p / training.oof_file).exists()}
+        trained = {f.index for f in run.folds if (f / training.oof_file).exists()}
         missing = sorted(set(folds.unique().tolist()) - trained)
         if missing or not (run.root / training.oof_file).exists():
             raise KitError(

@@ -83,7 +83,7 @@ class Fit:
     def claim(self) -> None:
         """From here on the fold's folder holds this run, unfinished until summary.json is written."""
         (self.out / "summary.json").unlink(missing_ok=True)
-        dump_config({**self.cfg, "fold": self.fold}, self.out / "config.yaml")
+        dump_config(self.cfg, self.out / "config.yaml")
         write_identity(self.record, self.out)
         self.claimed = True
 
@@ -192,6 +192,6 @@ def start(fit: Fit, resume: bool, force: bool) -> None:
     if fit.ctx.is_main:
         (out / "summary.json").unlink(missing_ok=True)
         if changed or not (out / "config.yaml").exists():
-            dump_config({**fit.cfg, "fold": fit.fold}, out / "config.yaml")
+            dump_config(fit.cfg, out / "config.yaml")
         write_identity(fit.record, out)
         print(f"resuming {out} after epoch {fit.state['epoch']}")

@@ -6,12 +6,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kit.config import load_experiment
+from kit.config import load_config, load_experiment
 from kit.data.fingerprint import fingerprint
 from kit.errors import KitError
 from kit.io import write_text_atomic
 
 RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+
+
+def recorded_config(folder: Path) -> dict:
+    """The resolved config a fold trained with (its config.yaml). Folds trained before 2026-12-08 also wrote
+    their fold number into it; the folder says which fold it is, so that key is dropped."""
+    cfg = load_config(Path(folder) / CONFIG_FILE)
+    cfg.pop("fold", None)
+    return cfg
 
 
 def yaml_snapshot(source: str | None) -> dict | None:

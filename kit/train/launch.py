@@ -32,4 +32,4 @@ def train_fold_on_every_gpu(exp: str, fold: int, overrides: list[str] = (), echo
     env = {**os.environ, "KIT_HOME": str(paths.home())}
     if subprocess.run(launch_command(exp, fold, list(overrides), gpus), env=env, check=False).returncode:
         raise KitError(f"training fold {fold} of {exp} on {gpus} GPUs failed (its log is above)")
-    return json.loads((paths.runs_root() / cfg["name"] / f"fold{fold}" / "summary.json").read_text())
+    return json.loads((paths.fold_dir(cfg["name"], fold) / "summary.json").read_text())

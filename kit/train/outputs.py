@@ -62,7 +62,7 @@ def against_prior_and_oracle(training, folds, parts: list, ids: list, probs: np.
 
 def trained_fold(run: Run, fold: int):
     """A finished fold's folder, the run's config, the training object and the folds."""
-    folder = run.fold(fold)
+    folder = run.fold(fold).path
     _, training, folds = run.prepare()
     return folder, run.config, training, folds
 
@@ -79,7 +79,7 @@ def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str,
         from kit.runtime.onnx_model import require_current_export
 
         for fold in run.folds:
-            require_current_export(fold, run.name)
+            require_current_export(fold.path, run.name, fold.index)
     clock.reset()
     start = time.perf_counter()
     with clock.stage(getattr(training, "final_stage", "model")):

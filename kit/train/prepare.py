@@ -21,7 +21,7 @@ def seed_everything(seed: int) -> None:
 
 
 def fold_dir(cfg: dict, fold: int) -> Path:
-    return paths.runs_root() / cfg["name"] / f"fold{fold}" / cfg.get("stage", "")
+    return paths.fold_dir(cfg["name"], fold) / cfg.get("stage", "")
 
 
 def prepare(cfg: dict, ctx: distributed.Context, with_folds: bool = True):

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from timm.utils.model_ema import ModelEmaV3
 
-from kit.config import config_differences, load_config, lookup
+from kit.config import config_differences, lookup
 from kit.errors import KitError
 from kit.runtime import checkpoint
+from kit.train.identity import recorded_config
 
 
 def restore(
@@ -51,7 +52,7 @@ def set_rng_states(states: dict) -> None:
 
 def refuse_changed_config(saved: dict, cfg: dict, out: Path, force: bool) -> list[str]:
     """The keys a --resume changes; refused unless --force (then config.yaml is rewritten to say so)."""
-    changed = [k for k in config_differences(saved, cfg) if k != "fold"]
+    changed = config_differences(saved, cfg)
     if changed and not force:
         details = ", ".join(f"{k} ({lookup(saved, k)!r} -> {lookup(cfg, k)!r})" for k in changed[:6])
         raise KitError(f"{out}: --resume with a changed config: {details}; add --force to continue anyway "
@@ -66,7 +67,7 @@ def finished_summary(out: Path, cfg: dict, force: bool) -> dict | None:
     summary = out / "summary.json"
     if not (summary.exists() and (out / "model_best.pt").exists()):
         return None
-    if refuse_changed_config(load_config(out / "config.yaml"), cfg, out, force):
+    if refuse_changed_config(recorded_config(out), cfg, out, force):
         return None
     return json.loads(summary.read_text())
 

@@ -6,20 +6,22 @@ changed since."""
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit import paths
 from kit.competitions.base import SYNTHETIC_MARKER
-from kit.config import apply_overrides, check_name, config_differences, load_config, load_experiment, lookup
+from kit.config import apply_overrides, check_name, config_differences, load_experiment, lookup
 from kit.data.fingerprint import fingerprint
 from kit.errors import KitError
-from kit.train.identity import describe_data, plural, read_identity, yaml_snapshot
+from kit.train.identity import describe_data, plural, read_identity, recorded_config, yaml_snapshot
 
 # what a command after training may change without changing what the run is
 INFERENCE_KEYS = ("data.dir", "trainer.batch_size", "trainer.num_workers", "trainer.precision")
-FOLD = re.compile(r"fold\d+")
+FOLD = re.compile(r"fold\d+")  # what a fold's folder looks like (paths.fold_name); its number is in summary.json
 
 
 def _show(value) -> str:
@@ -37,7 +39,7 @@ def _same_weights(a: dict, b: dict, key: str) -> bool:
 
 def _differences(a: dict, b: dict, limit: int = 4) -> str:
     keys = [k for k in config_differences(a, b)
-            if k not in ("fold", "name", "experiment", "source") and not _same_weights(a, b, k)]  # fmt: skip
+            if k not in ("name", "experiment", "source") and not _same_weights(a, b, k)]  # fmt: skip
     return ", ".join(f"{k} {_show(lookup(a, k))} -> {_show(lookup(b, k))}" for k in keys[:limit])
 
 
@@ -55,9 +57,29 @@ def run_name(exp: str, overrides) -> str:
         raise
 
 
-def finished_folds(root: Path) -> list[Path]:
-    """Folds whose run finished (summary.json written last); interrupted or running ones are named and left out."""
-    started = sorted((p for p in root.glob("fold*") if FOLD.fullmatch(p.name) and p.is_dir()), key=_fold_number)
+@dataclass(frozen=True)
+class Fold:
+    """A finished fold of a run: its number (as its summary.json records it) and its folder, which it stands for
+    where a path is wanted (`fold / "model_best.pt"`)."""
+
+    index: int
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __truediv__(self, part) -> Path:
+        return self.path / part
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+
+def finished_folds(root: Path) -> list[Fold]:
+    """Folds whose run finished (summary.json written last), in fold order; interrupted or running ones are named
+    and left out."""
+    started = sorted(p for p in root.glob("fold*") if FOLD.fullmatch(p.name) and p.is_dir())
     started = [p for p in started if (p / "config.yaml").exists() or (p / "model_last.pt").exists()]
     done = [p for p in started if (p / "summary.json").exists() and (p / "model_best.pt").exists()]
     unfinished = [p.name for p in started if p not in done]
@@ -65,11 +87,7 @@ def finished_folds(root: Path) -> list[Path]:
         print(f"{root}: left out {', '.join(unfinished)}: not finished (interrupted or still running; --resume)")
     if not done:
         raise KitError(f"{root}: no finished fold (run `task train-fold fold=0 exp={root.name}` first)")
-    return done
-
-
-def _fold_number(folder: Path) -> int:
-    return int(folder.name.removeprefix("fold"))
+    return sorted((Fold(json.loads((p / "summary.json").read_text())["fold"], p) for p in done), key=lambda f: f.index)
 
 
 @dataclass
@@ -77,7 +95,7 @@ class Run:
     name: str
     root: Path
     config: dict  # as trained; data.dir is the folder this command reads (the trained one unless overridden)
-    folds: list[Path]
+    folds: list[Fold]
     trained_data: dict | None  # run.json's data record (None: trained before runs recorded it)
     overridden: dict = field(default_factory=dict)  # dotted key -> value this command set
     foreign: bool = False  # data.dir names other data than the run's own (predict): no folds are made of it
@@ -92,7 +110,7 @@ class Run:
         name = run_name(exp, overrides)
         root = paths.runs_root() / name
         folds = finished_folds(root)
-        configs = [load_config(f / "config.yaml") for f in folds]
+        configs = [recorded_config(f.path) for f in folds]
         records = [read_identity(f) for f in folds]
         for folder, other, record in zip(folds[1:], configs[1:], records[1:], strict=True):
             changed = _differences(configs[0], other)
@@ -106,8 +124,7 @@ class Run:
                     f"{folds[0].name} was trained on {describe_data(records[0]['data'])} and {folder.name} on "
                     f"{describe_data(record['data'])}; retrain one, or give the other run its own name="
                 )
-        trained = {k: v for k, v in configs[0].items() if k != "fold"}
-        record = records[0]
+        trained, record = configs[0], records[0]
         _check_experiment(trained, record, root, force)
         config = copy.deepcopy(trained)
         data = record["data"] if record else None
@@ -180,11 +197,12 @@ class Run:
         comp = self.prepare()[0]
         return comp.data_dir(self.config["data"]["dir"]).resolve()
 
-    def fold(self, k: int) -> Path:
-        folder = self.root / f"fold{k}"
-        if folder not in self.folds:
-            raise KitError(f"{folder}: no finished fold (task train-fold exp={self.name} fold={k} first)")
-        return folder
+    def fold(self, k: int) -> Fold:
+        for fold in self.folds:
+            if fold.index == k:
+                return fold
+        folder = paths.fold_dir(self.name, k)
+        raise KitError(f"{folder}: no finished fold (task train-fold exp={self.name} fold={k} first)")
 
     @property
     def phantom(self) -> bool:

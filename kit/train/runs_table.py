@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from kit import paths
-from kit.config import config_differences, load_experiment, lookup, read_yaml
+from kit.config import config_differences, load_experiment, lookup
 from kit.errors import KitError
 from kit.io import atomic_path
 from kit.ledger import latest_public
-from kit.train.identity import read_identity
+from kit.train.identity import read_identity, recorded_config
 
 
 def run_rows() -> pd.DataFrame:
@@ -22,15 +22,16 @@ def run_rows() -> pd.DataFrame:
         configs = sorted(run.glob("fold*/config.yaml"))
         if not configs:
             continue
-        cfg = read_yaml(configs[-1].read_text()) or {}
+        try:
+            cfg = recorded_config(configs[-1].parent)
+        except KitError:
+            cfg = {}  # one unreadable run does not hide the table
         experiment = cfg.get("experiment", cfg.get("name", run.name))
         try:
             base = load_experiment(experiment)
         except KitError:
             base = {}
-        changed = [
-            k for k in config_differences(base, cfg) if k not in ("fold", "name", "experiment", "source", "data.dir")
-        ]
+        changed = [k for k in config_differences(base, cfg) if k not in ("name", "experiment", "source", "data.dir")]
         finished = sorted(p.parent.name for p in run.glob("fold*/summary.json"))
         seconds = sum(
             pd.read_csv(h)["seconds"].sum() for h in run.glob("fold*/history.csv") if h.parent.name in finished

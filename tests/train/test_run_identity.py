@@ -1,6 +1,7 @@
 """A run is what it was trained with: its config is written only once it replaces the fold, interrupted folds stay
 out of merges, a resumed run repeats an uninterrupted one, and folds trained differently are never merged."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -8,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from kit.config import apply_overrides, load_experiment
+from kit import paths
+from kit.config import apply_overrides, dump_config, load_experiment
 from kit.errors import KitError
 from kit.runtime import checkpoint
 from kit.train import callbacks, runner
@@ -137,3 +139,21 @@ def test_a_folder_kit_synth_wrote_makes_phantom_weights_wherever_it_is_named(kit
         cfg = apply_overrides(load_experiment("mars_smp_unet"), [f"data.dir={folder}", f"name={name}"])
         mark_trained(cfg, [0])
         assert Run.open(name).phantom is expected
+
+
+def test_a_run_knows_each_fold_by_the_number_it_recorded(kit_home):
+    """Folds in number order (fold10 after fold2), each found by its number; a fold trained before 2026-12-08
+    also wrote its number into config.yaml, which is not a difference between folds."""
+    cfg = {"name": "mine", "competition": "mars", "trainer": {"lr": 0.001}}
+    for k, cfg_written in ((10, {**cfg, "fold": 10}), (2, cfg)):
+        out = paths.fold_dir("mine", k)
+        out.mkdir(parents=True)
+        dump_config(cfg_written, out / "config.yaml")
+        (out / "model_best.pt").write_bytes(b"")
+        (out / "summary.json").write_text(json.dumps({"fold": k}))
+    run = Run.open("mine")
+    assert [(f.index, f.name) for f in run.folds] == [(2, "fold2"), (10, "fold10")]
+    assert run.fold(10) / "model_best.pt" == kit_home / "runs" / "mine" / "fold10" / "model_best.pt"
+    assert "fold" not in run.config
+    with pytest.raises(KitError, match=r"fold3: no finished fold \(task train-fold exp=mine fold=3 first\)"):
+        run.fold(3)

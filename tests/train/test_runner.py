@@ -103,7 +103,8 @@ def test_fold_outputs_and_oof_honesty(tiny_cfg, kit_home, rsna_dir):
         "summary.json",
     ):
         assert (out / name).exists(), name
-    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["size"] == 32
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["data"]["size"] == 32 and "fold" not in recorded  # the fold is the folder, not a config key
     history = pd.read_csv(out / "history.csv")
     assert list(history.epoch) == [0, 1]
     assert {"train_loss", "val_loss", "score", "lr", "seconds", "samples_per_s"} <= set(history.columns)

@@ -131,7 +131,8 @@ def test_one_fold_trains_both_stages_and_validates_on_stage_one_points(kit_home,
     saved = torch.load(out / "model_best.pt", weights_only=False)["model"]["temperature"]
     assert np.allclose(saved.numpy(), summary["temperature"], atol=1e-3)
 
-    training = get_competition("rsna").training({**cfg, "fold": 0}, rsna_dir)
+    training = get_competition("rsna").training(cfg, rsna_dir)
+    training.start_fold(0)
     validation = training.dataset(val_ids, "train")
     items = {int(i["study_id"]): i for i in validation.cached.data}
     first = points[points["study_id"] == val_ids[0]].sort_values("channel")[["L", "P", "S"]].to_numpy()
