@@ -10,7 +10,7 @@ import yaml
 
 from kit.errors import KitError, UnknownNameError
 from kit.io import write_text_atomic
-from kit.schema import SECTIONS, Trainer
+from kit.schema import SECTIONS, Data, Trainer
 
 EXPERIMENTS = Path(__file__).parent / "experiments"
 
@@ -178,7 +178,7 @@ def check_config(cfg: dict, fold: int | None = None) -> dict:
             "the learning rate would never leave its warm-up"
         )
     if fold is not None:
-        folds = cfg["data"].get("folds", 5)
+        folds = Data.check(cfg["data"]).folds
         if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
             raise KitError(f"--fold {fold}: this experiment has data.folds={folds}, so a fold is 0 to {folds - 1}")
     return cfg

@@ -47,6 +47,9 @@ def setting(default, expected: str, ok: Callable[[object], bool]):
 class Section:
     section: ClassVar[str]
     closed: ClassVar[bool] = False  # True: a key outside the schema is an error (a typo), not a competition's key
+    optional: ClassVar[frozenset[str]] = (
+        frozenset()
+    )  # defaulted when read, recorded only where an experiment names them
 
     @classmethod
     def check(cls, values: dict):
@@ -64,6 +67,13 @@ class Section:
     @classmethod
     def defaults(cls) -> dict:
         return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+    @classmethod
+    def resolved(cls, values: dict) -> dict:
+        """The section as a run records it (and its readers read it): every default applied but those of the
+        optional keys it does not name; checked first."""
+        cls.check(values)
+        return {k: v for k, v in {**cls.defaults(), **values}.items() if k not in cls.optional or k in values}
 
 
 @dataclass(frozen=True)
@@ -119,12 +129,6 @@ class Trainer(Section):
     mixup: float = setting(0.0, "a probability in [0, 1]", lambda v: _number(v) and 0 <= v <= 1)
     sync_bn: bool | str = setting("auto", "auto, true or false (DDP on GPUs)", lambda v: _flag(v) or v == "auto")
 
-    @classmethod
-    def resolved(cls, values: dict) -> dict:
-        """The section as a run records it: every key but the optional ones it does not name."""
-        cls.check(values)
-        return {k: v for k, v in {**cls.defaults(), **values}.items() if k not in cls.optional or k in values}
-
 
 def trainer(section: dict) -> Trainer:
     """The trainer section's settings with every default applied."""
@@ -146,6 +150,11 @@ class Data(Section):
         "all", "all (every study train.csv lists has its images) or present (RSNA: train on the studies whose "
         "train_images/<study_id>/ exists)", lambda v: v in ("all", "present"),
     )  # fmt: skip
+    # read by one competition each; checked here, never filled into a config that does not name them
+    oversample_rare: int = setting(1, "a whole number >= 1 (copies of a training image holding the rare class)", _count)
+    oversample_big_rock: int = setting(1, "a whole number >= 1 (copies of a training image holding big rock)", _count)
+    crop_margin: float = setting(0.25, "a number >= 0 (context around a crop, as a share of its size)",
+                                 lambda v: _number(v) and v >= 0)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,62 @@ class Model(Section):
         _or_null(lambda v: isinstance(v, dict) and set(v) <= {"hidden", "se_reduction", "dropout"}),
     )  # fmt: skip
     dropout: float = setting(0.0, "a probability in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+
+
+def _names(v) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) and x for x in v)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+@dataclass(frozen=True)
+class Dataset(Section):
+    """dataset: the section that declares a competition of a family from YAML alone (its layout, classes and what
+    its synthetic twin looks like). Layout names and the clean settings are checked by the family that reads them."""
+
+    section = "dataset"
+    closed = True
+
+
+@dataclass(frozen=True)
+class ImageDataset(Dataset):
+    family: str = setting("image_classification", "image_classification", lambda v: v == "image_classification")
+    layout: str | list | None = setting(None, "a layout name, or a list of them", lambda v: True)
+    slug: str | None = setting(None, "a Kaggle competition slug, or null (the name)", _or_null(_text))
+    classes: list | None = setting(None, "a list of class names (by label index), or null (the folders')",
+                                   _or_null(_names))  # fmt: skip
+    aliases: dict | None = setting(None, "a mapping of folder name to class name, or null",
+                                   _or_null(lambda v: isinstance(v, dict)))  # fmt: skip
+    metric: str = setting("accuracy", "a metric name", _text)
+    channels: int = setting(3, "1 or 3", lambda v: v in (1, 3) and _int(v))
+    file: str = setting("training_set.npz", "the npz file's name", _text)
+    arrays: str = setting("an2dl", "an2dl or medmnist (the npz's array names)", lambda v: v in ("an2dl", "medmnist"))
+    synth_size: int = setting(28, "a whole number >= 8", lambda v: _int(v) and v >= 8)
+    synth_classes: int | list = setting(
+        10, "a whole number >= 2, or a list of class names (the synthetic twin's, where classes is null)",
+        lambda v: (_int(v) and v >= 2) or _names(v),
+    )  # fmt: skip
+    clean: dict | None = setting(None, "a mapping, or null", lambda v: True)
+    any_orientation: bool = setting(False, "true or false", _flag)
+
+
+@dataclass(frozen=True)
+class SegmentationDataset(Dataset):
+    family: str = setting("segmentation", "segmentation", lambda v: v == "segmentation")
+    layout: str | None = setting(None, "a layout name", lambda v: True)
+    slug: str | None = setting(None, "a Kaggle competition slug, or null (the name)", _or_null(_text))
+    classes: list | None = setting(None, "a list of class names, by mask value", _or_null(_names))
+    ignore_index: int = setting(255, "a mask value (0 to 255)", lambda v: _int(v) and 0 <= v <= 255)
+    channels: int = setting(3, "1 or 3", lambda v: v in (1, 3) and _int(v))
+    images: str = setting("images", "a folder under data.dir", _text)
+    masks: str = setting("masks", "a folder under data.dir", _text)
+    rover: str = setting("msl", "an AI4Mars rover folder (msl)", _text)
+    test_agreement: int = setting(3, "a whole number >= 1 (labellers who agree on a test mask)", _count)
+    groups: str | None = setting(None, "scene, or null", lambda v: v in (None, "scene"))
+    rare_class: str | None = setting(None, "one of dataset.classes, or null", _or_null(_text))
+    synth_size: int = setting(64, "a whole number >= 8", lambda v: _int(v) and v >= 8)
 
 
 SECTIONS = (Trainer, Data, Loss, Model)

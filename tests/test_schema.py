@@ -42,3 +42,30 @@ def test_the_schema_default_applies_and_optional_keys_only_where_named():
     assert check_config(apply_overrides(classifier, ["trainer.tta=dihedral"]))["trainer"]["tta"] == "dihedral"
     with pytest.raises(KitError, match="trainer.tta='rotate'; expected true \\(flip\\), false, or one of none"):
         check_config(apply_overrides(classifier, ["trainer.tta=rotate"]))
+
+
+def test_a_dataset_section_is_checked_and_its_defaults_live_in_the_schema(tmp_path):
+    """The `dataset:` of a YAML-declared competition: a typo, a wrong value and a missing key each handled once,
+    in kit/schema.py, for both families."""
+    from kit.competitions import competition_of
+    from kit.schema import ImageDataset, SegmentationDataset
+
+    base = "base: [imagefolder_resnet18]\ncompetition: {name}\ndataset:\n  family: image_classification\n"
+    for name, extra, message in (
+        ("typo_ds", "  layout: folders\n  chanels: 1\n", r"dataset typo_ds: config: dataset.chanels: unknown key"),
+        (
+            "bad_ds",
+            "  layout: folders\n  channels: 2\n",
+            r"bad_ds: config: dataset.channels=2; expected 1 or 3",
+        ),
+    ):
+        (tmp_path / f"{name}.yaml").write_text(base.format(name=name) + extra)
+        with pytest.raises(KitError, match=message):
+            competition_of(load_experiment(str(tmp_path / f"{name}.yaml")))
+    (tmp_path / "plain.yaml").write_text(base.format(name="plain_ds") + "  layout: folders\n")
+    comp = competition_of(load_experiment(str(tmp_path / "plain.yaml")))
+    assert comp.spec["channels"] == ImageDataset().channels == 3 and comp.spec["file"] == "training_set.npz"
+    assert comp.slug == "plain_ds"  # slug: null is the competition's name
+    ai4mars = competition_of(load_experiment("ai4mars_lite0"))
+    assert ai4mars.spec["test_agreement"] == SegmentationDataset().test_agreement  # not in its YAML: the default
+    assert ai4mars.spec["channels"] == 1  # in its YAML: the YAML's value

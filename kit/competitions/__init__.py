@@ -53,7 +53,7 @@ def declare_competition(name: str, spec: dict, source: str = "") -> Competition:
         raise KitError(f"{where}dataset.family={family!r}; valid: {', '.join(sorted(FAMILIES))}")
     existing = COMPETITIONS.get(name)
     if existing is not None:
-        if getattr(existing, "spec", None) != spec:
+        if getattr(existing, "declared", None) != spec:
             raise KitError(f"{where}competition {name!r} is already declared with another dataset section")
         return existing
     FAMILIES[spec["family"]](name, spec)

@@ -73,10 +73,11 @@ def sha256(path: Path) -> str:
 
 def describe(spec: str, encoder: str) -> Weights:
     """The weights named by model.pretrained for a timm architecture, with that architecture's preprocessing."""
-    cfg = timm.get_pretrained_cfg(encoder)
-    cfg = cfg.to_dict() if cfg is not None else {}
-    mean, std = tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-    interpolation = cfg.get("interpolation", "bilinear")
+    timm_cfg = timm.get_pretrained_cfg(encoder)  # timm's record of the weights, not a kit config
+    timm_cfg = timm_cfg.to_dict() if timm_cfg is not None else {}
+    mean = tuple(timm_cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(timm_cfg.get("std", (0.229, 0.224, 0.225)))
+    interpolation = timm_cfg.get("interpolation", "bilinear")
     if spec == "hub":
         return Weights("hub", None, None, mean, std, interpolation)
     path = weights_path(spec)
@@ -108,12 +109,12 @@ def read_state(path: Path, spec: str) -> dict[str, torch.Tensor]:
 def reference_state(encoder: str) -> tuple[dict[str, torch.Tensor], set[str], str]:
     """timm's state dict of the architecture (ImageNet's 1000 classes), its classifier keys and first conv key."""
     model = timm.create_model(encoder, pretrained=False)
-    cfg = model.pretrained_cfg
-    classifiers = cfg.get("classifier", "fc")
+    timm_cfg = model.pretrained_cfg
+    classifiers = timm_cfg.get("classifier", "fc")
     classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers)
     state = model.state_dict()
     head = {k for k in state if any(k.startswith(c + ".") for c in classifiers)}
-    first = cfg.get("first_conv", "conv1")
+    first = timm_cfg.get("first_conv", "conv1")
     return state, head, (first[0] if isinstance(first, (list, tuple)) else first) + ".weight"
 
 

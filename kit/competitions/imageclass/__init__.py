@@ -14,6 +14,7 @@ from kit.competitions.base import Competition
 from kit.data.folds import load_or_make_folds
 from kit.errors import KitError
 from kit.io import write_text_atomic
+from kit.schema import ImageDataset
 
 from . import duplicates, layouts, metrics, synth
 from .reconstruction import reconstruction_class
@@ -88,7 +89,7 @@ class ImageClassification(Competition):
             return ["no rows"]
         if submission["id"].duplicated().any():
             problems.append(f"repeated id {submission['id'][submission['id'].duplicated()].iloc[0]!r}")
-        classes = self.spec.get("classes")
+        classes = self.spec["classes"]
         if classes:
             bad = submission.index[~submission["label"].astype(str).isin(classes)]
             if len(bad):
@@ -112,30 +113,26 @@ class ImageClassification(Competition):
         return layouts.read_layout(data_dir, self.spec).test.keys[:limit]
 
 
-FIELDS = {"family", "layout", "slug", "classes", "aliases", "metric", "channels", "file", "arrays", "synth_size",
-          "synth_classes", "clean", "any_orientation"}  # fmt: skip
-
-
 @register_family("image_classification")
 def declare(name: str, spec: dict) -> type[ImageClassification]:
     """A registered competition class for one dataset section."""
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise KitError(f"dataset {name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
+    declared = spec
     try:
+        spec = ImageDataset.resolved(spec)
         names = layouts.layout_names(spec)
     except KitError as exc:
         raise KitError(f"dataset {name}: {exc}") from exc
-    metric = metrics.check_metric(spec.get("metric", "accuracy"))
-    duplicates.check_clean(spec.get("clean"))
-    if "npz" in names and not spec.get("classes"):
+    metric = metrics.check_metric(spec["metric"])
+    duplicates.check_clean(spec["clean"])
+    if "npz" in names and not spec["classes"]:
         raise KitError(f"dataset {name}: an npz layout needs its class names (dataset.classes, by label index)")
     title = "".join(part.title() for part in name.split("_"))
     training = type(f"{title}Training", (ImageTraining,), {"spec": spec, "metric_name": metric, "__module__": __name__})
     attributes = {
         "name": name,
-        "slug": spec.get("slug", name),
+        "slug": spec["slug"] or name,
         "spec": spec,
+        "declared": declared,
         "training_class": training,
         "__module__": __name__,
     }

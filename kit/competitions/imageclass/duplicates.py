@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 
 from kit.data.decoded import decoded
 from kit.errors import DataError, KitError
+from kit.schema import ImageDataset
 
 from .layouts import Samples, Split, read_layout
 
@@ -166,7 +167,8 @@ _CACHE: dict[tuple, tuple[Samples, dict | None]] = {}
 def read_clean(data_dir, spec: dict) -> tuple[Samples, dict | None]:
     """The layout's samples with contaminants dropped from the labelled split and duplicate groups attached, and
     the cleaning report (None where the dataset declares no `clean`). Computed once per process and dataset."""
-    clean = check_clean(spec.get("clean"))
+    spec = ImageDataset.resolved(spec)
+    clean = check_clean(spec["clean"])
     samples = read_layout(data_dir, spec)
     if not clean:
         return samples, None

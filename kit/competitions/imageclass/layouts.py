@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kit.data.read_once import read_once
 from kit.errors import DataError, KitError, UnknownNameError
+from kit.schema import ImageDataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # PIL's convert("L") clamps these at 255: all white
@@ -74,7 +75,7 @@ def layout_names(spec: dict) -> list[str]:
 def present(name: str, data_dir: Path, spec: dict) -> bool:
     """Whether data_dir looks like layout `name` (the file an npz layout names, wnids.txt, or sub-folders)."""
     if name == "npz":
-        return (data_dir / spec.get("file", "training_set.npz")).exists()
+        return (data_dir / spec["file"]).exists()
     if name == "tinyimagenet":
         return (data_dir / "wnids.txt").exists()
     return data_dir.is_dir() and bool(_folders(data_dir))
@@ -84,6 +85,7 @@ def present(name: str, data_dir: Path, spec: dict) -> bool:
 def read_layout(data_dir: Path, spec: dict) -> Samples:
     """The samples of data_dir in the first of dataset.layout's layouts it is in (the first one when none fits, so
     that its reader names what is missing)."""
+    spec = ImageDataset.resolved(spec)
     names = layout_names(spec)
     data_dir = Path(data_dir)
     name = next((n for n in names if present(n, data_dir, spec)), names[0])
@@ -160,7 +162,7 @@ def _check_images(images: np.ndarray, n: int, where: str) -> np.ndarray:
 def read_npz(data_dir: Path, spec: dict) -> Samples:
     """One .npz: `images` and `labels` (AN2DL blood cells; no test split), or MedMNIST's `train_/val_/test_images`
     and `*_labels` (train and val are the labelled samples, test the official test split)."""
-    path = data_dir / spec.get("file", "training_set.npz")
+    path = data_dir / spec["file"]
     classes = list(spec["classes"])
     try:
         with np.load(path) as saved:
@@ -300,7 +302,7 @@ def read_folders(data_dir: Path, spec: dict) -> Samples:
     the labelled samples that the folds divide; test/ holds class folders (labelled) or images (unlabelled)."""
     if not data_dir.is_dir():
         raise KitError(f"{data_dir}: folder not found")
-    classes, aliases = spec.get("classes"), spec.get("aliases")
+    classes, aliases = spec["classes"], spec["aliases"]
     splits = _split_folders(data_dir)
     if not splits:
         classes, train = _class_tree(data_dir, data_dir, classes, aliases=aliases)

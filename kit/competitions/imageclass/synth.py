@@ -12,6 +12,7 @@ from PIL import Image
 
 from kit.errors import KitError
 from kit.io import atomic_path
+from kit.schema import ImageDataset
 
 from . import layouts
 
@@ -65,21 +66,21 @@ def _save(image: np.ndarray, path: Path, mode_of_some: str | None = None) -> Non
 @register_writer("npz")
 def write_npz(out: Path, spec: dict, train: int, test: int, rng: np.random.Generator) -> None:
     """MedMNIST's arrays when the dataset names train_/test_ keys (its `file` ends in mnist.npz), else AN2DL's."""
-    n_classes, size, channels = len(spec["classes"]), spec.get("synth_size", 28), spec.get("channels", 3)
-    name = spec.get("file", "training_set.npz")
+    n_classes, size, channels = len(spec["classes"]), spec["synth_size"], spec["channels"]
+    name = spec["file"]
 
     def arrays(n):
         labels = _labels(rng, n, n_classes)
         images = np.stack([class_image(rng, int(k), n_classes, size, channels) for k in labels])
         return (images[..., 0] if channels == 1 else images), labels[:, None]
 
-    if spec.get("arrays", "an2dl") == "medmnist":
+    if spec["arrays"] == "medmnist":
         (tr, ytr), (va, yva), (te, yte) = arrays(train), arrays(max(2, train // 8)), arrays(test)
         content = dict(train_images=tr, train_labels=ytr, val_images=va, val_labels=yva, test_images=te,
                        test_labels=yte)  # fmt: skip
     else:
         images, labels = arrays(train)
-        if spec.get("clean"):
+        if spec["clean"]:
             images, labels = _contaminate(rng, images, labels, n_classes, spec["clean"])
         content = {"images": images, "labels": labels}
     with atomic_path(out / name) as tmp, open(tmp, "wb") as handle:
@@ -108,7 +109,9 @@ def _contaminate(rng, images: np.ndarray, labels: np.ndarray, n_classes: int, cl
 @register_writer("folders")
 def write_folders(out: Path, spec: dict, train: int, test: int, rng: np.random.Generator) -> None:
     """One folder per class with mixed sizes, formats (PNG, JPEG) and colour modes (grayscale, RGB, RGBA)."""
-    classes, channels = spec.get("classes") or spec["synth_classes"], spec.get("channels", 3)
+    classes, channels = spec["classes"] or spec["synth_classes"], spec["channels"]
+    if isinstance(classes, int):
+        classes = [f"class_{k}" for k in range(classes)]
     for k, label in enumerate(_labels(rng, train, len(classes))):
         size = int(rng.integers(48, 96))
         image = class_image(rng, int(label), len(classes), size, channels)
@@ -122,7 +125,7 @@ def write_folders(out: Path, spec: dict, train: int, test: int, rng: np.random.G
 def write_tinyimagenet(out: Path, spec: dict, train: int, test: int, rng: np.random.Generator) -> None:
     """wnids.txt, words.txt, train/<wnid>/images/*.JPEG (with <wnid>_boxes.txt), val/images and
     val_annotations.txt, test/images; 64×64 JPEG, about one in ten grayscale."""
-    n_classes = spec.get("synth_classes", 10)
+    n_classes = spec["synth_classes"] if isinstance(spec["synth_classes"], int) else len(spec["synth_classes"])
     wnids = [f"n{1440764 + 1000 * k:08d}" for k in range(n_classes)]
     (out / "wnids.txt").write_text("\n".join(wnids) + "\n")
     (out / "words.txt").write_text("".join(f"{w}\tsynthetic class {k}\n" for k, w in enumerate(wnids)))
@@ -147,7 +150,7 @@ def write_tinyimagenet(out: Path, spec: dict, train: int, test: int, rng: np.ran
 
 
 def generate(out: Path, spec: dict, train: int, test: int, seed: int = 0, force: bool = False) -> Path:
-    out = Path(out)
+    out, spec = Path(out), ImageDataset.resolved(spec)
     layout = layouts.layout_names(spec)[0]  # the first layout the dataset is published in
     if layout not in WRITERS:
         raise KitError(f"dataset.layout={layout!r} has no synthetic writer; valid: {', '.join(sorted(WRITERS))}")

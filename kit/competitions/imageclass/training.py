@@ -142,7 +142,7 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         self.samples: Samples = read_clean(self.data_dir, self.spec)[0]
         self.classes = self.samples.classes
         self.num_outputs = self.meta_classes = len(self.classes)
-        self.in_channels = int(self.spec.get("channels", 3))
+        self.in_channels = int(self.spec["channels"])
         self.size = int(cfg["data"]["size"])
         self.interpolation = pretrained.interpolation(cfg.get("model") or {})
         self.n_train = len(self.samples.train.keys)
@@ -179,7 +179,7 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         return list(range(self.n_train)) if split == "train" else list(range(self.n_train, len(self.keys)))
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Images:
-        orientation = bool(self.spec.get("any_orientation", False))
+        orientation = bool(self.spec["any_orientation"])
         augment = augmentation(augment_seed, orientation) if augment_seed is not None else None
         extra = randaugment(settings(self.cfg["trainer"]).randaugment, self.in_channels) if augment else None
         return Images(self.images, self.labels, ids, self.in_channels, augment, extra,

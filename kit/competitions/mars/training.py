@@ -25,6 +25,7 @@ from kit.competitions.pixel_stacking import PixelStacking
 from kit.errors import DataError
 from kit.io import atomic_path
 from kit.report.masks import plot_masks
+from kit.schema import Data
 
 from . import data, metric, submission
 from .layout import BIG_ROCK, CLASSES, HEIGHT, NUM_CLASSES, ORACLE_FILE, WIDTH
@@ -113,7 +114,7 @@ class MarsTraining(FoldTraining, FoldReport, Explaining, PixelStacking, Oracle):
         if split == "test":
             return MarsImages(self.data.test[ids], None, ids)
         if augment_seed is not None:  # training: repeat the images that hold big rock
-            repeat = int(self.cfg["data"].get("oversample_big_rock", 1))
+            repeat = Data.check(self.cfg["data"]).oversample_big_rock
             has_rock = (self.masks(ids) == BIG_ROCK).any(axis=(1, 2))
             ids = [i for i, rock in zip(ids, has_rock, strict=True) for _ in range(repeat if rock else 1)]
         positions = [self.position[i] for i in ids]

@@ -22,6 +22,7 @@ from kit.competitions.parts import Staged
 from kit.data.cache import cached_dataset
 from kit.errors import KitError
 from kit.runtime import checkpoint, clock
+from kit.schema import Data
 
 from . import crop_model  # noqa: F401 - registers the stage-2 model, level_crop_mil
 from .crops import CROP_KINDS, level_gap, study_crops
@@ -122,17 +123,17 @@ class TwoStageTraining(RsnaTraining, Staged):
         self.scales = [float(s) for s in data["crop_scales"]]
         if len(self.scales) != len(CROP_KINDS):
             raise KitError(f"config: data.crop_scales needs {len(CROP_KINDS)} numbers ({', '.join(CROP_KINDS)})")
-        self.cached_size = int(round(self.crop * (1 + 2 * float(data.get("crop_margin", 0.25)))))
+        self.cached_size = int(round(self.crop * (1 + 2 * Data.check(data).crop_margin)))
         self.in_channels = 1
         self._studies = {split: load_studies(self.data_dir, split) for split in ("train", "test")}
         self.labels = {s.study_id: s.labels for s in self._studies["train"]}
         self.heatmap = None
-        self.fold = cfg.get("fold")
+        self.fold: int | None = None  # set by start_fold
 
     def fold_dir(self) -> Path:
         if self.fold is None:
             raise KitError("rsna_two_stage: no fold given for the validation crops (they come from its stage 1)")
-        return paths.runs_root() / self.cfg["name"] / f"fold{self.fold}" / STAGE
+        return paths.fold_dir(self.cfg["name"], self.fold) / STAGE
 
     def start_fold(self, fold: int) -> list[dict]:
         self.fold = fold

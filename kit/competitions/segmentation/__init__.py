@@ -11,12 +11,10 @@ import pandas as pd
 from kit.competitions import register_competition, register_family
 from kit.competitions.base import Competition
 from kit.errors import KitError
+from kit.schema import SegmentationDataset
 
 from . import layouts, synth
 from .training import SegmentationTraining
-
-FIELDS = {"family", "layout", "slug", "classes", "ignore_index", "channels", "images", "masks", "rover",
-          "test_agreement", "groups", "rare_class", "synth_size"}  # fmt: skip
 
 
 class Segmentation(Competition):
@@ -32,7 +30,7 @@ class Segmentation(Competition):
         gets its share; 0 for all without one."""
         training = self.training_class({"data": {"size": 8}, "model": {}}, data_dir)
         keys = training.layout.train.keys
-        rare = self.spec.get("rare_class")
+        rare = self.spec["rare_class"]
         if rare is None:
             return pd.Series(0, index=keys)
         index = self.spec["classes"].index(rare)
@@ -40,7 +38,7 @@ class Segmentation(Competition):
 
     def groups(self, data_dir: Path, ids: list) -> list:
         """dataset.groups: scene (NAVCAM frames of one scene stay in one fold, see layouts.scenes) or null."""
-        return layouts.scenes(list(ids)) if self.spec.get("groups") == "scene" else list(ids)
+        return layouts.scenes(list(ids)) if self.spec["groups"] == "scene" else list(ids)
 
     def folds(self, data_dir: Path, n_splits: int = 5, seed: int = 42) -> pd.Series:
         """The folds file names samples by key; the runner by position."""
@@ -65,20 +63,19 @@ class Segmentation(Competition):
 
 @register_family("segmentation")
 def declare(name: str, spec: dict) -> type[Segmentation]:
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise KitError(f"dataset {name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
+    declared = spec
     try:
+        spec = SegmentationDataset.resolved(spec)
         layouts.check_layout(spec)
     except KitError as exc:
         raise KitError(f"dataset {name}: {exc}") from exc
-    classes = spec.get("classes")
+    classes = spec["classes"]
     if not isinstance(classes, list) or len(classes) < 2:
         raise KitError(f"dataset {name}: dataset.classes must list the class names, by mask value (got {classes!r})")
-    if spec.get("rare_class") is not None and spec["rare_class"] not in classes:
+    if spec["rare_class"] is not None and spec["rare_class"] not in classes:
         raise KitError(f"dataset {name}: dataset.rare_class={spec['rare_class']!r} is not one of {classes}")
     title = "".join(part.title() for part in name.split("_"))
     training = type(f"{title}Training", (SegmentationTraining,), {"spec": spec, "__module__": __name__})
-    attributes = {"name": name, "slug": spec.get("slug", name), "spec": spec, "training_class": training,
-                  "__module__": __name__}  # fmt: skip
+    attributes = {"name": name, "slug": spec["slug"] or name, "spec": spec, "declared": declared,
+                  "training_class": training, "__module__": __name__}  # fmt: skip
     return register_competition(type(title, (Segmentation,), attributes))

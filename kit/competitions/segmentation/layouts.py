@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from kit.competitions.imageclass.layouts import IMAGE_SUFFIXES
 from kit.data.read_once import read_once
 from kit.errors import DataError, UnknownNameError
+from kit.schema import SegmentationDataset
 
 
 @dataclass
@@ -53,7 +54,7 @@ def check_layout(spec: dict) -> str:
 
 @read_once
 def read_layout(data_dir: Path, spec: dict) -> Layout:
-    data_dir = Path(data_dir)
+    data_dir, spec = Path(data_dir), SegmentationDataset.resolved(spec)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder")
     return LAYOUTS[check_layout(spec)](data_dir, spec)
@@ -72,8 +73,8 @@ def _images(folder: Path) -> dict[str, Path]:
 def image_mask_folders(data_dir: Path, spec: dict) -> Layout:
     """dataset.images / dataset.masks (folders under data.dir): every image with the mask of its stem. A folder
     without masks is unlabelled (predict only); one with some masks must have one for every image and no more."""
-    images = _images(data_dir / spec.get("images", "images"))
-    mask_dir = data_dir / spec.get("masks", "masks")
+    images = _images(data_dir / spec["images"])
+    mask_dir = data_dir / spec["masks"]
     masks = (
         {p.stem: p for p in sorted(mask_dir.glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
         if mask_dir.is_dir()
@@ -102,7 +103,7 @@ def ai4mars_release(data_dir: Path, spec: dict) -> Layout:
     expert test labels labels/test/masked-gold-min<k>-100agree/<id>_merged.png (k = dataset.test_agreement, 3 by
     default). Its documentation masks out the rover (images/mxy/<id with MXY>.png) and the range beyond 30 m
     (images/rng-30m/<id with RNG>.png): those pixels count as unlabelled."""
-    root = data_dir / spec.get("rover", "msl") / "ncam"
+    root = data_dir / spec["rover"] / "ncam"
     if not root.is_dir() and (data_dir / "images").is_dir():
         root = data_dir
     images = _images(root / "images" / "edr")
@@ -118,7 +119,7 @@ def ai4mars_release(data_dir: Path, spec: dict) -> Layout:
     train = labelled(root / "labels" / "train", "")
     if not train.keys:
         raise DataError(f"{root / 'labels' / 'train'}: no label PNG whose stem is an image of {root / 'images/edr'}")
-    agreement = int(spec.get("test_agreement", 3))
+    agreement = int(spec["test_agreement"])
     return Layout(train, labelled(root / "labels" / "test" / f"masked-gold-min{agreement}-100agree", "_merged"))
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kit.schema import SegmentationDataset
+
 
 def _frame(rng: np.random.Generator, size: int, classes: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:
     seeds = rng.integers(0, size, (6, 2))
@@ -23,14 +25,14 @@ def _frame(rng: np.random.Generator, size: int, classes: int, ignore: int) -> tu
 
 
 def generate(out: Path, spec: dict, train: int, test: int, seed: int, force: bool = False) -> Path:
-    rng = np.random.default_rng(seed)
-    classes, ignore, size = len(spec["classes"]), int(spec.get("ignore_index", 255)), int(spec.get("synth_size", 64))
+    rng, spec = np.random.default_rng(seed), SegmentationDataset.resolved(spec)
+    classes, ignore, size = len(spec["classes"]), int(spec["ignore_index"]), int(spec["synth_size"])
     out = Path(out)
-    ai4mars = spec.get("layout") == "ai4mars"
-    root = out / spec.get("rover", "msl") / "ncam" if ai4mars else out
-    images = root / "images" / "edr" if ai4mars else out / spec.get("images", "images")
-    masks = root / "labels" / "train" if ai4mars else out / spec.get("masks", "masks")
-    test_masks = root / "labels" / "test" / f"masked-gold-min{int(spec.get('test_agreement', 3))}-100agree"
+    ai4mars = spec["layout"] == "ai4mars"
+    root = out / spec["rover"] / "ncam" if ai4mars else out
+    images = root / "images" / "edr" if ai4mars else out / spec["images"]
+    masks = root / "labels" / "train" if ai4mars else out / spec["masks"]
+    test_masks = root / "labels" / "test" / f"masked-gold-min{int(spec['test_agreement'])}-100agree"
     for folder in (images, masks, *((test_masks,) if ai4mars else ())):
         folder.mkdir(parents=True, exist_ok=True)
     total = train + (test if ai4mars else 0)

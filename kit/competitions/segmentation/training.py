@@ -26,6 +26,7 @@ from kit.io import atomic_path
 from kit.models import pretrained
 from kit.report.confusion import plot_matrix
 from kit.report.masks import plot_masks
+from kit.schema import Data
 
 from . import metric
 from .layouts import Layout, Pairs, read_image, read_layout, read_mask
@@ -125,9 +126,9 @@ class SegmentationTraining(FoldTraining, FoldReport, PixelStacking):
         self.cfg, self.data_dir = cfg, Path(data_dir)
         self.layout: Layout = read_layout(self.data_dir, self.spec)
         self.classes = self.pixel_classes = list(self.spec["classes"])
-        self.ignore = int(self.spec.get("ignore_index", 255))
+        self.ignore = int(self.spec["ignore_index"])
         self.num_outputs = len(self.classes)
-        self.in_channels = int(self.spec.get("channels", 3))
+        self.in_channels = int(self.spec["channels"])
         self.size = int(cfg["data"]["size"])
         self.pixel_grid = (self.size, self.size)
         self.interpolation = pretrained.interpolation(cfg.get("model") or {})
@@ -205,8 +206,8 @@ class SegmentationTraining(FoldTraining, FoldReport, PixelStacking):
 
     def dataset(self, ids: list[int], split: str, augment_seed: int | None = None) -> Segments:
         augment = augmentation(augment_seed, self.ignore) if augment_seed is not None else None
-        if augment is not None and self.spec.get("rare_class") is not None:  # training: repeat the rare class
-            repeat = int(self.cfg["data"].get("oversample_rare", 1))
+        if augment is not None and self.spec["rare_class"] is not None:  # training: repeat the rare class
+            repeat = Data.check(self.cfg["data"]).oversample_rare
             rare = self.classes.index(self.spec["rare_class"])
             holds = (self.small_masks[ids] == rare).any(axis=(1, 2))
             ids = [i for i, has in zip(ids, holds, strict=True) for _ in range(repeat if has else 1)]
@@ -308,7 +309,7 @@ class SegmentationTraining(FoldTraining, FoldReport, PixelStacking):
         the prediction."""
         labelled = self._labelled(ids)
         chosen = list(np.linspace(0, len(ids) - 1, min(6, len(ids))).round().astype(int))
-        if labelled and self.spec.get("rare_class") is not None:
+        if labelled and self.spec["rare_class"] is not None:
             rare = self.classes.index(self.spec["rare_class"])
             counts = np.array([(self._small(i) == rare).sum() for i in ids])
             first = [int(k) for k in np.argsort(-counts, kind="stable")[:2] if counts[k] > 0]
