@@ -23,7 +23,7 @@ def register_competition(cls: type[Competition]) -> type[Competition]:
     training = getattr(cls, "training_class", None)
     if training is not None:
         missing += [f"training_class.{m}" for m in sorted(getattr(training, "__abstractmethods__", ()))]
-        missing += [f"training_class.{m}" for m in ("metric_name", "metric_mode", "losses", "oof_file")
+        missing += [f"training_class.{m}" for m in ("metric_name", "metric_mode", "loss_kind", "oof_file")
                     if not hasattr(training, m)]  # fmt: skip
     if missing:
         raise TypeError(f"competition {cls.__name__} lacks {', '.join(missing)}")

@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kit.errors import KitError, UnknownNameError
+from kit.errors import KitError
+from kit.losses import build_loss
 
 
 class SampleData(ABC):
@@ -36,18 +37,14 @@ class Objective(ABC):
 
     metric_name: ClassVar[str]  # the key of evaluate()'s official figure
     metric_mode: ClassVar[str]  # "min" or "max"
-    losses: ClassVar[dict[str, type[nn.Module]]]
+    loss_kind: ClassVar[str]  # which of kit.losses' tables its loss.name is looked up in
 
     def loss(self) -> nn.Module:
-        """The loss named by cfg['loss']['name'] in self.losses, built with the section's other keys."""
+        """The loss named by cfg['loss']['name'] among kit.losses' of this kind, built with the section's other keys."""
         return self.loss_from(dict(self.cfg["loss"]))
 
     def loss_from(self, spec: dict) -> nn.Module:
-        spec = dict(spec)
-        name = spec.pop("name")
-        if name not in self.losses:
-            raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(sorted(self.losses))}")
-        return self.losses[name](**spec)
+        return build_loss(self.loss_kind, spec)
 
     @abstractmethod
     def probabilities(self, logits: torch.Tensor) -> np.ndarray: ...

@@ -13,10 +13,8 @@ import pandas as pd
 import torch
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from kernels.focal import sigmoid_focal_loss
 from kit.competitions.imageclass.layouts import load_image
 from kit.competitions.imageclass.training import MEAN_STD, augmentation, mean_std
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
@@ -66,30 +64,10 @@ class Radiographs(Dataset):
         return {"image": (image - self.mean) / self.std, "target": target, "id": self.ids[index]}
 
 
-class WeightedBCE(nn.Module):
-    def __init__(self, pos_weight: torch.Tensor | None = None):
-        super().__init__()
-        self.register_buffer("pos_weight", pos_weight)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=self.pos_weight)
-
-
-class SigmoidFocal(nn.Module):
-    """The fused sigmoid focal loss (kernels.focal), averaged over images × findings."""
-
-    def __init__(self, alpha: float = 0.25, gamma: float = 2.0):
-        super().__init__()
-        self.alpha, self.gamma = alpha, gamma
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sigmoid_focal_loss(logits.float(), target.float(), self.alpha, self.gamma, reduction="mean")
-
-
 class ChestTraining(FoldTraining, FoldReport, Explaining, Stacking):
     """Sample ids: positions in train_val_list.txt, then test_list.txt's."""
 
-    losses = {"bce": WeightedBCE, "focal": SigmoidFocal}
+    loss_kind = "chestxray14"
     metric_name = "mean_auroc"
     metric_mode = "max"
     oof_file = "oof.csv"

@@ -23,7 +23,7 @@ class Reconstruction:
 
     metric_name = "mse"
     metric_mode = "min"
-    losses = {"mse": nn.MSELoss}
+    loss_kind = "reconstruction"
     pictures = 8
 
     def __init__(self, cfg: dict, data_dir: Path):

@@ -13,10 +13,8 @@ import torch
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotate90d, RandRotated, RandZoomd
 from PIL import Image
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from kernels.focal import focal_loss
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Stacking
 from kit.data.decoded import decoded
 from kit.errors import DataError, KitError
@@ -101,36 +99,11 @@ def randaugment(spec: str | None, channels: int):
         ) from exc
 
 
-class CrossEntropy(nn.Module):
-    def __init__(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
-        super().__init__()
-        self.label_smoothing = label_smoothing
-        self.register_buffer("weight", weight)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing)
-
-
-class Focal(nn.Module):
-    """The fused multi-class focal loss (kernels.focal) on (N, C) logits."""
-
-    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
-        super().__init__()
-        self.gamma = gamma
-        self.register_buffer("weight", weight)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return focal_loss(logits.float()[..., None, None], target[:, None, None], self.gamma, self.weight)
-
-
-LOSSES = {"ce": CrossEntropy, "focal": Focal}
-
-
 class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
     """Sample ids: 0..n_train-1 the labelled samples, then the test split's, so one id never names two images."""
 
     spec: ClassVar[dict]
-    losses = LOSSES
+    loss_kind = "image_classification"
     metric_mode = "max"
     oof_file = "oof.csv"
     rows_per_sample = 1

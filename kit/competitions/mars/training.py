@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.losses import DiceLoss
 from monai.transforms import (
     Compose,
     RandAdjustContrastd,
@@ -19,7 +18,6 @@ from monai.transforms import (
 from torch import nn
 from torch.utils.data import Dataset
 
-from kernels.focal import focal_loss
 from kit.competitions.parts import Explaining, FoldReport, FoldTraining, Oracle
 from kit.competitions.pixel_stacking import PixelStacking
 from kit.errors import DataError
@@ -68,27 +66,8 @@ def augmentation(seed: int) -> Compose:
     return augment
 
 
-class FocalDice(nn.Module):
-    """Focal loss with per-class alpha (kernels.focal), plus Dice over the non-background classes (MONAI)."""
-
-    def __init__(self, alpha=None, gamma: float = 2.0, dice_weight: float = 0.0):
-        super().__init__()
-        self.register_buffer("alpha", None if alpha is None else torch.tensor(alpha, dtype=torch.float32))
-        self.gamma, self.dice_weight = gamma, dice_weight
-        self.dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True)
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = focal_loss(logits.float(), target, self.gamma, self.alpha)
-        if self.dice_weight:
-            loss = loss + self.dice_weight * self.dice(logits.float(), target[:, None])
-        return loss
-
-
-LOSSES = {"focal_dice": FocalDice}
-
-
 class MarsTraining(FoldTraining, FoldReport, Explaining, PixelStacking, Oracle):
-    losses = LOSSES
+    loss_kind = "mars"
     metric_name = "score"
     metric_mode = "max"
     oof_file = "oof.npz"

@@ -29,6 +29,7 @@ from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import require_inside, volume_stacks
 from kit.errors import DataError, KitError
 from kit.io import atomic_path, write_text_atomic
+from kit.losses import register_loss
 from kit.runtime import clock
 
 from .layout import CONDITIONS, LEVELS
@@ -188,6 +189,7 @@ class LocaliserSamples(Dataset):
         return {"image": image, "target": heatmap, "id": int(item["study_id"])}
 
 
+@register_loss("rsna_localiser", "heatmap")
 class HeatmapLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return spatial_softmax_loss(logits, target)
@@ -245,7 +247,7 @@ def point_errors(predicted: np.ndarray, item: dict) -> pd.DataFrame:
 class LocaliserTraining(FoldTraining):
     """Stage 1's side of fold training: ranked by the median 3D error (mm) of the validation studies' points."""
 
-    losses = {"heatmap": HeatmapLoss}
+    loss_kind = "rsna_localiser"
     metric_name = "error_mm"
     metric_mode = "min"
     oof_file = "points.csv"

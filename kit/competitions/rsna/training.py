@@ -20,6 +20,7 @@ from kit.data.heatmaps import gaussian_heatmaps, spatial_softmax_loss
 from kit.data.transforms import study_preprocess
 from kit.errors import KitError
 from kit.io import atomic_path
+from kit.losses import register_loss
 
 from . import metric, submission
 from .layout import (
@@ -91,6 +92,7 @@ def augmentation(seed: int) -> Compose:
     return augment
 
 
+@register_loss("rsna", "weighted_ce")
 class WeightedCrossEntropy(nn.Module):
     """Cross-entropy per condition×level with the metric's weights (1/2/4), unlabelled targets ignored, plus an
     optional any-severe-spinal term (binary log loss of the highest spinal severe probability)."""
@@ -121,6 +123,7 @@ class WeightedCrossEntropy(nn.Module):
         return loss
 
 
+@register_loss("rsna", "focal")
 class SeverityFocalLoss(WeightedCrossEntropy):
     """Softmax focal loss per condition×level (kernels.focal) with alpha = the metric's weights (1/2/4), averaged
     over labelled targets; the same optional any-severe-spinal term."""
@@ -131,9 +134,6 @@ class SeverityFocalLoss(WeightedCrossEntropy):
 
     def per_target(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(logits, target, self.gamma, self.class_weight, ignore_index=MISSING)
-
-
-LOSSES = {"weighted_ce": WeightedCrossEntropy, "focal": SeverityFocalLoss}
 
 
 class WithHeatmapLoss(nn.Module):
@@ -183,7 +183,7 @@ def heatmap_spec(cfg: dict) -> dict | None:
 class RsnaTraining(FoldTraining, Explaining, Stacking, Oracle):
     """The competition's side of fold training, built from an experiment config."""
 
-    losses = LOSSES
+    loss_kind = "rsna"
     metric_name = "score"
     metric_mode = "min"
     oof_file = "oof.csv"

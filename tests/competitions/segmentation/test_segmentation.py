@@ -178,7 +178,7 @@ def test_real_ai4mars_folds_never_split_a_scene():
 def test_dice_counts_only_the_classes_present_and_never_the_ignored_pixels():
     import torch
 
-    from kit.competitions.segmentation.training import CrossEntropyDice, present_class_dice
+    from kit.losses.pixels import CrossEntropyDice, present_class_dice
 
     target = torch.tensor([[[0, 0], [1, 255]]])
     perfect = torch.nn.functional.one_hot(torch.tensor([[[0, 0], [1, 3]]]), 4).permute(0, 3, 1, 2).float()
