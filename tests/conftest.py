@@ -6,6 +6,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # against each other (LightGBM's inner CV ran 18x slower than alone)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -34,3 +35,24 @@ def rsna_dir(tmp_path_factory) -> Path:
 def mars_dir(tmp_path_factory) -> Path:
     """A small synthetic Mars competition shared by the tests that only read it."""
     return mars_synth.generate(tmp_path_factory.mktemp("mars"), train=60, test=12, aliens=5, seed=3)
+
+
+@pytest.fixture
+def kit_here(monkeypatch, capsys):
+    """`kit ARGS` in this process, as a user's shell runs it in `cwd` (KIT_HOME unset, so the folder itself): for
+    inputs refused before or at the first batch, where a fresh process would spend 8 s of its 9 importing torch.
+    `run_kit` keeps the real process (entry point and exit status) for the rest, and for one refusal below."""
+    from kit.cli import main
+
+    def run(args, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.delenv("KIT_HOME", raising=False)
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

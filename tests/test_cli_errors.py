@@ -91,8 +91,13 @@ def workdir(tmp_path) -> Path:
         ),
     ],
 )
-def test_bad_input_is_one_error_line(workdir, args, fragments):
-    assert_one_line_error(run_kit(args, workdir), *fragments)
+def test_bad_input_is_one_error_line(workdir, kit_here, args, fragments):
+    assert_one_line_error(kit_here(args, workdir), *fragments)
+
+
+def test_the_kit_command_itself_refuses_in_one_line(workdir):
+    """The same refusals come out of the installed entry point as exit status 2 and one `error:` line."""
+    assert_one_line_error(run_kit(["train-fold", "--exp", "rsna_unet", "trainer.epochs=abc"], workdir), "whole number")
 
 
 @pytest.mark.slow
@@ -103,8 +108,8 @@ def test_bad_input_is_one_error_line(workdir, args, fragments):
         (["model.heatmaps=5"], ["model.heatmaps=5 must equal model.level_attention.levels (25)"]),
     ],
 )
-def test_config_conflicts_are_one_error_line(workdir, rsna_dir, overrides, fragments):
-    result = run_kit(["train-fold", "--exp", "rsna_unet", f"data.dir={rsna_dir}", "data.folds=2", *overrides], workdir)
+def test_config_conflicts_are_one_error_line(workdir, kit_here, rsna_dir, overrides, fragments):
+    result = kit_here(["train-fold", "--exp", "rsna_unet", f"data.dir={rsna_dir}", "data.folds=2", *overrides], workdir)
     assert_one_line_error(result, *fragments)
 
 
@@ -164,33 +169,33 @@ def _break_rsna(copy: Path, how: str) -> None:
         ("repeated study_id", ["train.csv: row 10 repeats study_id"]),
     ],
 )
-def test_broken_rsna_data_is_one_error_line(tmp_path, rsna_dir, how, fragments):
+def test_broken_rsna_data_is_one_error_line(tmp_path, kit_here, rsna_dir, how, fragments):
     import shutil
 
     shutil.copytree(rsna_dir, tmp_path / "comp")
     _break_rsna(tmp_path / "comp", how)
     args = ["train-fold", "--exp", "rsna_resnet", "data.dir=comp", "data.folds=2", "data.size=32", "data.slices=2"]
-    result = run_kit([*args, "trainer.epochs=1", "trainer.batch_size=2"], tmp_path)
+    result = kit_here([*args, "trainer.epochs=1", "trainer.batch_size=2"], tmp_path)
     assert_one_line_error(result, *fragments)
 
 
 @pytest.mark.parametrize(
     "batch, fragments", [(64, ["trainer.batch_size=64", "lower the batch size"]), (1, ["BatchNorm needs at least 2"])]
 )
-def test_batch_sizes_that_cannot_train_are_refused(tmp_path, rsna_dir, batch, fragments):
+def test_batch_sizes_that_cannot_train_are_refused(tmp_path, kit_here, rsna_dir, batch, fragments):
     args = ["train-fold", "--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", f"trainer.batch_size={batch}"]
-    assert_one_line_error(run_kit(args, tmp_path), *fragments)
+    assert_one_line_error(kit_here(args, tmp_path), *fragments)
 
 
 @pytest.mark.slow
-def test_weights_of_another_model_and_an_unwritable_runs_folder(tmp_path, rsna_dir):
+def test_weights_of_another_model_and_an_unwritable_runs_folder(kit_here, tmp_path, rsna_dir):
     """A fold whose weights came from another encoder, given to --resume and to predict; `runs` that is a file."""
     args = ["--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", "data.size=32", "data.slices=2"]
     tiny = ["trainer.epochs=1", "trainer.batch_size=2"]
     assert run_kit(["train-fold", *args, *tiny], tmp_path).returncode == 0
     fold = tmp_path / "runs" / "rsna_resnet" / "fold0"
 
-    resumed = run_kit(["train-fold", *args, *tiny, "model.encoder=resnet34", "--resume", "--force"], tmp_path)
+    resumed = kit_here(["train-fold", *args, *tiny, "model.encoder=resnet34", "--resume", "--force"], tmp_path)
     assert_one_line_error(resumed, "model_last.pt: its weights do not fit", "missing")
 
     config = fold / "config.yaml"

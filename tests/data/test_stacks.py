@@ -116,12 +116,12 @@ def test_angled_stacks_inside_one_series_are_separate_stacks_of_one_view(tmp_pat
     assert len(read_stacks(tmp_path / "c")) == 1
 
 
-def test_a_labelled_point_outside_its_image_is_one_error_line(rsna_dir, tmp_path):
+def test_a_labelled_point_outside_its_image_is_one_error_line(kit_here, rsna_dir, tmp_path):
     data = tmp_path / "rsna"
     shutil.copytree(rsna_dir, data)
     coordinates = pd.read_csv(data / "train_label_coordinates.csv")
     coordinates.loc[0, "x"] = 4000.0
     coordinates.to_csv(data / "train_label_coordinates.csv", index=False)
     tiny = ["data.folds=2", "data.size=32", "data.slices=2", "trainer.epochs=1", "trainer.batch_size=2"]
-    result = run_kit(["train-fold", "--exp", "rsna_unet", f"data.dir={data}", *tiny], tmp_path)
+    result = kit_here(["train-fold", "--exp", "rsna_unet", f"data.dir={data}", *tiny], tmp_path)
     assert_one_line_error(result, "x=4000", f"instance {coordinates.loc[0, 'instance_number']}", "lies outside its")

@@ -61,9 +61,9 @@ def test_a_parity_failure_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(tmp_path):
+def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
-    assert "no finished fold" in run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path).stderr
+    assert "no finished fold" in kit_here(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path).stderr
     assert run_kit(["train-fold", "--exp", "pneumonia_resnet18", *tiny], tmp_path).returncode == 0
     assert "no ONNX model" in run_kit(["predict", "--exp", "pneumonia_resnet18", "--backend", "onnxruntime", *tiny],
                                       tmp_path).stderr  # fmt: skip

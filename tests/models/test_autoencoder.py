@@ -33,7 +33,7 @@ def test_the_prior_baseline_is_the_mean_image(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_fold_draws_reconstructions_and_refuses_to_merge(tmp_path):
+def test_a_fold_draws_reconstructions_and_refuses_to_merge(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
     trained = run_kit(["train-fold", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -41,4 +41,4 @@ def test_a_fold_draws_reconstructions_and_refuses_to_merge(tmp_path):
     fold = tmp_path / "runs" / "tinyimagenet_autoencoder" / "fold0"
     assert (fold / "reconstructions.png").stat().st_size > 5000
     assert (fold / "oof.csv").read_text().splitlines()[0] == "id,mse"
-    assert_one_line_error(run_kit(["oof", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path), "autoencoder")
+    assert_one_line_error(kit_here(["oof", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path), "autoencoder")

@@ -7,7 +7,7 @@ import pytest
 
 from kit.errors import KitError
 from kit.report.compare import compare
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 
 def fake_run(root, name, metric, values, cv=None):
@@ -37,7 +37,7 @@ def test_compare_reads_each_run_s_folds_and_cv(tmp_path, monkeypatch):
         compare(["scratch", "segmenter"])
 
 
-def test_compare_errors_are_one_line(tmp_path):
+def test_compare_errors_are_one_line(kit_here, tmp_path):
     fake_run(tmp_path, "scratch", "accuracy", [0.4])
-    assert_one_line_error(run_kit(["compare", "scratch", "missing"], tmp_path), "runs/missing: no finished fold")
-    assert_one_line_error(run_kit(["compare", "scratch"], tmp_path), "two or more")
+    assert_one_line_error(kit_here(["compare", "scratch", "missing"], tmp_path), "runs/missing: no finished fold")
+    assert_one_line_error(kit_here(["compare", "scratch"], tmp_path), "two or more")

@@ -49,9 +49,9 @@ def test_grad_cam_follows_the_evidence():
 
 
 @pytest.mark.slow
-def test_explain_writes_grad_cams_for_a_trained_fold(tmp_path):
+def test_explain_writes_grad_cams_for_a_trained_fold(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
-    assert_one_line_error(run_kit(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path), "no finished fold")
+    assert_one_line_error(kit_here(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path), "no finished fold")
     trained = run_kit(["train-fold", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
     explained = run_kit(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
@@ -61,7 +61,7 @@ def test_explain_writes_grad_cams_for_a_trained_fold(tmp_path):
 
 
 @pytest.mark.slow
-def test_explain_draws_rsna_attention_maps(tmp_path, rsna_dir):
+def test_explain_draws_rsna_attention_maps(kit_here, tmp_path, rsna_dir):
     tiny = [f"data.dir={rsna_dir}", "data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=1",
             "trainer.batch_size=4"]  # fmt: skip
     assert run_kit(["train-fold", "--exp", "rsna_unet", *tiny], tmp_path).returncode == 0
@@ -69,7 +69,7 @@ def test_explain_draws_rsna_attention_maps(tmp_path, rsna_dir):
     assert explained.returncode == 0, explained.stderr
     pictures = list((tmp_path / "runs" / "rsna_unet" / "fold0" / "explain").glob("attention_study*.png"))
     assert 1 <= len(pictures) <= 3
-    assert_one_line_error(run_kit(["explain", "--exp", "rsna_resnet"], tmp_path), "no finished fold")
+    assert_one_line_error(kit_here(["explain", "--exp", "rsna_resnet"], tmp_path), "no finished fold")
 
 
 @pytest.mark.slow

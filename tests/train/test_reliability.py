@@ -120,14 +120,16 @@ def test_hub_weights_behind_a_broken_proxy_are_one_line_in_seconds(tmp_path, mon
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # the discard port: refused at once
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     began = time.perf_counter()
-    result = run_kit(["train-fold", "--exp", "imagefolder_resnet18", "model.pretrained=hub"], tmp_path)
+    result = run_kit(
+        ["train-fold", "--exp", "imagefolder_resnet18", "model.pretrained=hub"], tmp_path
+    )  # a fresh HF_HOME
     assert_one_line_error(result, "model.pretrained=hub", "unreachable", "ConnectionRefusedError", "package:")
     assert time.perf_counter() - began < 30, "no retry loop (with one, this took 50 s and more)"
     assert not (tmp_path / "data").exists(), "refused before any data was generated"
 
 
-def test_missing_encoder_weights_are_refused_before_stage_one_trains(tmp_path):
-    result = run_kit(["train-fold", "--exp", "rsna_two_stage", "model.encoder_weights=imagenet"], tmp_path)
+def test_missing_encoder_weights_are_refused_before_stage_one_trains(kit_here, tmp_path):
+    result = kit_here(["train-fold", "--exp", "rsna_two_stage", "model.encoder_weights=imagenet"], tmp_path)
     assert_one_line_error(result, "model.encoder_weights=imagenet: no such file", "never downloads")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 

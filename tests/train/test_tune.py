@@ -34,8 +34,8 @@ def broken(tmp_path, search) -> str:
         ({"trainer.lr": {"low": 0.0, "high": 0.1, "log": True}}, "a log range needs low > 0"),
     ],
 )
-def test_a_bad_search_section_is_one_error_line(tmp_path, search, fragment):
-    assert_one_line_error(run_kit(["tune", "--exp", broken(tmp_path, search), "--trials", "2"], tmp_path), fragment)
+def test_a_bad_search_section_is_one_error_line(kit_here, tmp_path, search, fragment):
+    assert_one_line_error(kit_here(["tune", "--exp", broken(tmp_path, search), "--trials", "2"], tmp_path), fragment)
 
 
 @pytest.mark.slow

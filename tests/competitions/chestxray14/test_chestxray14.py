@@ -71,7 +71,7 @@ def test_auroc_on_a_hand_worked_case_and_against_sklearn():
         assert scores[f"auroc_{finding}"] == pytest.approx(roc_auc_score(labels[:, k], probs[:, k]), abs=1e-12)
 
 
-def test_score_cli_prints_each_finding_and_the_mean_last(chest_dir, tmp_path):
+def test_score_cli_prints_each_finding_and_the_mean_last(kit_here, chest_dir, tmp_path):
     entries = pd.read_csv(chest_dir / "Data_Entry_2017.csv").iloc[:, :2]
     entries.to_csv(tmp_path / "solution.csv", index=False)
     rng = np.random.default_rng(0)
@@ -84,7 +84,7 @@ def test_score_cli_prints_each_finding_and_the_mean_last(chest_dir, tmp_path):
     assert last.startswith("mean_auroc ") and 0.3 < float(last.split()[1]) < 0.7
     submission.loc[3, "Edema"] = 1.5
     submission.to_csv(tmp_path / "bad.csv", index=False)
-    assert_one_line_error(run_kit(["score", "chestxray14", "solution.csv", "bad.csv"], tmp_path), "row 3", "'Edema'")
+    assert_one_line_error(kit_here(["score", "chestxray14", "solution.csv", "bad.csv"], tmp_path), "row 3", "'Edema'")
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_score_cli_prints_each_finding_and_the_mean_last(chest_dir, tmp_path):
         ("both", ["is in both train_val_list.txt and test_list.txt"]),
     ],
 )
-def test_broken_files_are_one_error_line(chest_dir, tmp_path, how, fragments):
+def test_broken_files_are_one_error_line(kit_here, chest_dir, tmp_path, how, fragments):
     data = tmp_path / "broken"
     shutil.copytree(chest_dir, data)
     entries = data / "Data_Entry_2017.csv"
@@ -119,7 +119,7 @@ def test_broken_files_are_one_error_line(chest_dir, tmp_path, how, fragments):
         fields = lines[1].split(",")
         fields[4] = "fifty"
         entries.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]) + "\n")
-    result = run_kit(["folds", "chestxray14", "--data", "broken"], tmp_path)
+    result = kit_here(["folds", "chestxray14", "--data", "broken"], tmp_path)
     assert_one_line_error(result, *fragments)
 
 

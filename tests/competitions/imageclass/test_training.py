@@ -57,7 +57,7 @@ def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_new_dataset_is_one_yaml(tmp_path):
+def test_a_new_dataset_is_one_yaml(kit_here, tmp_path):
     """A user's class-per-folder tree and one YAML declaring it: trains, scores and validates by the YAML's name."""
     rng = np.random.default_rng(0)
     for k in range(36):
@@ -85,7 +85,7 @@ def test_a_new_dataset_is_one_yaml(tmp_path):
     assert "Traceback" not in scored.stderr
     assert_one_line_error(scored, "unknown competition 'my_shades'")  # declared by a YAML outside kit/experiments
 
-    no_test = run_kit(["predict", "--exp", "shades.yaml"], tmp_path)
+    no_test = kit_here(["predict", "--exp", "shades.yaml"], tmp_path)
     assert_one_line_error(no_test, "no test split")
 
 
@@ -98,7 +98,7 @@ def test_a_new_dataset_is_one_yaml(tmp_path):
         ("no tree", "folder not found"),
     ],
 )
-def test_broken_trees_are_one_error_line(tmp_path, how, fragment):
+def test_broken_trees_are_one_error_line(kit_here, tmp_path, how, fragment):
     for k in range(12):
         (tmp_path / "tree" / f"c{k % 3}").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (16, 16), (20 * k, 0, 0)).save(tmp_path / "tree" / f"c{k % 3}" / f"{k}.png")
@@ -107,7 +107,7 @@ def test_broken_trees_are_one_error_line(tmp_path, how, fragment):
     if how == "unreadable":
         (tmp_path / "tree" / "c1" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
     data = "tree" if how != "no tree" else "nowhere"
-    result = run_kit(["train-fold", "--exp", "imagefolder_resnet18", f"data.dir={data}", *TINY], tmp_path)
+    result = kit_here(["train-fold", "--exp", "imagefolder_resnet18", f"data.dir={data}", *TINY], tmp_path)
     assert_one_line_error(result, fragment)
 
 
