@@ -147,6 +147,8 @@ class Run:
             self.overridden[key] = value
         if "data.dir" in self.overridden:
             self._check_data_override(self.overridden["data.dir"], other_data)
+            if not self.foreign and self._is_trained_folder(self.overridden["data.dir"]):
+                del self.overridden["data.dir"]  # the folder it trained on, named again: its own data, checked
         self.config = wanted
         if "data.dir" not in self.overridden:
             self._check_trained_data_present()
@@ -169,6 +171,9 @@ class Run:
                 f"other data ({plural(now['files'], 'file')}, fingerprint {now['sha256'][:12]}); only predict takes "
                 "other data"
             )
+
+    def _is_trained_folder(self, value: str) -> bool:
+        return self.trained_data is not None and Path(value).resolve() == Path(self.trained_data["path"]).resolve()
 
     def _check_trained_data_present(self) -> None:
         data = self.trained_data

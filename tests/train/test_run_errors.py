@@ -98,6 +98,10 @@ def test_a_changed_yaml_a_changed_key_or_other_data_are_one_line(trained, home, 
     capsys.readouterr()
     assert main(["oof", "--exp", "mine.yaml", "--force"]) == 0
     assert json.loads((trained / "cv.json").read_text())["data"]["dir"] == str((home / "mine").resolve())
+    capsys.readouterr()
+    assert main(["oof", "--exp", "mine.yaml", "--force", "data.dir=mine"]) == 0  # its own folder, named again
+    assert "on its training data" in capsys.readouterr().out
+    assert json.loads((trained / "cv.json").read_text())["data"]["trained_data"] is True
 
     one_error(capsys, ["oof", "--exp", "mine.yaml", "--force", "trainer.lr=0.5"],
               "trainer.lr=0.5", "trained with trainer.lr=0.002", "name=")  # fmt: skip
