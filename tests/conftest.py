@@ -43,15 +43,20 @@ def kit_here(monkeypatch, capsys):
     inputs refused before or at the first batch, where a fresh process would spend 8 s of its 9 importing torch.
     `run_kit` keeps the real process (entry point and exit status) for the rest, and for one refusal below."""
     from kit.cli import main
+    from kit.competitions import COMPETITIONS
 
     def run(args, cwd: Path) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd)
         monkeypatch.delenv("KIT_HOME", raising=False)
         capsys.readouterr()
+        registered = dict(COMPETITIONS)  # a YAML's dataset section declares a competition for this command only
         try:
             code = main([str(a) for a in args])
         except SystemExit as exc:  # argparse's own refusals
             code = exc.code
+        finally:
+            COMPETITIONS.clear()
+            COMPETITIONS.update(registered)
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
 

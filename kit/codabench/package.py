@@ -59,7 +59,7 @@ def _trained(run) -> tuple[dict, str, ImageTraining, list[Path]]:
     if not issubclass(competition_of(run.config).training_class, ImageTraining):
         raise KitError(f"{run.name}: Codabench packages are for the image-classification family only")
     comp, training, _ = run.prepare()
-    return run.config, comp.slug, training, run.folds
+    return run.config, comp.slug, training, [fold.path for fold in run.folds]
 
 
 def package(run) -> tuple[Path, dict]:

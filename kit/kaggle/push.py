@@ -107,7 +107,7 @@ def build_inference(run: Run, owner: str, gpu: bool = False, wheels: list[Path] 
     if backend == "onnxruntime":
         from kit.runtime.onnx_model import MODEL_FILE, PARITY_FILE
 
-        if any(stage_folders(fold) for fold in run.folds):
+        if any(stage_folders(fold.path) for fold in run.folds):
             raise KitError(f"--backend onnxruntime: {run.name} has earlier stages (fold<k>/localiser/); its "
                            "notebook predicts with PyTorch only")  # fmt: skip
 

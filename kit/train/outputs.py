@@ -83,7 +83,8 @@ def predict_test(run: Run, backend: str = "torch") -> tuple[Path, int, dict[str,
     clock.reset()
     start = time.perf_counter()
     with clock.stage(getattr(training, "final_stage", "model")):
-        mean = fold_average(run.config, training, run.folds, training.dataset(ids, "test"), ids, backend)
+        folders = [f.path for f in run.folds]
+        mean = fold_average(run.config, training, folders, training.dataset(ids, "test"), ids, backend)
     write_text_atomic(run.root / TIMINGS_FILE, json.dumps({"samples": len(ids), "folds": len(run.folds),
                       "seconds": clock.seconds(), "total": time.perf_counter() - start}, indent=1))  # fmt: skip
     training.save_predictions(test_predictions_path(run, training), ids, mean)

@@ -111,12 +111,12 @@ class Run:
         root = paths.runs_root() / name
         folds = finished_folds(root)
         configs = [recorded_config(f.path) for f in folds]
-        records = [read_identity(f) for f in folds]
+        records = [read_identity(f.path) for f in folds]
         for folder, other, record in zip(folds[1:], configs[1:], records[1:], strict=True):
             changed = _differences(configs[0], other)
             if changed:
                 raise KitError(
-                    f"{folds[0]} and {folder} were trained with different configs ({changed}); retrain one, "
+                    f"{folds[0].path} and {folder.path} were trained with different configs ({changed}); retrain one, "
                     "or give the other run its own name= override"
                 )
             if records[0] and record and records[0]["data"]["sha256"] != record["data"]["sha256"]:
