@@ -65,8 +65,8 @@ def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(kit_here, tmp_pa
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
     assert "no finished fold" in kit_here(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path).stderr
     assert run_kit(["train-fold", "--exp", "pneumonia_resnet18", *tiny], tmp_path).returncode == 0
-    assert "no ONNX model" in run_kit(["predict", "--exp", "pneumonia_resnet18", "--backend", "onnxruntime", *tiny],
-                                      tmp_path).stderr  # fmt: skip
+    assert "no ONNX model" in kit_here(["predict", "--exp", "pneumonia_resnet18", "--backend", "onnxruntime", *tiny],
+                                       tmp_path).stderr  # fmt: skip
     exported = run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path)
     assert exported.returncode == 0, exported.stderr
     fold = tmp_path / "runs" / "pneumonia_resnet18" / "fold0"
@@ -77,7 +77,7 @@ def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(kit_here, tmp_pa
     assert record["mode"] == "int8" and record["int8"]["mb"] < record["fp32"]["mb"] / 2, "int8 weights"
     assert set(record["int8"]["metrics"]) == set(record["fp32"]["metrics"]) and "auc" in record["metric_change"]
     assert "int8:" in quantized.stdout and "fp32:" in quantized.stdout
-    bad = run_kit(["export", "--exp", "pneumonia_resnet18", "--quantize", "int4", *tiny], tmp_path)
+    bad = kit_here(["export", "--exp", "pneumonia_resnet18", "--quantize", "int4", *tiny], tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --quantize int4: expected one of int8, int8-dynamic"
     submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
     probs = {}
