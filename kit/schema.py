@@ -47,9 +47,8 @@ def setting(default, expected: str, ok: Callable[[object], bool]):
 class Section:
     section: ClassVar[str]
     closed: ClassVar[bool] = False  # True: a key outside the schema is an error (a typo), not a competition's key
-    optional: ClassVar[frozenset[str]] = (
-        frozenset()
-    )  # defaulted when read, recorded only where an experiment names them
+    # keys defaulted when read and recorded only where an experiment names them
+    optional: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def check(cls, values: dict):
