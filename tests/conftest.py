@@ -39,9 +39,10 @@ def mars_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def kit_here(monkeypatch, capsys):
-    """`kit ARGS` in this process, as a user's shell runs it in `cwd` (KIT_HOME unset, so the folder itself): for
-    inputs refused before or at the first batch, where a fresh process would spend 8 s of its 9 importing torch.
-    `run_kit` keeps the real process (entry point and exit status) for the rest, and for one refusal below."""
+    """`kit ARGS` in this process, as a user's shell runs it in `cwd` (KIT_HOME unset, so the folder itself): a fresh
+    process spends 8-12 s importing torch, timm and MONAI before it does anything. `run_kit` keeps the real process
+    (entry point, exit status, signals) where the process is what a test is about: one refusal through the entry
+    point, runs started together or killed, the onnxruntime backend, the Codabench rehearsal, the README's tasks."""
     from kit.cli import main
     from kit.competitions import COMPETITIONS
 

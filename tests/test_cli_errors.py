@@ -192,7 +192,7 @@ def test_weights_of_another_model_and_an_unwritable_runs_folder(kit_here, tmp_pa
     """A fold whose weights came from another encoder, given to --resume and to predict; `runs` that is a file."""
     args = ["--exp", "rsna_resnet", f"data.dir={rsna_dir}", "data.folds=2", "data.size=32", "data.slices=2"]
     tiny = ["trainer.epochs=1", "trainer.batch_size=2"]
-    assert run_kit(["train-fold", *args, *tiny], tmp_path).returncode == 0
+    assert kit_here(["train-fold", *args, *tiny], tmp_path).returncode == 0
     fold = tmp_path / "runs" / "rsna_resnet" / "fold0"
 
     resumed = kit_here(["train-fold", *args, *tiny, "model.encoder=resnet34", "--resume", "--force"], tmp_path)
@@ -200,9 +200,10 @@ def test_weights_of_another_model_and_an_unwritable_runs_folder(kit_here, tmp_pa
 
     config = fold / "config.yaml"
     config.write_text(config.read_text().replace("encoder: resnet18", "encoder: resnet34"))
-    assert_one_line_error(run_kit(["predict", *args], tmp_path), "fold0/model_best.pt: its weights do not fit")
+    assert_one_line_error(kit_here(["predict", *args], tmp_path), "fold0/model_best.pt: its weights do not fit")
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "runs").write_text("not a folder")
-    assert_one_line_error(run_kit(["train-fold", *args, *tiny], elsewhere), "runs/rsna_resnet/fold0", "Not a directory")
+    refused = kit_here(["train-fold", *args, *tiny], elsewhere)
+    assert_one_line_error(refused, "runs/rsna_resnet/fold0", "Not a directory")

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 
 from kit.data.dicom import read_series, read_stacks
 from kit.errors import DataError
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 from .test_dicom import write_series, write_spot_stack
 
@@ -45,7 +45,7 @@ def test_the_real_siemens_series_is_one_stack_with_its_stated_geometry():
 
 
 @real
-def test_a_gap_is_reported_not_averaged_away(tmp_path):
+def test_a_gap_is_reported_not_averaged_away(tmp_path, kit_here):
     folder = tmp_path / "gap"
     folder.mkdir()
     for path in SIEMENS.glob("*.dcm"):
@@ -57,12 +57,12 @@ def test_a_gap_is_reported_not_averaged_away(tmp_path):
     # a point in the gap maps between the two slices around it, at its true depth
     middle = (stack.positions[20] + stack.positions[21]) / 2
     assert stack.lps_to_voxel(middle)[0] == pytest.approx(20.5)
-    report = run_kit(["inspect", str(folder)], tmp_path)
+    report = kit_here(["inspect", str(folder)], tmp_path)
     assert "28.8 mm after slice 21" in report.stdout and "slice spacing    4.8 mm" in report.stdout
 
 
 @real
-def test_a_folder_mixing_series_and_orientations_is_split_not_merged(tmp_path):
+def test_a_folder_mixing_series_and_orientations_is_split_not_merged(tmp_path, kit_here):
     folder = tmp_path / "mixed"
     shutil.copytree(SIEMENS, folder)
     shutil.copy(get_testdata_file("MR_small.dcm"), folder / "axial.dcm")
@@ -70,11 +70,11 @@ def test_a_folder_mixing_series_and_orientations_is_split_not_merged(tmp_path):
     assert sorted((s.plane, len(s.pixels)) for s in stacks) == [("axial", 1), ("sagittal", 35)]
     with pytest.raises(DataError, match=r"mixed: holds 2 stacks of different orientations \(.*sagittal 35 slices"):
         read_series(folder)
-    report = run_kit(["inspect", str(folder)], tmp_path)
+    report = kit_here(["inspect", str(folder)], tmp_path)
     assert report.returncode == 0 and "stack            2 of 2" in report.stdout
 
 
-def test_slices_sharing_one_position_are_an_error_unless_asked_for(tmp_path):
+def test_slices_sharing_one_position_are_an_error_unless_asked_for(tmp_path, kit_here):
     folder = tmp_path / "mosaic"
     folder.mkdir()
     for k in range(3):  # the same position three times, as a Siemens mosaic or a repeated acquisition gives
@@ -82,7 +82,7 @@ def test_slices_sharing_one_position_are_an_error_unless_asked_for(tmp_path):
     with pytest.raises(DataError, match=r"mosaic: 3 of 3 slices of series .* share one position"):
         read_stacks(folder)
     assert len(read_stacks(folder, single_images=True)[0].pixels) == 3
-    failed = run_kit(["inspect", str(folder)], tmp_path)
+    failed = kit_here(["inspect", str(folder)], tmp_path)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ") and "share one position" in failed.stderr
 
 

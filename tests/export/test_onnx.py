@@ -64,10 +64,10 @@ def test_a_parity_failure_is_an_error(tmp_path):
 def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
     assert "no finished fold" in kit_here(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path).stderr
-    assert run_kit(["train-fold", "--exp", "pneumonia_resnet18", *tiny], tmp_path).returncode == 0
+    assert kit_here(["train-fold", "--exp", "pneumonia_resnet18", *tiny], tmp_path).returncode == 0
     assert "no ONNX model" in kit_here(["predict", "--exp", "pneumonia_resnet18", "--backend", "onnxruntime", *tiny],
                                        tmp_path).stderr  # fmt: skip
-    exported = run_kit(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path)
+    exported = kit_here(["export", "--exp", "pneumonia_resnet18", *tiny], tmp_path)
     assert exported.returncode == 0, exported.stderr
     fold = tmp_path / "runs" / "pneumonia_resnet18" / "fold0"
     assert (fold / "model.onnx").exists()
@@ -81,8 +81,8 @@ def test_export_and_the_onnxruntime_backend_as_a_user_runs_them(kit_here, tmp_pa
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --quantize int4: expected one of int8, int8-dynamic"
     submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
     probs = {}
-    for backend in ("torch", "onnxruntime"):
-        predicted = run_kit(["predict", "--exp", "pneumonia_resnet18", "--backend", backend, *tiny], tmp_path)
+    for backend, kit in (("torch", kit_here), ("onnxruntime", run_kit)):  # the onnxruntime backend in its own process
+        predicted = kit(["predict", "--exp", "pneumonia_resnet18", "--backend", backend, *tiny], tmp_path)
         assert predicted.returncode == 0, predicted.stderr
         probs[backend] = pd.read_csv(tmp_path / "runs" / "pneumonia_resnet18" / "test_pred.csv")
         probs[backend + "_labels"] = pd.read_csv(submission)["label"]

@@ -7,7 +7,7 @@ import torch
 from kit.competitions import get_competition
 from kit.config import apply_overrides, load_experiment
 from kit.models.autoencoder import autoencoder
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -35,7 +35,7 @@ def test_the_prior_baseline_is_the_mean_image(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_fold_draws_reconstructions_and_refuses_to_merge(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
-    trained = run_kit(["train-fold", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path)
+    trained = kit_here(["train-fold", "--exp", "tinyimagenet_autoencoder", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.strip().splitlines()[-1].startswith("mse ")
     fold = tmp_path / "runs" / "tinyimagenet_autoencoder" / "fold0"

@@ -8,7 +8,7 @@ from torch import nn
 
 from kit.models.image_classifiers import simple_cnn, timm_classifier
 from kit.report.gradcam import grad_cams, last_feature_map_layer
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 
 def test_the_last_feature_map_layer_of_each_kind_of_classifier():
@@ -52,9 +52,9 @@ def test_grad_cam_follows_the_evidence():
 def test_explain_writes_grad_cams_for_a_trained_fold(kit_here, tmp_path):
     tiny = ["trainer.epochs=1", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
     assert_one_line_error(kit_here(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path), "no finished fold")
-    trained = run_kit(["train-fold", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
+    trained = kit_here(["train-fold", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
-    explained = run_kit(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
+    explained = kit_here(["explain", "--exp", "tinyimagenet_cnn", *tiny], tmp_path)
     assert explained.returncode == 0, explained.stderr
     pictures = sorted((tmp_path / "runs" / "tinyimagenet_cnn" / "fold0" / "explain").glob("gradcam_*.png"))
     assert len(pictures) >= 5 and all(p.stat().st_size > 5000 for p in pictures)
@@ -64,8 +64,8 @@ def test_explain_writes_grad_cams_for_a_trained_fold(kit_here, tmp_path):
 def test_explain_draws_rsna_attention_maps(kit_here, tmp_path, rsna_dir):
     tiny = [f"data.dir={rsna_dir}", "data.slices=2", "data.size=32", "data.folds=3", "trainer.epochs=1",
             "trainer.batch_size=4"]  # fmt: skip
-    assert run_kit(["train-fold", "--exp", "rsna_unet", *tiny], tmp_path).returncode == 0
-    explained = run_kit(["explain", "--exp", "rsna_unet", *tiny], tmp_path)
+    assert kit_here(["train-fold", "--exp", "rsna_unet", *tiny], tmp_path).returncode == 0
+    explained = kit_here(["explain", "--exp", "rsna_unet", *tiny], tmp_path)
     assert explained.returncode == 0, explained.stderr
     pictures = list((tmp_path / "runs" / "rsna_unet" / "fold0" / "explain").glob("attention_study*.png"))
     assert 1 <= len(pictures) <= 3
@@ -73,7 +73,7 @@ def test_explain_draws_rsna_attention_maps(kit_here, tmp_path, rsna_dir):
 
 
 @pytest.mark.slow
-def test_explain_draws_mars_class_maps(tmp_path, mars_dir):
+def test_explain_draws_mars_class_maps(tmp_path, mars_dir, kit_here):
     tiny = [
         f"data.dir={mars_dir}",
         "data.folds=3",
@@ -81,7 +81,7 @@ def test_explain_draws_mars_class_maps(tmp_path, mars_dir):
         "trainer.batch_size=8",
         "model.decoder_se_reduction=null",
     ]
-    assert run_kit(["train-fold", "--exp", "mars_smp_unet", *tiny], tmp_path).returncode == 0
-    explained = run_kit(["explain", "--exp", "mars_smp_unet", *tiny], tmp_path)
+    assert kit_here(["train-fold", "--exp", "mars_smp_unet", *tiny], tmp_path).returncode == 0
+    explained = kit_here(["explain", "--exp", "mars_smp_unet", *tiny], tmp_path)
     assert explained.returncode == 0, explained.stderr
     assert len(list((tmp_path / "runs" / "mars_smp_unet" / "fold0" / "explain").glob("gradcam_image*.png"))) == 3

@@ -58,7 +58,7 @@ def test_synthetic_data_is_the_same_bytes_from_the_same_seed(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_two_folds_started_together_in_a_fresh_folder_share_one_dataset(tmp_path):
+def test_two_folds_started_together_in_a_fresh_folder_share_one_dataset(tmp_path, kit_here):
     runs = [kit_process(["train-fold", *TINY, "--fold", str(fold)], tmp_path) for fold in (0, 1)]
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -67,12 +67,12 @@ def test_two_folds_started_together_in_a_fresh_folder_share_one_dataset(tmp_path
     ]
     records = [json.loads((tmp_path / "runs/pneumonia_resnet18" / f"fold{k}/run.json").read_text()) for k in (0, 1)]
     assert records[0]["data"]["sha256"] == records[1]["data"]["sha256"]
-    merged = run_kit(["oof", *TINY], tmp_path)
+    merged = kit_here(["oof", *TINY], tmp_path)
     assert merged.returncode == 0 and "2 fold(s) merged" in merged.stdout, merged.stderr
 
 
 @pytest.mark.slow
-def test_train_all_after_kill_9_keeps_finished_folds_and_continues_the_other(tmp_path):
+def test_train_all_after_kill_9_keeps_finished_folds_and_continues_the_other(tmp_path, kit_here):
     run = kit_process(["train-all", *TINY], tmp_path)
     fold0, fold1 = (tmp_path / "runs/pneumonia_resnet18" / f"fold{k}" for k in (0, 1))
     while not (fold1 / "model_last.pt").exists() and run.poll() is None:
@@ -83,7 +83,7 @@ def test_train_all_after_kill_9_keeps_finished_folds_and_continues_the_other(tmp
     kept = {name: (fold0 / name).read_bytes() for name in ("summary.json", "model_best.pt", "history.csv")}
     events = sorted((fold0 / "tensorboard").iterdir())
 
-    again = run_kit(["train-all", *TINY], tmp_path)
+    again = kit_here(["train-all", *TINY], tmp_path)
     assert again.returncode == 0, again.stderr
     assert "fold 0: finished earlier, kept as it is" in again.stdout and "resuming" in again.stdout
     assert {name: (fold0 / name).read_bytes() for name in kept} == kept, "a finished fold is never rewritten"
@@ -93,7 +93,7 @@ def test_train_all_after_kill_9_keeps_finished_folds_and_continues_the_other(tmp
     seconds = json.loads((fold1 / "summary.json").read_text())["seconds"]
     assert seconds >= history["seconds"].sum(), "the resumed fold counts the killed process's epochs too"
 
-    restarted = run_kit(["train-all", "--restart", *TINY, "trainer.epochs=1"], tmp_path)
+    restarted = kit_here(["train-all", "--restart", *TINY, "trainer.epochs=1"], tmp_path)
     assert restarted.returncode == 0 and "kept as it is" not in restarted.stdout, restarted.stderr
     assert len(list((fold0 / "tensorboard").iterdir())) == 1, "a retrained fold's events replace the earlier run's"
     assert len(pd.read_csv(fold0 / "history.csv")) == 1

@@ -17,7 +17,7 @@ from kit.competitions.chestxray14.training import auroc_scores
 from kit.errors import KitError
 from kit.stack.run import run_stack
 from tests.stack.test_stack import experiment, fake_base
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_score_cli_prints_each_finding_and_the_mean_last(kit_here, chest_dir, tm
     submission = pd.DataFrame({"Image Index": entries["Image Index"]})
     submission[list(FINDINGS)] = rng.random((len(entries), 14))
     submission.to_csv(tmp_path / "submission.csv", index=False)
-    result = run_kit(["score", "chestxray14", "solution.csv", "submission.csv"], tmp_path)
+    result = kit_here(["score", "chestxray14", "solution.csv", "submission.csv"], tmp_path)
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("mean_auroc ") and 0.3 < float(last.split()[1]) < 0.7
@@ -124,9 +124,9 @@ def test_broken_files_are_one_error_line(kit_here, chest_dir, tmp_path, how, fra
 
 
 @pytest.mark.slow
-def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp_path):
+def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp_path, kit_here):
     tiny = [f"data.dir={chest_dir}", "data.size=64", "data.folds=3", "trainer.epochs=2", "model.encoder=resnet18"]
-    trained = run_kit(["train-fold", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
+    trained = kit_here(["train-fold", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.strip().splitlines()[-1].startswith("mean_auroc ")
     fold = tmp_path / "runs" / "chestxray14_densenet121" / "fold0"
@@ -146,10 +146,10 @@ def test_a_fold_trains_predicts_and_scores_the_official_test_list(chest_dir, tmp
         .apply(set)
         .pipe(lambda s: all(not (s[a] & s[b]) for a in s.index for b in s.index if a < b))
     )
-    explained = run_kit(["explain", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
+    explained = kit_here(["explain", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
     assert explained.returncode == 0, explained.stderr
     assert list((fold / "explain").glob("gradcam_*_*.png"))
-    predicted = run_kit(["predict", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
+    predicted = kit_here(["predict", "--exp", "chestxray14_densenet121", *tiny], tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert "labelled test split" in predicted.stdout and "mean_auroc" in predicted.stdout
     submission = pd.read_csv(tmp_path / "submissions" / "nih-chest-xrays" / "data" / "chestxray14_densenet121.csv")

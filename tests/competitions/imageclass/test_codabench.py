@@ -18,9 +18,10 @@ TINY = ["trainer.epochs=1", "trainer.batch_size=16", "trainer.tta=dihedral", "da
 
 
 @pytest.mark.slow
-def test_package_and_rehearse_a_trained_fold(tmp_path):
-    assert run_kit(["synth", "bloodcells", "--train", "60", "--out", "data/bloodcells-synth"], tmp_path).returncode == 0
-    trained = run_kit(["train-fold", "--exp", "bloodcells_mobilenetv3", *TINY], tmp_path)
+def test_package_and_rehearse_a_trained_fold(tmp_path, kit_here):
+    synth = ["synth", "bloodcells", "--train", "60", "--out", "data/bloodcells-synth"]
+    assert kit_here(synth, tmp_path).returncode == 0
+    trained = kit_here(["train-fold", "--exp", "bloodcells_mobilenetv3", *TINY], tmp_path)
     assert trained.returncode == 0, trained.stderr
     packaged = run_kit(["package-codabench", "--exp", "bloodcells_mobilenetv3", *TINY], tmp_path)
     assert packaged.returncode == 0, packaged.stderr

@@ -11,7 +11,7 @@ from PIL import Image
 
 from kit.competitions.imageclass.metrics import classification_scores
 from kit.config import load_experiment
-from tests.test_cli_errors import assert_one_line_error, run_kit
+from tests.test_cli_errors import assert_one_line_error
 
 TINY = ["trainer.epochs=2", "trainer.batch_size=16", "data.size=32", "data.folds=3"]
 
@@ -27,8 +27,8 @@ def test_metrics_on_a_hand_worked_case():
 
 
 @pytest.mark.slow
-def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
-    trained = run_kit(["train-fold", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path, kit_here):
+    trained = kit_here(["train-fold", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.strip().splitlines()[-1].startswith("auc ")
     fold = tmp_path / "runs" / "pneumonia_resnet18" / "fold0"
@@ -41,9 +41,9 @@ def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
     folds = pd.read_csv(folds_file, dtype={"id": str})
     assert sorted(oof["id"]) == sorted(folds.loc[folds["fold"] == 0, "id"])
 
-    merged = run_kit(["oof", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+    merged = kit_here(["oof", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
     assert merged.returncode == 0 and "CV auc" in merged.stdout, merged.stderr
-    predicted = run_kit(["predict", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
+    predicted = kit_here(["predict", "--exp", "pneumonia_resnet18", *TINY], tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     assert "labelled test split" in predicted.stdout and "accuracy" in predicted.stdout
     test_pred = pd.read_csv(tmp_path / "runs" / "pneumonia_resnet18" / "test_pred.csv")
@@ -51,7 +51,7 @@ def test_pneumonia_fold_oof_predict_and_labelled_test_scores(tmp_path):
     submission = tmp_path / "submissions" / "pneumoniamnist" / "pneumonia_resnet18.csv"
     frame = pd.read_csv(submission)
     assert list(frame.columns) == ["id", "label"] and set(frame["label"]) <= {"normal", "pneumonia"}
-    assert run_kit(["validate", "pneumoniamnist", str(submission)], tmp_path).returncode == 0
+    assert kit_here(["validate", "pneumoniamnist", str(submission)], tmp_path).returncode == 0
     scores = json.loads((tmp_path / "runs" / "pneumonia_resnet18" / "test_scores.json").read_text())
     assert scores["metric"] == "auc" and 0.5 < scores["auc"] <= 1.0, "the synthetic classes are learnable"
 
@@ -72,7 +72,7 @@ def test_a_new_dataset_is_one_yaml(kit_here, tmp_path):
     cfg["data"]["dir"] = "mine"
     (tmp_path / "shades.yaml").write_text(yaml.safe_dump(cfg))
 
-    trained = run_kit(["train-fold", "--exp", "shades.yaml", *TINY], tmp_path)
+    trained = kit_here(["train-fold", "--exp", "shades.yaml", *TINY], tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert trained.stdout.strip().splitlines()[-1].startswith("balanced_accuracy ")
     oof = pd.read_csv(tmp_path / "runs" / "shades" / "fold0" / "oof.csv")
@@ -81,7 +81,7 @@ def test_a_new_dataset_is_one_yaml(kit_here, tmp_path):
     solution.to_csv(tmp_path / "solution.csv", index=False)
     guess = solution.assign(label=np.where(oof["dark"] > oof["light"], "dark", "light"))
     guess.sample(frac=1, random_state=0).to_csv(tmp_path / "guess.csv", index=False)
-    scored = run_kit(["score", "my_shades", "solution.csv", "guess.csv"], tmp_path)
+    scored = kit_here(["score", "my_shades", "solution.csv", "guess.csv"], tmp_path)
     assert "Traceback" not in scored.stderr
     assert_one_line_error(scored, "unknown competition 'my_shades'")  # declared by a YAML outside kit/experiments
 
