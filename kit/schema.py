@@ -152,6 +152,10 @@ class Data(Section):
     # read by one competition each; checked here, never filled into a config that does not name them
     oversample_rare: int = setting(1, "a whole number >= 1 (copies of a training image holding the rare class)", _count)
     oversample_big_rock: int = setting(1, "a whole number >= 1 (copies of a training image holding big rock)", _count)
+    fit: str = setting(
+        "stretch", "stretch (each picture resized whole to the square) or content (cut to its largest bright region "
+        "and padded to a square first: images stored with wide black borders)", lambda v: v in ("stretch", "content"),
+    )  # fmt: skip
     crop_margin: float = setting(0.25, "a number >= 0 (context around a crop, as a share of its size)",
                                  lambda v: _number(v) and v >= 0)  # fmt: skip
 

@@ -59,6 +59,8 @@ def _trained(run) -> tuple[dict, str, ImageTraining, list[Path]]:
     if not issubclass(competition_of(run.config).training_class, ImageTraining):
         raise KitError(f"{run.name}: Codabench packages are for the image-classification family only")
     comp, training, _ = run.prepare()
+    if training.fit != "stretch":  # model.py resizes each picture whole, as the platform hands it over
+        raise KitError(f"{run.name}: data.fit={training.fit}: a Codabench model.py fits pictures by stretch only")
     return run.config, comp.slug, training, [fold.path for fold in run.folds]
 
 

@@ -21,6 +21,7 @@ from kit.errors import DataError, KitError
 from kit.io import atomic_path
 from kit.models import pretrained
 from kit.report.confusion import plot_confusion
+from kit.schema import Data
 from kit.schema import trainer as settings
 
 from .duplicates import read_clean
@@ -118,6 +119,7 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
         self.in_channels = int(self.spec["channels"])
         self.size = int(cfg["data"]["size"])
         self.interpolation = pretrained.interpolation(cfg.get("model") or {})
+        self.fit = Data.check(cfg["data"]).fit
         self.n_train = len(self.samples.train.keys)
         self.keys = self.samples.train.keys + self.samples.test.keys
         test_labels = self.samples.test.labels
@@ -134,15 +136,17 @@ class ImageTraining(FoldTraining, FoldReport, Explaining, Stacking):
 
     def _decode(self, split: Split, name: str) -> np.ndarray:
         empty = np.empty((0, self.size, self.size, self.in_channels), np.uint8)
+        size, channels, interpolation, fit = self.size, self.in_channels, self.interpolation, self.fit
         if split.arrays is not None:
             arrays = split.arrays if split.arrays.ndim == 4 else split.arrays[..., None]
-            if arrays.shape[1:] == empty.shape[1:]:
+            if arrays.shape[1:] == empty.shape[1:] and fit == "stretch":
                 return arrays
-            fitted = [fit_array(a, self.size, self.in_channels, self.interpolation) for a in arrays]
+            fitted = [fit_array(a, size, channels, interpolation, fit) for a in arrays]
         elif split.files:
-            size, channels, interpolation = self.size, self.in_channels, self.interpolation
             settings = {"reader": "imageclass", "size": size, "channels": channels, "interpolation": interpolation}
-            return decoded(split.files, empty.shape[1:], lambda p: load_image(p, size, channels, interpolation),
+            if fit != "stretch":  # caches decoded before data.fit existed stay valid
+                settings["fit"] = fit
+            return decoded(split.files, empty.shape[1:], lambda p: load_image(p, size, channels, interpolation, fit),
                            settings, f"{name} images")  # fmt: skip
         else:
             fitted = []

@@ -248,3 +248,48 @@ def test_images_are_decoded_once_per_data_and_size_then_read_from_the_cache(tmp_
         _ = comp.training(cfg, tmp_path / "tree").images
     left = [p.name for p in (kit_home / "cache" / "decoded").iterdir() if not p.name.endswith(".lock")]
     assert len(left) == 3 and all(name.endswith(".npy") for name in left), "no partial array"
+
+
+def test_fit_content_cuts_to_the_largest_bright_region_and_pads_it_square():
+    """A hand-made picture: a bright 30 × 20 subject on a wide black border, and a 2 × 2 speck of text elsewhere."""
+    canvas = np.zeros((100, 160), np.uint8)
+    canvas[40:70, 90:110] = 200  # the subject: rows 40-69, columns 90-109
+    canvas[5:7, 5:7] = 255  # a marker, brighter than the subject but tiny
+    cut = layouts.crop_to_content(Image.fromarray(canvas), margin=0.0)
+    assert cut.size == (30, 30), "the subject's 30 rows, padded to a square"
+    array = np.asarray(cut)
+    assert (array[:, 5:25] == 200).all() and (array[:, :5] == 0).all() and (array[:, 25:] == 0).all()
+    assert array.max() == 200, "the marker is not part of the subject"
+    fitted = layouts.fit_array(canvas[..., None], 15, 1, "nearest", fit="content")  # a 3-pixel margin (2% of 160)
+    assert fitted.shape == (15, 15, 1) and fitted[7, 7, 0] == 200 and fitted[0, 0, 0] == 0
+    assert (fitted == 200).mean() > 0.35, "the subject (600 of the 36 × 36 cut's pixels) fills the frame"
+    stretched = layouts.fit_array(canvas[..., None], 15, 1, "nearest")
+    assert (stretched == 200).mean() < 0.1, "stretch keeps the border: the subject stays small"
+    blank = layouts.crop_to_content(Image.fromarray(np.zeros((10, 20), np.uint8)))
+    assert blank.size == (20, 20), "nothing bright: the whole picture, padded square"
+
+
+def test_fit_content_is_its_own_cache_and_a_codabench_package_refuses_it(tmp_path, kit_home):
+    from kit.codabench import package
+    from kit.competitions import competition_of
+    from kit.config import apply_overrides, load_experiment
+
+    noise_tree(tmp_path / "tree", per_class=3, shape=(20, 24, 3))
+    cfg = apply_overrides(load_experiment("imagefolder_resnet18"), [f"data.dir={tmp_path / 'tree'}", "data.size=16"])
+    comp = competition_of(cfg)
+    stretched = np.array(comp.training(cfg, tmp_path / "tree").images)
+    fitted = {**cfg, "data": {**cfg["data"], "fit": "content"}}  # a key that an experiment names to override it
+    content = comp.training(fitted, tmp_path / "tree")
+    assert content.fit == "content" and not np.array_equal(np.array(content.images), stretched)
+    assert len(list((kit_home / "cache" / "decoded").glob("*.npy"))) == 2
+    with pytest.raises(KitError, match=r"config: data.fit='crop'; expected stretch .* or content"):
+        comp.training({**cfg, "data": {**cfg["data"], "fit": "crop"}}, tmp_path / "tree")
+
+    class Run:
+        name, config = "mine", fitted
+
+        def prepare(self):
+            return comp, content, None
+
+    with pytest.raises(KitError, match="data.fit=content: a Codabench model.py fits pictures by stretch only"):
+        package._trained(Run())
