@@ -78,7 +78,7 @@ class ChestXray14(Competition):
         if ID not in solution.columns:
             raise KitError(f"solution: no {ID!r} column")
         truth = self._truth(solution)
-        merged = truth.join(submission.set_index(ID), how="left", rsuffix="_p")
+        merged = truth.merge(submission.set_index(ID), "left", left_index=True, right_index=True, suffixes=("", "_p"))
         absent = merged[f"{FINDINGS[0]}_p"].isna()
         if absent.any():
             raise KitError(
